@@ -1,0 +1,15 @@
+//! ringtorrent: a BitTorrent seeder/leecher for Linux servers.
+//!
+//! The protocol logic (bencode, metainfo, wire messages, tracker messages,
+//! piece picking, choking) is plain code without I/O; the engine drives it
+//! from per-core io_uring event loops.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod bencode;
+pub mod create;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod hash;
+pub mod magnet;
+pub mod metainfo;

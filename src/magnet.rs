@@ -1,0 +1,201 @@
+//! Magnet URIs (BEP 9): `magnet:?xt=urn:btih:<hash>&dn=<name>&tr=<url>&x.pe=<peer>`.
+
+use std::net::SocketAddr;
+
+use crate::metainfo::{InfoHash, InfoHashParseError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Magnet {
+    pub info_hash: InfoHash,
+    /// `dn`: a display name until the metadata arrives.
+    pub display_name: Option<String>,
+    /// `tr`: trackers, each its own tier, in the order given.
+    pub trackers: Vec<String>,
+    /// `x.pe`: peers to contact directly.
+    pub peers: Vec<PeerHint>,
+}
+
+/// A peer address from `x.pe`, which may name a host rather than an IP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerHint {
+    Addr(SocketAddr),
+    Host { host: String, port: u16 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MagnetError {
+    #[error("not a magnet URI (expected it to start with `magnet:?`)")]
+    NotMagnet,
+    #[error("magnet URI has no `xt=urn:btih:` info-hash")]
+    MissingInfoHash,
+    #[error("magnet URI has only a v2 (`urn:btmh`) info-hash; v2 torrents are not supported")]
+    OnlyV2,
+    #[error("magnet URI has two different `urn:btih` info-hashes")]
+    ConflictingInfoHashes,
+    #[error("magnet `xt`: {0}")]
+    InfoHash(#[from] InfoHashParseError),
+    #[error("magnet parameter `{0}` is not valid percent-encoded UTF-8")]
+    Encoding(String),
+    #[error("magnet `x.pe` {0:?} is not host:port")]
+    Peer(String),
+}
+
+impl Magnet {
+    pub fn parse(uri: &str) -> Result<Magnet, MagnetError> {
+        let query = strip_prefix_ignore_case(uri, "magnet:?").ok_or(MagnetError::NotMagnet)?;
+        let mut info_hash = None;
+        let mut saw_v2 = false;
+        let mut display_name = None;
+        let mut trackers = Vec::new();
+        let mut peers = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
+            // Some writers number repeated keys: `tr.1=...&tr.2=...`.
+            let base = match key.split_once('.') {
+                Some((b, n)) if n.bytes().all(|c| c.is_ascii_digit()) => b,
+                _ => key,
+            };
+            let value =
+                || decode(raw, base == "dn").ok_or_else(|| MagnetError::Encoding(key.to_owned()));
+            match base {
+                "xt" => {
+                    let v = value()?;
+                    if let Some(h) = strip_prefix_ignore_case(&v, "urn:btih:") {
+                        let h = InfoHash::parse(h)?;
+                        if info_hash.is_some_and(|prev| prev != h) {
+                            return Err(MagnetError::ConflictingInfoHashes);
+                        }
+                        info_hash = Some(h);
+                    } else if strip_prefix_ignore_case(&v, "urn:btmh:").is_some() {
+                        saw_v2 = true;
+                    }
+                }
+                "dn" => display_name = Some(value()?),
+                "tr" => trackers.push(value()?),
+                "x.pe" => peers.push(peer(&value()?)?),
+                _ => {}
+            }
+        }
+        let info_hash = match info_hash {
+            Some(h) => h,
+            None if saw_v2 => return Err(MagnetError::OnlyV2),
+            None => return Err(MagnetError::MissingInfoHash),
+        };
+        Ok(Magnet {
+            info_hash,
+            display_name,
+            trackers,
+            peers,
+        })
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// Percent-decodes a query value; `plus_is_space` for the display name, where
+/// many writers encode spaces as `+`.
+fn decode(raw: &str, plus_is_space: bool) -> Option<String> {
+    let raw = if plus_is_space {
+        raw.replace('+', " ")
+    } else {
+        raw.to_owned()
+    };
+    percent_encoding::percent_decode_str(&raw)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+fn peer(s: &str) -> Result<PeerHint, MagnetError> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(PeerHint::Addr(addr));
+    }
+    let bad = || MagnetError::Peer(s.to_owned());
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let valid_host = !host.is_empty()
+        && host
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.');
+    if !valid_host {
+        return Err(bad());
+    }
+    Ok(PeerHint::Host {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a";
+
+    #[test]
+    fn parses_all_fields() {
+        let uri = format!(
+            "magnet:?xt=urn:btih:{HEX}&dn=Big+Buck%20Bunny&tr=udp%3A%2F%2Ft.example%3A6969&tr.1=http://a/ann&x.pe=10.0.0.1:6881&x.pe=[::1]:7000&x.pe=seed.example:51413"
+        );
+        let m = Magnet::parse(&uri).unwrap();
+        assert_eq!(m.info_hash.to_hex(), HEX);
+        assert_eq!(m.display_name.as_deref(), Some("Big Buck Bunny"));
+        assert_eq!(m.trackers, vec!["udp://t.example:6969", "http://a/ann"]);
+        assert_eq!(
+            m.peers,
+            vec![
+                PeerHint::Addr("10.0.0.1:6881".parse().unwrap()),
+                PeerHint::Addr("[::1]:7000".parse().unwrap()),
+                PeerHint::Host {
+                    host: "seed.example".into(),
+                    port: 51413
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn base32_hash_and_case() {
+        let m = Magnet::parse("MAGNET:?xt=URN:BTIH:YEX6DQDLXISUVHOJ6UM3GNNKPQJWPKEK").unwrap();
+        assert_eq!(m.info_hash.to_hex(), HEX);
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        assert_eq!(Magnet::parse("http://x"), Err(MagnetError::NotMagnet));
+        assert_eq!(
+            Magnet::parse("magnet:?dn=x"),
+            Err(MagnetError::MissingInfoHash)
+        );
+        assert_eq!(
+            Magnet::parse("magnet:?xt=urn:btmh:1220abcd"),
+            Err(MagnetError::OnlyV2)
+        );
+        assert_eq!(
+            Magnet::parse("magnet:?xt=urn:btih:abc"),
+            Err(MagnetError::InfoHash(InfoHashParseError::Length(3)))
+        );
+        assert!(matches!(
+            Magnet::parse(&format!("magnet:?xt=urn:btih:{HEX}&dn=%FF")),
+            Err(MagnetError::Encoding(_))
+        ));
+        assert!(matches!(
+            Magnet::parse(&format!("magnet:?xt=urn:btih:{HEX}&x.pe=nohost")),
+            Err(MagnetError::Peer(_))
+        ));
+        assert!(matches!(
+            Magnet::parse(&format!("magnet:?xt=urn:btih:{HEX}&x.pe=a b:1")),
+            Err(MagnetError::Peer(_))
+        ));
+        let other = "0000000000000000000000000000000000000000";
+        assert_eq!(
+            Magnet::parse(&format!("magnet:?xt=urn:btih:{HEX}&xt=urn:btih:{other}")),
+            Err(MagnetError::ConflictingInfoHashes)
+        );
+    }
+}

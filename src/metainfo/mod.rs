@@ -1,0 +1,154 @@
+//! Torrent metainfo files (BEP 3), with multitracker tiers (BEP 12), the
+//! private flag (BEP 27) and pad files (BEP 47).
+//!
+//! Parsing validates everything a hostile file could use against us: sizes
+//! that overflow or do not match the piece hashes, and file paths that would
+//! escape the download directory or collide with each other. A torrent that
+//! parses is safe to lay out on disk under `DIR/<name>`.
+
+mod error;
+mod info_hash;
+mod layout;
+mod parse;
+
+use std::path::PathBuf;
+
+pub use error::MetainfoError;
+pub use info_hash::{InfoHash, InfoHashParseError};
+pub use layout::FileSpan;
+
+/// The largest piece length accepted. Whole pieces are held in memory while
+/// they are downloaded and hashed, so this bounds memory per piece.
+pub const MAX_PIECE_LENGTH: u32 = 256 * 1024 * 1024;
+
+/// The largest total payload accepted (1 PiB): anything claiming more is a
+/// hostile or broken file, and refusing it early keeps offset arithmetic far
+/// from overflow.
+pub const MAX_TOTAL_LENGTH: u64 = 1 << 50;
+
+/// The largest torrent file we read (100 MiB): a torrent of several million
+/// files fits; a file meant to exhaust memory does not.
+pub const MAX_TORRENT_FILE_SIZE: u64 = 100 * 1024 * 1024;
+
+/// A parsed, validated torrent.
+#[derive(Debug, Clone)]
+pub struct Metainfo {
+    pub info: Info,
+    /// SHA-1 of the exact bytes of the `info` dictionary.
+    pub info_hash: InfoHash,
+    /// The `info` dictionary as it appears in the file (BEP 9 serves these).
+    pub info_bytes: Vec<u8>,
+    pub announce: Option<String>,
+    /// BEP 12 tiers as written in the file, empty tiers dropped.
+    pub announce_list: Vec<Vec<String>>,
+    pub comment: Option<String>,
+    pub created_by: Option<String>,
+    pub creation_date: Option<i64>,
+    /// BEP 19 web seeds, kept for later.
+    pub url_list: Vec<String>,
+}
+
+/// The `info` dictionary.
+#[derive(Debug, Clone)]
+pub struct Info {
+    /// A single safe path component: the file name, or the top directory.
+    pub name: String,
+    pub piece_length: u32,
+    /// One SHA-1 per piece.
+    pub pieces: Vec<[u8; 20]>,
+    /// Every file in torrent order, pad files included. For a single-file
+    /// torrent this is one entry whose path is `[name]`.
+    pub files: Vec<FileEntry>,
+    pub private: bool,
+    /// Whether the torrent has a `files` list (payload is a directory).
+    pub multi_file: bool,
+    /// Sum of all file lengths, pad files included.
+    pub total_length: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Path components below the download directory, starting with the
+    /// torrent's name. Each is validated: no separators, `.`, `..`, NUL or
+    /// empty components.
+    pub path: Vec<String>,
+    pub length: u64,
+    /// Offset of the file's first byte in the torrent's byte stream.
+    pub offset: u64,
+    pub attr: FileAttr,
+}
+
+/// BEP 47 file attributes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileAttr {
+    /// `p`: alignment padding, all zeros, never written to disk.
+    pub pad: bool,
+    /// `x`
+    pub executable: bool,
+    /// `h`
+    pub hidden: bool,
+    /// `l`: a symlink. We never create symlinks from a torrent (one could
+    /// point outside the download directory), so these are skipped.
+    pub symlink: bool,
+}
+
+impl FileEntry {
+    /// The file's path relative to the download directory.
+    pub fn relative_path(&self) -> PathBuf {
+        self.path.iter().collect()
+    }
+
+    /// The path as text with `/` separators, for messages and output.
+    pub fn display_path(&self) -> String {
+        self.path.join("/")
+    }
+
+    /// Whether the file's bytes live on disk (pad files and symlinks do not).
+    pub fn is_stored(&self) -> bool {
+        !self.attr.pad && !self.attr.symlink
+    }
+}
+
+impl Metainfo {
+    /// Parses and validates a torrent file's bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Metainfo, MetainfoError> {
+        parse::metainfo(bytes)
+    }
+
+    /// Reads and parses a torrent file, refusing oversized files before
+    /// reading them.
+    pub fn from_file(path: &std::path::Path) -> Result<Metainfo, MetainfoError> {
+        let io = |source| MetainfoError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if meta.len() > MAX_TORRENT_FILE_SIZE {
+            return Err(MetainfoError::FileTooLarge(meta.len()));
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// Tracker tiers to use: `announce-list` when it has any tracker (BEP 12
+    /// says it supersedes `announce`), else `announce` as a single tier.
+    pub fn tracker_tiers(&self) -> Vec<Vec<String>> {
+        if !self.announce_list.is_empty() {
+            self.announce_list.clone()
+        } else if let Some(a) = &self.announce {
+            vec![vec![a.clone()]]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl Info {
+    pub fn piece_count(&self) -> u32 {
+        // Parsing checked that the count fits in u32.
+        self.pieces.len() as u32
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,101 @@
+#!/usr/bin/python3
+"""libtorrent-rasterbar helper for ringtorrent's interop tests.
+
+usage:
+  lt_tool.py info TORRENT                      JSON: info_hash, name, piece_length, num_pieces, files
+  lt_tool.py create DATA OUT PIECE_BYTES [--private] [--tracker URL]
+  lt_tool.py recheck TORRENT SAVE_PATH         JSON: num_pieces, have (after a full hash check)
+
+Runs on Debian's /usr/bin/python3 with python3-libtorrent (libtorrent 2.0).
+"""
+import json
+import os
+import sys
+import time
+
+import libtorrent as lt
+
+
+def info(path):
+    ti = lt.torrent_info(path)
+    fs = ti.files()
+    files = []
+    for i in range(fs.num_files()):
+        files.append({
+            "path": fs.file_path(i),
+            "size": fs.file_size(i),
+            "pad": bool(fs.file_flags(i) & lt.file_storage.flag_pad_file),
+        })
+    return {
+        "info_hash": str(ti.info_hashes().v1),
+        "name": ti.name(),
+        "piece_length": ti.piece_length(),
+        "num_pieces": ti.num_pieces(),
+        "total_size": ti.total_size(),
+        "private": ti.priv(),
+        "trackers": [[t.url, t.tier] for t in ti.trackers()],
+        "files": files,
+    }
+
+
+def create(data, out, piece_bytes, private, trackers):
+    fs = lt.file_storage()
+    lt.add_files(fs, data)
+    flags = 0
+    ct = lt.create_torrent(fs, int(piece_bytes), flags=flags)
+    for tier, url in enumerate(trackers):
+        ct.add_tracker(url, tier)
+    ct.set_priv(private)
+    lt.set_piece_hashes(ct, os.path.dirname(os.path.abspath(data)))
+    with open(out, "wb") as f:
+        f.write(lt.bencode(ct.generate()))
+
+
+def recheck(torrent, save_path):
+    """Adds the torrent over existing data (no resume data, so libtorrent
+    hashes every piece) and reports how many pieces it found."""
+    ses = lt.session({
+        "listen_interfaces": "127.0.0.1:0",
+        "enable_dht": False, "enable_lsd": False,
+        "enable_upnp": False, "enable_natpmp": False,
+        "alert_mask": int(lt.alert.category_t.status_notification
+                          | lt.alert.category_t.error_notification),
+    })
+    atp = lt.add_torrent_params()
+    atp.ti = lt.torrent_info(torrent)
+    atp.save_path = os.path.abspath(save_path)
+    atp.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
+    h = ses.add_torrent(atp)
+    deadline = time.monotonic() + 300
+    checked = False
+    while not checked and time.monotonic() < deadline:
+        ses.wait_for_alert(200)
+        for a in ses.pop_alerts():
+            if isinstance(a, lt.torrent_checked_alert):
+                checked = True
+            elif isinstance(a, (lt.torrent_error_alert, lt.file_error_alert)):
+                print(a.message(), file=sys.stderr)
+    st = h.status()
+    return {"num_pieces": atp.ti.num_pieces(), "have": st.num_pieces, "checked": checked}
+
+
+def main():
+    a = sys.argv[1:]
+    if not a:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    if a[0] == "info":
+        print(json.dumps(info(a[1])))
+    elif a[0] == "create":
+        private = "--private" in a
+        trackers = [a[i + 1] for i, x in enumerate(a) if x == "--tracker"]
+        create(a[1], a[2], a[3], private, trackers)
+    elif a[0] == "recheck":
+        print(json.dumps(recheck(a[1], a[2])))
+    else:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
