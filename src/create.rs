@@ -3,13 +3,14 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::bencode::OwnedValue;
 use crate::metainfo::{InfoHash, MAX_PIECE_LENGTH, MAX_TOTAL_LENGTH};
+use crate::storage::hashing::{ReadError, Source, hash_pieces as hash_pieces_of};
 
 #[derive(Debug, Clone)]
 pub struct CreateOptions {
@@ -60,7 +61,7 @@ pub enum CreateError {
     TooLarge(PathBuf),
     #[error("piece size {0} is not a power of two between 16 KiB and 256 MiB")]
     PieceLength(u32),
-    #[error("{0}: file changed size while it was being hashed")]
+    #[error("{0}: a file changed size while it was being hashed")]
     Changed(PathBuf),
 }
 
@@ -137,7 +138,7 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<Created, CreateError>
         Some(p) => return Err(CreateError::PieceLength(p)),
     };
 
-    let pieces = hash_pieces(&files, total, piece_length, opts.threads)?;
+    let pieces = hash_pieces(path, &files, total, piece_length, opts.threads)?;
 
     let mut info = OwnedValue::dict();
     if multi {
@@ -269,9 +270,9 @@ fn walk(
     Ok(())
 }
 
-/// Hashes every piece, with `threads` workers each taking runs of pieces
-/// from a shared counter and reading them with positioned reads.
+/// Hashes every piece on `threads` threads (see `storage::hashing`).
 fn hash_pieces(
+    root: &Path,
     files: &[SourceFile],
     total: u64,
     piece_length: u32,
@@ -286,97 +287,40 @@ fn hash_pieces(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut offsets = Vec::with_capacity(files.len());
-    let mut acc = 0u64;
-    for f in files {
-        offsets.push(acc);
-        acc += f.length;
-    }
-    let count = total.div_ceil(u64::from(piece_length)) as u32;
-    // Runs of about 4 MiB keep reads large and the counter cold.
-    let run = (4 * 1024 * 1024 / piece_length).max(1);
-    let threads = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    }
-    .min(count.div_ceil(run) as usize)
-    .max(1);
-
-    let next = AtomicU32::new(0);
-    let hashes = Mutex::new(vec![[0u8; 20]; count as usize]);
-    let first_error: Mutex<Option<CreateError>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut buf = vec![0u8; (run * piece_length) as usize];
-                let mut local = Vec::with_capacity(run as usize);
-                loop {
-                    let start = next.fetch_add(run, Ordering::Relaxed);
-                    if start >= count || first_error.lock().is_ok_and(|e| e.is_some()) {
-                        break;
-                    }
-                    let end = (start + run).min(count);
-                    let from = u64::from(start) * u64::from(piece_length);
-                    let to = (u64::from(end) * u64::from(piece_length)).min(total);
-                    let len = (to - from) as usize;
-                    if let Err(e) = read_range(files, &opened, &offsets, from, &mut buf[..len]) {
-                        if let Ok(mut slot) = first_error.lock() {
-                            slot.get_or_insert(e);
-                        }
-                        break;
-                    }
-                    local.clear();
-                    local.extend(
-                        buf[..len]
-                            .chunks(piece_length as usize)
-                            .map(crate::hash::sha1),
-                    );
-                    if let Ok(mut h) = hashes.lock() {
-                        h[start as usize..end as usize].copy_from_slice(&local);
-                    }
+    let sources: Vec<Source<'_>> = opened.iter().zip(files).map(|(o, f)| Source::File(o, f.length)).collect();
+    let count = total.div_ceil(u64::from(piece_length)) as usize;
+    let hashes = Mutex::new(vec![[0u8; 20]; count]);
+    let failure: Mutex<Option<ReadError>> = Mutex::new(None);
+    let cancel = AtomicBool::new(false);
+    hash_pieces_of(
+        &sources,
+        piece_length,
+        threads,
+        &|_| true,
+        &|p, r| match r {
+            Ok(h) => {
+                if let Ok(mut all) = hashes.lock() {
+                    all[p as usize] = h;
                 }
-            });
-        }
-    });
-    if let Some(e) = first_error.into_inner().ok().flatten() {
-        return Err(e);
+            }
+            Err(e) => {
+                cancel.store(true, Ordering::Relaxed);
+                if let Ok(mut slot) = failure.lock() {
+                    slot.get_or_insert(e);
+                }
+            }
+        },
+        &cancel,
+    );
+    match failure.into_inner().ok().flatten() {
+        // A file shorter than when we listed it.
+        Some(ReadError::Missing) => Err(CreateError::Changed(root.to_path_buf())),
+        Some(ReadError::Io(source)) => Err(CreateError::Io {
+            path: root.to_path_buf(),
+            source,
+        }),
+        None => Ok(hashes.into_inner().unwrap_or_else(|p| p.into_inner())),
     }
-    Ok(hashes.into_inner().unwrap_or_default())
-}
-
-/// Reads torrent bytes `from..from+buf.len()` across file boundaries.
-fn read_range(
-    files: &[SourceFile],
-    opened: &[File],
-    offsets: &[u64],
-    from: u64,
-    buf: &mut [u8],
-) -> Result<(), CreateError> {
-    let mut i = offsets.partition_point(|&o| o <= from).saturating_sub(1);
-    let mut pos = from;
-    let mut filled = 0;
-    while filled < buf.len() {
-        let f = &files[i];
-        let in_file = pos - offsets[i];
-        if in_file >= f.length {
-            i += 1;
-            continue;
-        }
-        let n = ((f.length - in_file) as usize).min(buf.len() - filled);
-        opened[i]
-            .read_exact_at(&mut buf[filled..filled + n], in_file)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => CreateError::Changed(f.path.clone()),
-                _ => CreateError::Io {
-                    path: f.path.clone(),
-                    source: e,
-                },
-            })?;
-        filled += n;
-        pos += n as u64;
-        i += 1;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

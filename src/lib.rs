@@ -7,9 +7,16 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod bencode;
+pub mod bitfield;
+pub mod choker;
 pub mod create;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hash;
 pub mod magnet;
 pub mod metainfo;
+pub mod peer;
+pub mod picker;
+pub mod storage;
+pub mod tracker;
+pub mod wire;

@@ -1,0 +1,325 @@
+//! The payload on disk: `DIR/<info.name>`, laid out as the torrent's files.
+//!
+//! Opening for a download never writes outside `DIR`: the metainfo parser
+//! already refused unsafe path components, and here every directory and file
+//! below `DIR` is opened relative to its parent without following symlinks,
+//! and only regular files are accepted. Space is checked before anything is
+//! created. Seeding opens files read-only and never modifies them.
+
+pub mod hashing;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::bitfield::Bitfield;
+use crate::metainfo::Info;
+use hashing::Source;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    #[error("{path}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} is a symlink; refusing to follow it inside the download directory")]
+    Symlink(PathBuf),
+    #[error("{0} exists and is not a regular file; refusing to write to it")]
+    NotRegular(PathBuf),
+    #[error("{0} exists and is not a directory")]
+    NotDirectory(PathBuf),
+    #[error("not enough space in {path}: the torrent needs {need} more bytes, {available} are free")]
+    NoSpace { path: PathBuf, need: u64, available: u64 },
+    #[error("none of the data is in {0}")]
+    NoData(PathBuf),
+}
+
+/// How the payload is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Read-only; files must already exist (missing ones are missing pieces).
+    Seed,
+    /// Read-write; directories and files are created, files sized to their
+    /// final length.
+    Fetch,
+}
+
+/// The torrent's files, open.
+pub struct Storage {
+    /// Indexed like `Info::files`; `None` for pad files, symlink entries and
+    /// files missing when seeding.
+    files: Vec<Option<File>>,
+    /// Which files existed with data before we opened them (only their
+    /// pieces need checking when fetching).
+    preexisting: Vec<bool>,
+    root: PathBuf,
+}
+
+impl Storage {
+    pub fn open(info: &Info, dir: &Path, mode: OpenMode) -> Result<Storage, StorageError> {
+        match mode {
+            OpenMode::Seed => open_seed(info, dir),
+            OpenMode::Fetch => open_fetch(info, dir),
+        }
+    }
+
+    /// The file descriptor for `Info::files[i]`, if it is on disk.
+    pub fn fd(&self, i: usize) -> Option<RawFd> {
+        self.files.get(i)?.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    pub fn file(&self, i: usize) -> Option<&File> {
+        self.files.get(i)?.as_ref()
+    }
+
+    /// Where the payload lives (`DIR/<name>`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Hashes the pieces that may hold data already, on `threads` threads,
+    /// and returns the ones that match. Pieces lying wholly in files we just
+    /// created are known to be missing and are not read.
+    pub fn check(&self, info: &Info, threads: usize, cancel: &AtomicBool) -> Result<Bitfield, StorageError> {
+        let sources: Vec<Source<'_>> = info
+            .files
+            .iter()
+            .zip(&self.files)
+            .map(|(f, open)| match open {
+                _ if f.attr.pad => Source::Zeros(f.length),
+                Some(file) => Source::File(file, f.length),
+                None => Source::Missing(f.length),
+            })
+            .collect();
+        let mut candidate = Bitfield::new(info.piece_count());
+        for i in 0..info.files.len() {
+            if self.preexisting[i] {
+                for p in info.file_pieces(i) {
+                    candidate.set(p);
+                }
+            }
+        }
+        let have = Mutex::new(Bitfield::new(info.piece_count()));
+        let io_error: Mutex<Option<std::io::Error>> = Mutex::new(None);
+        hashing::hash_pieces(
+            &sources,
+            info.piece_length,
+            threads,
+            &|p| candidate.get(p),
+            &|p, r| match r {
+                Ok(h) if h == info.pieces[p as usize] => {
+                    if let Ok(mut b) = have.lock() {
+                        b.set(p);
+                    }
+                }
+                Ok(_) | Err(hashing::ReadError::Missing) => {}
+                Err(hashing::ReadError::Io(e)) => {
+                    if let Ok(mut slot) = io_error.lock() {
+                        slot.get_or_insert(e);
+                    }
+                }
+            },
+            cancel,
+        );
+        if let Some(e) = io_error.into_inner().ok().flatten() {
+            return Err(StorageError::Io {
+                path: self.root.clone(),
+                source: e,
+            });
+        }
+        Ok(have.into_inner().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn open_seed(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
+    let root = dir.join(&info.name);
+    let mut files = Vec::with_capacity(info.files.len());
+    let mut preexisting = Vec::with_capacity(info.files.len());
+    for f in &info.files {
+        if !f.is_stored() || f.length == 0 {
+            files.push(None);
+            preexisting.push(false);
+            continue;
+        }
+        let path = dir.join(f.relative_path());
+        match File::open(&path) {
+            Ok(file) => {
+                let meta = file.metadata().map_err(io_err(&path))?;
+                if !meta.is_file() {
+                    return Err(StorageError::NotRegular(path));
+                }
+                files.push(Some(file));
+                preexisting.push(true);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                log::warn!("{}: missing; its pieces will not be seeded", path.display());
+                files.push(None);
+                preexisting.push(false);
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+    }
+    if files.iter().all(Option::is_none) {
+        return Err(StorageError::NoData(root));
+    }
+    Ok(Storage {
+        files,
+        preexisting,
+        root,
+    })
+}
+
+fn open_fetch(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let dir_fd: OwnedFd = rustix::fs::open(dir, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| io_err(dir)(e.into()))?;
+
+    // Space first: nothing is created for a torrent that cannot fit.
+    let mut existing = 0u64;
+    for f in info.files.iter().filter(|f| f.is_stored()) {
+        if let Ok(st) = stat_nofollow(&dir_fd, &f.path)
+            && st.is_file()
+        {
+            existing += st.size.min(f.length);
+        }
+    }
+    let stored: u64 = info.files.iter().filter(|f| f.is_stored()).map(|f| f.length).sum();
+    let need = stored.saturating_sub(existing);
+    let vfs = rustix::fs::fstatvfs(&dir_fd).map_err(|e| io_err(dir)(e.into()))?;
+    let available = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+    if need > available {
+        return Err(StorageError::NoSpace {
+            path: dir.to_path_buf(),
+            need,
+            available,
+        });
+    }
+
+    let mut dirs: HashMap<Vec<String>, OwnedFd> = HashMap::new();
+    let mut files = Vec::with_capacity(info.files.len());
+    let mut preexisting = Vec::with_capacity(info.files.len());
+    for f in &info.files {
+        if !f.is_stored() {
+            files.push(None);
+            preexisting.push(false);
+            continue;
+        }
+        let (name, parents) = f.path.split_last().expect("paths are never empty");
+        let parent = open_dirs(&dir_fd, dir, parents, &mut dirs)?;
+        let path = dir.join(f.relative_path());
+        let mode = if f.attr.executable { 0o755 } else { 0o644 };
+        let fd = rustix::fs::openat(
+            parent.as_fd(),
+            name.as_str(),
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )
+        .map_err(|e| match e {
+            Errno::LOOP => StorageError::Symlink(path.clone()),
+            Errno::ISDIR => StorageError::NotRegular(path.clone()),
+            e => io_err(&path)(e.into()),
+        })?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| io_err(&path)(e.into()))?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(StorageError::NotRegular(path));
+        }
+        let file = File::from(fd);
+        preexisting.push(st.st_size > 0 && f.length > 0);
+        if st.st_size as u64 != f.length {
+            file.set_len(f.length).map_err(io_err(&path))?;
+        }
+        files.push(Some(file));
+    }
+    Ok(Storage {
+        files,
+        preexisting,
+        root: dir.join(&info.name),
+    })
+}
+
+/// Opens (creating as needed) the directory chain `comps` below `base`,
+/// refusing symlinks and non-directories at every step.
+fn open_dirs<'d>(
+    base: &'d OwnedFd,
+    base_path: &Path,
+    comps: &[String],
+    cache: &'d mut HashMap<Vec<String>, OwnedFd>,
+) -> Result<std::os::fd::BorrowedFd<'d>, StorageError> {
+    for depth in 1..=comps.len() {
+        let key = comps[..depth].to_vec();
+        if cache.contains_key(&key) {
+            continue;
+        }
+        let parent = if depth == 1 { base.as_fd() } else { cache[&comps[..depth - 1]].as_fd() };
+        let name = comps[depth - 1].as_str();
+        let path: PathBuf = base_path.join(comps[..depth].iter().collect::<PathBuf>());
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(parent, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => {
+                match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(io_err(&path)(e.into())),
+                }
+                rustix::fs::openat(parent, name, flags, Mode::empty()).map_err(|e| dir_error(parent, name, e, &path))?
+            }
+            Err(e) => return Err(dir_error(parent, name, e, &path)),
+        };
+        cache.insert(key, fd);
+    }
+    Ok(if comps.is_empty() { base.as_fd() } else { cache[comps].as_fd() })
+}
+
+/// Names the reason a directory could not be opened. With `O_DIRECTORY`
+/// Linux reports a symlink as `ENOTDIR`, so look at what is there.
+fn dir_error(parent: std::os::fd::BorrowedFd<'_>, name: &str, e: Errno, path: &Path) -> StorageError {
+    let is_link = || {
+        rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink)
+    };
+    match e {
+        Errno::LOOP => StorageError::Symlink(path.to_path_buf()),
+        Errno::NOTDIR if is_link() => StorageError::Symlink(path.to_path_buf()),
+        Errno::NOTDIR => StorageError::NotDirectory(path.to_path_buf()),
+        e => io_err(path)(e.into()),
+    }
+}
+
+/// Metadata of `comps` below `base` if no component is a symlink.
+fn stat_nofollow(base: &OwnedFd, comps: &[String]) -> Result<StatLite, Errno> {
+    let rel: PathBuf = comps.iter().collect();
+    let st = rustix::fs::statat(base, &rel, AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(StatLite {
+        size: st.st_size as u64,
+        kind: rustix::fs::FileType::from_raw_mode(st.st_mode),
+    })
+}
+
+struct StatLite {
+    size: u64,
+    kind: rustix::fs::FileType,
+}
+
+impl StatLite {
+    fn is_file(&self) -> bool {
+        self.kind == rustix::fs::FileType::RegularFile
+    }
+}
+
+#[cfg(test)]
+mod tests;
