@@ -10,6 +10,7 @@ pub mod bencode;
 pub mod bitfield;
 pub mod choker;
 pub mod create;
+pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hash;
@@ -18,5 +19,6 @@ pub mod metainfo;
 pub mod peer;
 pub mod picker;
 pub mod storage;
+pub mod torrent;
 pub mod tracker;
 pub mod wire;

@@ -170,6 +170,18 @@ impl Picker {
         None
     }
 
+    /// Takes a specific wanted piece (one a peer allows us to fetch while it
+    /// chokes us); false if it is not wanted or already taken.
+    pub fn pick_specific(&mut self, piece: u32) -> bool {
+        if self.state.get(piece as usize) != Some(&PieceState::Wanted) {
+            return false;
+        }
+        self.remove(piece);
+        self.state[piece as usize] = PieceState::InProgress(1);
+        self.in_progress += 1;
+        true
+    }
+
     /// In endgame: a piece already in progress elsewhere that this peer could
     /// download too, preferring the one with the fewest downloaders.
     /// `exclude` filters pieces the caller is already downloading.

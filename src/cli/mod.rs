@@ -2,8 +2,11 @@
 //! place that uses `anyhow`.
 
 mod create;
+mod fetch;
 mod fmt;
 mod info;
+mod seed;
+mod transfer;
 
 use std::process::ExitCode;
 
@@ -26,6 +29,10 @@ enum Command {
     Create(create::Args),
     /// Show what a .torrent (or magnet URI) holds.
     Info(info::Args),
+    /// Upload DATA_DIR/<name> to peers until SIGTERM.
+    Seed(seed::Args),
+    /// Download into OUT_DIR/<name>; exit 0 once every piece is verified and written.
+    Fetch(fetch::Args),
 }
 
 pub fn run() -> anyhow::Result<ExitCode> {
@@ -33,5 +40,22 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Create(args) => create::run(args),
         Command::Info(args) => info::run(args),
+        Command::Seed(args) => seed::run(args),
+        Command::Fetch(args) => fetch::run(args),
     }
+}
+
+/// Logs to stderr: warnings by default, more with -v, or as `RUST_LOG` says.
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        2 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    let _ = env_logger::Builder::new()
+        .filter_level(level)
+        .parse_env("RUST_LOG")
+        .format_target(false)
+        .try_init();
 }

@@ -46,6 +46,8 @@ pub enum PeerError {
     NothingToDo,
     #[error("peer closed the connection")]
     Closed,
+    #[error("shutting down")]
+    ShuttingDown,
     #[error("socket: {0}")]
     Io(String),
 }
@@ -74,6 +76,7 @@ impl PeerError {
             PeerError::TooManyConnections => "too_many_connections",
             PeerError::NothingToDo => "nothing_to_do",
             PeerError::Closed => "closed",
+            PeerError::ShuttingDown => "shutting_down",
             PeerError::Io(_) => "io",
         }
     }
@@ -83,6 +86,7 @@ impl PeerError {
         !matches!(
             self,
             PeerError::Closed
+                | PeerError::ShuttingDown
                 | PeerError::Io(_)
                 | PeerError::NothingToDo
                 | PeerError::TooManyConnections

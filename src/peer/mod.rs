@@ -221,7 +221,9 @@ impl PeerState {
             Event::Message(m) => m,
         };
         let first = self.phase == Phase::First;
-        if !matches!(msg, Message::KeepAlive) {
+        // The piece set must come first, but some clients put their extension
+        // handshake ahead of it; neither that nor a keep-alive ends the window.
+        if !matches!(msg, Message::KeepAlive | Message::Extended { .. }) {
             self.phase = Phase::Active;
         }
         let n = info.piece_count();

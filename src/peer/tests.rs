@@ -176,3 +176,10 @@ fn snub_detection() {
     assert!(!p.is_snubbed(now + Duration::from_secs(10), Duration::from_secs(20)));
     assert!(p.is_snubbed(now + Duration::from_secs(21), Duration::from_secs(20)));
 }
+
+#[test]
+fn extension_handshake_may_precede_the_bitfield() {
+    let (mut p, _) = peer(true, true);
+    msg(&mut p, Message::Extended { id: 0, payload: b"de" }).unwrap();
+    assert_eq!(msg(&mut p, Message::HaveAll).unwrap(), "Pieces");
+}

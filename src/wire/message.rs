@@ -37,7 +37,7 @@ pub enum Message<'a> {
 
 impl Message<'_> {
     /// Appends the message's wire encoding to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn encode(&self, out: &mut impl bytes::BufMut) {
         let (id, len): (Option<u8>, usize) = match self {
             Message::KeepAlive => (None, 0),
             Message::Choke => (Some(MSG_CHOKE), 1),
@@ -57,24 +57,24 @@ impl Message<'_> {
             Message::Extended { payload, .. } => (Some(MSG_EXTENDED), 2 + payload.len()),
             Message::Unknown { id } => (Some(*id), 1),
         };
-        out.extend_from_slice(&(len as u32).to_be_bytes());
+        out.put_slice(&(len as u32).to_be_bytes());
         if let Some(id) = id {
-            out.push(id);
+            out.put_u8(id);
         }
         match self {
             Message::Have(i) | Message::Suggest(i) | Message::AllowedFast(i) => {
-                out.extend_from_slice(&i.to_be_bytes())
+                out.put_slice(&i.to_be_bytes())
             }
-            Message::Bitfield(b) => out.extend_from_slice(b),
+            Message::Bitfield(b) => out.put_slice(b),
             Message::Request(b) | Message::Cancel(b) | Message::Reject(b) => {
-                out.extend_from_slice(&b.piece.to_be_bytes());
-                out.extend_from_slice(&b.begin.to_be_bytes());
-                out.extend_from_slice(&b.len.to_be_bytes());
+                out.put_slice(&b.piece.to_be_bytes());
+                out.put_slice(&b.begin.to_be_bytes());
+                out.put_slice(&b.len.to_be_bytes());
             }
-            Message::Port(p) => out.extend_from_slice(&p.to_be_bytes()),
+            Message::Port(p) => out.put_slice(&p.to_be_bytes()),
             Message::Extended { id, payload } => {
-                out.push(*id);
-                out.extend_from_slice(payload);
+                out.put_u8(*id);
+                out.put_slice(payload);
             }
             _ => {}
         }

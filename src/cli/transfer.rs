@@ -1,0 +1,127 @@
+//! What `seed` and `fetch` share: options, signals, progress, the summary.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+use ringtorrent::engine::{self, EngineConfig, Mode, Progress, Summary};
+use ringtorrent::metainfo::Metainfo;
+use ringtorrent::torrent::TorrentConfig;
+use ringtorrent::tracker::client::TrackerConfig;
+
+use super::fmt;
+
+#[derive(clap::Args, Clone)]
+pub struct Common {
+    /// Address to accept peers on (port 0 picks a free one).
+    #[arg(long, default_value = "0.0.0.0:6881")]
+    pub listen: SocketAddr,
+    /// Connect to this peer too (repeatable); no tracker is needed then.
+    #[arg(long = "peer", value_name = "ADDR")]
+    pub peers: Vec<SocketAddr>,
+    /// Shard threads, each with its own io_uring loop (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Threads that verify pieces (0: the shard threads do it).
+    #[arg(long)]
+    pub hash_threads: Option<usize>,
+    /// Regular upload slots (one optimistic slot comes on top).
+    #[arg(long, default_value_t = 8)]
+    pub upload_slots: usize,
+    /// Most peer connections.
+    #[arg(long, default_value_t = 200)]
+    pub max_peers: usize,
+    /// Memory for pieces in flight (e.g. 16M).
+    #[arg(long, value_parser = fmt::parse_size, default_value = "16M")]
+    pub memory: u64,
+    /// Print a JSON summary on stdout at the end.
+    #[arg(long)]
+    pub json: bool,
+    /// More log output (-v: info, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Stops the engine on SIGTERM or SIGINT.
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("cannot install signal handlers")?;
+    }
+    Ok(stop)
+}
+
+pub fn run(torrent: &std::path::Path, dir: std::path::PathBuf, mode: Mode, common: &Common, stall: Duration) -> anyhow::Result<Summary> {
+    super::init_logging(common.verbose);
+    let metainfo = Metainfo::from_file(torrent)?;
+    let total = metainfo.info.total_length;
+    let name = metainfo.info.name.clone();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cfg = EngineConfig {
+        mode,
+        metainfo,
+        dir,
+        listen: common.listen,
+        peers: common.peers.clone(),
+        threads: common.threads,
+        hash_threads: common.hash_threads.unwrap_or(cores),
+        stall_timeout: stall,
+        torrent: TorrentConfig {
+            choker: ringtorrent::choker::ChokerConfig {
+                slots: common.upload_slots,
+                ..Default::default()
+            },
+            max_connections: common.max_peers,
+            buffer_budget: common.memory,
+            ..TorrentConfig::default()
+        },
+        tracker: TrackerConfig::default(),
+        stop: stop_on_signals()?,
+    };
+    let bar = (std::io::stderr().is_terminal() && !common.json).then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b.set_prefix(name.clone());
+        b
+    });
+    let result = engine::run(cfg, |p: &Progress| {
+        if let Some(b) = &bar {
+            let done = u64::from(p.pieces_have) * total / u64::from(p.pieces_total.max(1));
+            b.set_position(done);
+            b.set_message(format!("{} peers, up {}", p.peers, fmt::bytes(p.uploaded)));
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(result?)
+}
+
+/// Prints the summary: JSON for scripts, one line for people.
+pub fn report(s: &Summary, json: bool, verb: &str) -> anyhow::Result<()> {
+    if json {
+        return fmt::out(&(serde_json::to_string(s)? + "\n"));
+    }
+    let mut line = format!(
+        "{verb} {}: {} in {:.2} s ({:.1} MiB/s), uploaded {}",
+        s.name,
+        fmt::bytes(s.downloaded),
+        s.seconds,
+        s.mib_per_second,
+        fmt::bytes(s.uploaded),
+    );
+    if s.hash_failures > 0 || s.protocol_errors > 0 {
+        line += &format!(", {} hash failures, {} protocol errors", s.hash_failures, s.protocol_errors);
+    }
+    eprintln!("{line}");
+    Ok(())
+}

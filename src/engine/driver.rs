@@ -1,0 +1,648 @@
+//! A shard's io_uring event loop. It owns the shard's sockets and carries
+//! out the shard logic's actions; it makes no protocol decisions.
+//!
+//! Every buffer, iovec array and address the kernel may touch is owned by an
+//! entry in `ops` (a slab keyed by the SQE's `user_data`) until the matching
+//! completion arrives, so nothing is freed or moved while the kernel uses it.
+//! On shutdown the loop cancels what is in flight and waits for the
+//! completions before the ring and the buffers go away.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use slab::Slab;
+
+use super::hasher::{self, Job};
+use crate::metainfo::Info;
+use crate::peer::PeerError;
+use crate::storage::Storage;
+use crate::torrent::shared::lock;
+use crate::torrent::stats::Stats;
+use crate::torrent::{Action, ConnId, Shard, ShardMsg, Shared};
+
+/// Bytes each connection receives into per `recv`.
+const RECV_BUFFER: usize = 128 * 1024;
+/// Most segments handed to one `sendmsg`.
+const MAX_IOVECS: usize = 64;
+const TICK: Duration = Duration::from_millis(100);
+/// `user_data` of SQEs whose completions carry nothing we need.
+const IGNORED: u64 = u64::MAX;
+
+/// Timing counters of one shard, for `bench`'s breakdown.
+#[derive(Debug, Default, Clone)]
+pub struct LoopStats {
+    pub recv_ops: u64,
+    pub recv_bytes: u64,
+    pub send_ops: u64,
+    pub send_bytes: u64,
+    pub disk_ops: u64,
+    /// Time spent outside `io_uring_enter` waits: the loop's own work.
+    pub busy: Duration,
+}
+
+/// What the shard thread returns.
+pub struct ShardReport {
+    pub latency: hdrhistogram::Histogram<u64>,
+    pub stats: LoopStats,
+}
+
+enum Op {
+    /// Multishot accept on the listener.
+    Accept,
+    Connect {
+        conn: ConnId,
+        _addr: Box<socket2::SockAddr>,
+    },
+    Recv {
+        conn: ConnId,
+        buf: Vec<u8>,
+    },
+    Send {
+        conn: ConnId,
+        _segments: Vec<Bytes>,
+        _iovecs: Box<[libc::iovec]>,
+        _msg: Box<libc::msghdr>,
+    },
+    /// One file span of a piece read or write.
+    Disk {
+        job: usize,
+        fd: RawFd,
+        file_offset: u64,
+        buf_offset: usize,
+        len: usize,
+    },
+    /// The eventfd counter lands in `_buf`.
+    EventFd {
+        _buf: Box<[u8; 8]>,
+    },
+}
+
+/// A piece read or write spread over file spans.
+struct DiskJob {
+    piece: u32,
+    buf: Vec<u8>,
+    write: bool,
+    outstanding: u32,
+    error: Option<String>,
+    started: Instant,
+}
+
+struct Sock {
+    fd: OwnedFd,
+    /// Our receive buffer while no recv is in flight.
+    buf: Option<Vec<u8>>,
+    recv_pending: bool,
+    send_pending: bool,
+    connecting: bool,
+    closing: bool,
+}
+
+impl Sock {
+    fn new(fd: OwnedFd) -> Sock {
+        Sock {
+            fd,
+            buf: Some(vec![0u8; RECV_BUFFER]),
+            recv_pending: false,
+            send_pending: false,
+            connecting: false,
+            closing: false,
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.recv_pending || self.send_pending || self.connecting
+    }
+}
+
+pub struct Driver {
+    ring: IoUring,
+    shard: Shard,
+    shared: Arc<Shared>,
+    info: Arc<Info>,
+    storage: Arc<Storage>,
+    ops: Slab<Op>,
+    jobs: Slab<DiskJob>,
+    socks: HashMap<ConnId, Sock>,
+    listener: Option<OwnedFd>,
+    eventfd: Arc<OwnedFd>,
+    hasher: Option<Sender<Job>>,
+    last_tick: Instant,
+    stats: LoopStats,
+    stopping: bool,
+}
+
+impl Driver {
+    pub fn new(
+        shard: Shard,
+        storage: Arc<Storage>,
+        listener: Option<OwnedFd>,
+        eventfd: Arc<OwnedFd>,
+        hasher: Option<Sender<Job>>,
+    ) -> std::io::Result<Driver> {
+        // One thread submits, and completions run only when it asks for them.
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(1024)
+            .or_else(|_| IoUring::new(1024))?;
+        let shared = shard.shared().clone();
+        Ok(Driver {
+            ring,
+            info: shared.info.clone(),
+            shared,
+            shard,
+            storage,
+            ops: Slab::with_capacity(256),
+            jobs: Slab::new(),
+            socks: HashMap::new(),
+            listener,
+            eventfd,
+            hasher,
+            last_tick: Instant::now(),
+            stats: LoopStats::default(),
+            stopping: false,
+        })
+    }
+
+    pub fn run(mut self) -> std::io::Result<ShardReport> {
+        if let Some(l) = &self.listener {
+            let fd = l.as_raw_fd();
+            self.submit(Op::Accept, opcode::AcceptMulti::new(types::Fd(fd)).build());
+        }
+        self.arm_eventfd();
+        let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(256);
+        let mut stop_deadline: Option<Instant> = None;
+        loop {
+            let ts = types::Timespec::from(TICK);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            match self.ring.submitter().submit_with_args(1, &args) {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+                Err(e) => return Err(e),
+            }
+            let busy_from = Instant::now();
+            completions.clear();
+            completions.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+            for &(key, res, flags) in &completions {
+                self.complete(key, res, flags);
+            }
+            let now = Instant::now();
+            if now.duration_since(self.last_tick) >= TICK {
+                self.last_tick = now;
+                self.shard.handle_tick(now);
+            }
+            self.pump();
+            self.stats.busy += busy_from.elapsed();
+
+            if self.stopping {
+                let deadline = *stop_deadline.get_or_insert(now + Duration::from_secs(1));
+                // Only the listener and the eventfd left, or out of patience.
+                let live = self.ops.iter().filter(|(_, op)| !matches!(op, Op::Accept | Op::EventFd { .. })).count();
+                if live == 0 || now >= deadline {
+                    break;
+                }
+            }
+        }
+        self.cancel_all();
+        Ok(ShardReport {
+            latency: self.shard.latency().clone(),
+            stats: self.stats.clone(),
+        })
+    }
+
+    /// Pushes an SQE for `op`, submitting first if the queue is full.
+    fn submit(&mut self, op: Op, sqe: squeue::Entry) -> u64 {
+        let key = self.ops.insert(op) as u64;
+        self.push(sqe.user_data(key));
+        key
+    }
+
+    fn push(&mut self, sqe: squeue::Entry) {
+        loop {
+            // SAFETY: every pointer in `sqe` refers to memory owned by an
+            // entry of `self.ops` (or `self.jobs`), which stays allocated and
+            // unmoved until the SQE's completion is reaped in `complete`.
+            let pushed = unsafe { self.ring.submission().push(&sqe) };
+            if pushed.is_ok() {
+                return;
+            }
+            if let Err(e) = self.ring.submit() {
+                log::error!("io_uring submit failed: {e}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    fn arm_eventfd(&mut self) {
+        let mut buf = Box::new([0u8; 8]);
+        let sqe = opcode::Read::new(types::Fd(self.eventfd.as_raw_fd()), buf.as_mut_ptr(), 8).build();
+        self.submit(Op::EventFd { _buf: buf }, sqe);
+    }
+
+    fn arm_recv(&mut self, conn: ConnId) {
+        let Some(sock) = self.socks.get_mut(&conn) else { return };
+        if sock.recv_pending || sock.closing {
+            return;
+        }
+        let Some(mut buf) = sock.buf.take() else { return };
+        let fd = sock.fd.as_raw_fd();
+        sock.recv_pending = true;
+        let sqe = opcode::Recv::new(types::Fd(fd), buf.as_mut_ptr(), buf.len() as u32).build();
+        self.submit(Op::Recv { conn, buf }, sqe);
+    }
+
+    fn start_send(&mut self, conn: ConnId) {
+        let Some(sock) = self.socks.get(&conn) else { return };
+        if sock.send_pending || sock.closing || sock.connecting {
+            return;
+        }
+        let fd = sock.fd.as_raw_fd();
+        let Some(q) = self.shard.send_queue(conn) else { return };
+        let segments = q.front(MAX_IOVECS);
+        if segments.is_empty() {
+            return;
+        }
+        let mut iovecs: Box<[libc::iovec]> = segments
+            .iter()
+            .map(|b| libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            })
+            .collect();
+        // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+        let mut msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        msg.msg_iov = iovecs.as_mut_ptr();
+        msg.msg_iovlen = iovecs.len() as _;
+        let sqe = opcode::SendMsg::new(types::Fd(fd), &*msg as *const libc::msghdr)
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build();
+        if let Some(s) = self.socks.get_mut(&conn) {
+            s.send_pending = true;
+        }
+        self.submit(
+            Op::Send {
+                conn,
+                _segments: segments,
+                _iovecs: iovecs,
+                _msg: msg,
+            },
+            sqe,
+        );
+    }
+
+    /// Carries out the shard's actions and starts sends for new bytes.
+    fn pump(&mut self) {
+        while let Some(action) = self.shard.poll_action() {
+            self.act(action);
+        }
+        for conn in self.shard.take_dirty() {
+            self.start_send(conn);
+        }
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Connect { conn, addr } => self.connect(conn, addr),
+            Action::Close { conn } => self.close(conn),
+            Action::Read { piece, buf } => self.disk(piece, buf, false),
+            Action::Write { piece, buf } => self.disk(piece, buf, true),
+            Action::Hash { piece, buf } => match &self.hasher {
+                Some(tx) => {
+                    let job = Job {
+                        shard: self.shard.id,
+                        piece,
+                        buf,
+                    };
+                    if let Err(e) = tx.send(job) {
+                        // The pool is gone (shutting down): verify here.
+                        let job = e.0;
+                        let ok = hasher::verify(&self.shared, job.piece, &job.buf);
+                        self.shard.handle_hashed(Instant::now(), job.piece, job.buf, ok);
+                    }
+                }
+                None => {
+                    let ok = hasher::verify(&self.shared, piece, &buf);
+                    self.shard.handle_hashed(Instant::now(), piece, buf, ok);
+                }
+            },
+        }
+    }
+
+    fn connect(&mut self, conn: ConnId, addr: SocketAddr) {
+        let sock = match new_socket(&addr) {
+            Ok(s) => s,
+            Err(e) => {
+                self.shard.handle_connect_failed(Instant::now(), conn, &e.to_string());
+                return;
+            }
+        };
+        let fd = OwnedFd::from(sock);
+        let raw = fd.as_raw_fd();
+        let mut s = Sock::new(fd);
+        s.connecting = true;
+        self.socks.insert(conn, s);
+        let sa = Box::new(socket2::SockAddr::from(addr));
+        let sqe = opcode::Connect::new(types::Fd(raw), sa.as_ptr().cast(), sa.len()).build();
+        self.submit(Op::Connect { conn, _addr: sa }, sqe);
+    }
+
+    /// Closes a connection's socket once no operation uses it any more.
+    fn close(&mut self, conn: ConnId) {
+        let Some(sock) = self.socks.get_mut(&conn) else { return };
+        sock.closing = true;
+        if sock.busy() {
+            // Wake the pending recv/send; their completions finish the close.
+            let _ = rustix::net::shutdown(&sock.fd, rustix::net::Shutdown::Both);
+        } else {
+            self.socks.remove(&conn);
+        }
+    }
+
+    fn finish_close_if_idle(&mut self, conn: ConnId) {
+        if self.socks.get(&conn).is_some_and(|s| s.closing && !s.busy()) {
+            self.socks.remove(&conn);
+        }
+    }
+
+    fn disk(&mut self, piece: u32, mut buf: Vec<u8>, write: bool) {
+        let spans: Vec<_> = self.info.block_spans(piece, 0, buf.len() as u32).collect();
+        let mut ops = Vec::new();
+        let mut error = None;
+        let mut at = 0usize;
+        for s in spans {
+            let len = s.len as usize;
+            let entry = &self.info.files[s.file];
+            match self.storage.fd(s.file) {
+                Some(fd) => ops.push((fd, s.offset, at, len)),
+                // Padding is zeros on the wire and nothing on disk.
+                None if entry.attr.pad => {
+                    if !write {
+                        buf[at..at + len].fill(0);
+                    }
+                }
+                None => error = Some(format!("{} is not available", entry.display_path())),
+            }
+            at += len;
+        }
+        let job = self.jobs.insert(DiskJob {
+            piece,
+            buf,
+            write,
+            outstanding: ops.len() as u32,
+            error,
+            started: Instant::now(),
+        });
+        if ops.is_empty() {
+            self.finish_job(job);
+            return;
+        }
+        for (fd, file_offset, buf_offset, len) in ops {
+            self.submit_disk(job, fd, file_offset, buf_offset, len);
+        }
+    }
+
+    fn submit_disk(&mut self, job: usize, fd: RawFd, file_offset: u64, buf_offset: usize, len: usize) {
+        let j = &mut self.jobs[job];
+        // SAFETY: `buf_offset + len` lies within the job's buffer (the spans
+        // tile the piece), which the job keeps alive until every span is done.
+        let ptr = unsafe { j.buf.as_mut_ptr().add(buf_offset) };
+        let sqe = if j.write {
+            opcode::Write::new(types::Fd(fd), ptr, len as u32).offset(file_offset).build()
+        } else {
+            opcode::Read::new(types::Fd(fd), ptr, len as u32).offset(file_offset).build()
+        };
+        self.stats.disk_ops += 1;
+        self.submit(
+            Op::Disk {
+                job,
+                fd,
+                file_offset,
+                buf_offset,
+                len,
+            },
+            sqe,
+        );
+    }
+
+    fn finish_job(&mut self, job: usize) {
+        let j = self.jobs.remove(job);
+        Stats::add(&self.shared.stats.disk_nanos, j.started.elapsed().as_nanos() as u64);
+        let result = match j.error {
+            None => Ok(()),
+            Some(e) => Err(e),
+        };
+        let now = Instant::now();
+        if j.write {
+            self.shard.handle_written(now, j.piece, j.buf, result);
+        } else {
+            self.shard.handle_read(now, j.piece, j.buf, result);
+        }
+    }
+
+    fn complete(&mut self, key: u64, res: i32, flags: u32) {
+        if key == IGNORED {
+            return;
+        }
+        let key = key as usize;
+        // A multishot accept stays registered while the kernel says MORE.
+        if matches!(self.ops.get(key), Some(Op::Accept)) {
+            self.accepted(res);
+            if !cqueue::more(flags) {
+                self.ops.remove(key);
+                if !self.stopping
+                    && let Some(l) = &self.listener
+                {
+                    let fd = l.as_raw_fd();
+                    self.submit(Op::Accept, opcode::AcceptMulti::new(types::Fd(fd)).build());
+                }
+            }
+            return;
+        }
+        let Some(op) = self.ops.try_remove(key) else { return };
+        let now = Instant::now();
+        match op {
+            Op::Accept => {}
+            Op::EventFd { .. } => {
+                for msg in self.shared.inboxes[self.shard.id].drain() {
+                    match msg {
+                        ShardMsg::Adopt(fd, addr) => self.adopt(fd, addr),
+                        ShardMsg::Shutdown => {
+                            self.stopping = true;
+                            self.shard.handle_msg(now, ShardMsg::Shutdown);
+                        }
+                        other => self.shard.handle_msg(now, other),
+                    }
+                }
+                if !self.stopping {
+                    self.arm_eventfd();
+                }
+            }
+            Op::Connect { conn, .. } => {
+                if let Some(s) = self.socks.get_mut(&conn) {
+                    s.connecting = false;
+                }
+                if res < 0 {
+                    let e = std::io::Error::from_raw_os_error(-res);
+                    self.shard.handle_connect_failed(now, conn, &e.to_string());
+                    self.finish_close_if_idle(conn);
+                } else if self.socks.get(&conn).is_some_and(|s| !s.closing) {
+                    self.shard.handle_connected(now, conn);
+                    self.arm_recv(conn);
+                } else {
+                    self.finish_close_if_idle(conn);
+                }
+            }
+            Op::Recv { conn, buf } => {
+                let Some(sock) = self.socks.get_mut(&conn) else { return };
+                sock.recv_pending = false;
+                if sock.closing {
+                    sock.buf = Some(buf);
+                } else if res > 0 {
+                    self.stats.recv_ops += 1;
+                    self.stats.recv_bytes += res as u64;
+                    self.shard.handle_recv(now, conn, &buf[..res as usize]);
+                    if let Some(s) = self.socks.get_mut(&conn) {
+                        s.buf = Some(buf);
+                    }
+                    self.arm_recv(conn);
+                } else {
+                    sock.buf = Some(buf);
+                    let why = match res {
+                        0 => PeerError::Closed,
+                        e => PeerError::Io(std::io::Error::from_raw_os_error(-e).to_string()),
+                    };
+                    self.shard.handle_closed(now, conn, why);
+                }
+                self.finish_close_if_idle(conn);
+            }
+            Op::Send { conn, .. } => {
+                let Some(sock) = self.socks.get_mut(&conn) else { return };
+                sock.send_pending = false;
+                if sock.closing {
+                    self.finish_close_if_idle(conn);
+                    return;
+                }
+                if res < 0 {
+                    let err = std::io::Error::from_raw_os_error(-res);
+                    self.shard.handle_closed(now, conn, PeerError::Io(err.to_string()));
+                    self.finish_close_if_idle(conn);
+                    return;
+                }
+                self.stats.send_ops += 1;
+                self.stats.send_bytes += res as u64;
+                self.shard.handle_sent(now, conn, res as usize);
+                self.start_send(conn);
+            }
+            Op::Disk {
+                job,
+                fd,
+                file_offset,
+                buf_offset,
+                len,
+            } => {
+                let Some(j) = self.jobs.get_mut(job) else { return };
+                match res {
+                    n if n < 0 => {
+                        let err = std::io::Error::from_raw_os_error(-n);
+                        j.error.get_or_insert_with(|| err.to_string());
+                    }
+                    0 if len > 0 => {
+                        j.error.get_or_insert_with(|| "file is shorter than the torrent says".to_owned());
+                    }
+                    n if (n as usize) < len => {
+                        // Short transfer: carry on from where it stopped.
+                        let n = n as usize;
+                        self.submit_disk(job, fd, file_offset + n as u64, buf_offset + n, len - n);
+                        return;
+                    }
+                    _ => {}
+                }
+                let j = &mut self.jobs[job];
+                j.outstanding -= 1;
+                if j.outstanding == 0 {
+                    self.finish_job(job);
+                }
+            }
+        }
+    }
+
+    fn accepted(&mut self, res: i32) {
+        if res < 0 {
+            log::warn!("accept: {}", std::io::Error::from_raw_os_error(-res));
+            return;
+        }
+        // SAFETY: a non-negative accept result is a new descriptor we now own.
+        let fd = unsafe { OwnedFd::from_raw_fd(res) };
+        let addr = match rustix::net::getpeername(&fd) {
+            Ok(Some(a)) => match SocketAddr::try_from(a) {
+                Ok(a) => a,
+                Err(_) => return,
+            },
+            _ => return,
+        };
+        let _ = rustix::net::sockopt::set_tcp_nodelay(&fd, true);
+        if self.stopping {
+            return;
+        }
+        let target = lock(&self.shared.registry).incoming(addr);
+        match target {
+            None => {
+                log::debug!("refusing {addr}: banned or at the connection limit");
+                self.shared.stats.disconnected("refused", false);
+            }
+            Some(shard) if shard == self.shard.id => self.adopt(fd, addr),
+            Some(shard) => self.shared.inboxes[shard].post(ShardMsg::Adopt(fd, addr)),
+        }
+    }
+
+    fn adopt(&mut self, fd: OwnedFd, addr: SocketAddr) {
+        if self.stopping {
+            return;
+        }
+        let conn = self.shard.handle_accepted(Instant::now(), addr);
+        self.socks.insert(conn, Sock::new(fd));
+        self.arm_recv(conn);
+    }
+
+    /// Cancels everything in flight and waits (briefly) for the kernel to
+    /// let go of our buffers. Whatever it still holds after that is leaked,
+    /// not freed under it.
+    fn cancel_all(&mut self) {
+        let keys: Vec<u64> = self.ops.iter().map(|(k, _)| k as u64).collect();
+        for k in keys {
+            self.push(opcode::AsyncCancel::new(k).build().user_data(IGNORED));
+        }
+        for s in self.socks.values() {
+            let _ = rustix::net::shutdown(&s.fd, rustix::net::Shutdown::Both);
+        }
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while !self.ops.is_empty() && Instant::now() < deadline {
+            let ts = types::Timespec::from(Duration::from_millis(10));
+            let args = types::SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            let done: Vec<(u64, u32)> = self.ring.completion().map(|c| (c.user_data(), c.flags())).collect();
+            for (k, flags) in done {
+                if k != IGNORED && !(matches!(self.ops.get(k as usize), Some(Op::Accept)) && cqueue::more(flags)) {
+                    self.ops.try_remove(k as usize);
+                }
+            }
+        }
+        if !self.ops.is_empty() {
+            log::warn!("{} io_uring operations still pending at exit; leaking their buffers", self.ops.len());
+            std::mem::forget(std::mem::take(&mut self.ops));
+            std::mem::forget(std::mem::take(&mut self.jobs));
+        }
+    }
+}
+
+fn new_socket(addr: &SocketAddr) -> std::io::Result<socket2::Socket> {
+    let s = socket2::Socket::new(socket2::Domain::for_address(*addr), socket2::Type::STREAM.cloexec(), None)?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}

@@ -1,0 +1,90 @@
+//! Piece verification off the socket loops: a pool of hashing threads that
+//! take finished pieces in batches and post the verdict back to the shard
+//! that owns the piece. With `threads == 0` the shard hashes inline instead.
+
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::torrent::stats::Stats;
+use crate::torrent::{ShardMsg, Shared};
+
+pub struct Job {
+    pub shard: usize,
+    pub piece: u32,
+    pub buf: Vec<u8>,
+}
+
+pub struct HashPool {
+    tx: Option<Sender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl HashPool {
+    pub fn start(threads: usize, shared: Arc<Shared>) -> std::io::Result<HashPool> {
+        let (tx, rx) = channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let mut handles = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let rx = rx.clone();
+            let shared = shared.clone();
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("hasher-{i}"))
+                    .spawn(move || worker(&rx, &shared))?,
+            );
+        }
+        Ok(HashPool {
+            tx: Some(tx),
+            threads: handles,
+        })
+    }
+
+    pub fn sender(&self) -> Option<Sender<Job>> {
+        self.tx.clone()
+    }
+
+    pub fn stop(mut self) {
+        self.tx = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Verifies one piece, counting the time spent.
+pub fn verify(shared: &Shared, piece: u32, buf: &[u8]) -> bool {
+    let t = Instant::now();
+    let ok = shared.info.pieces.get(piece as usize) == Some(&crate::hash::sha1(buf));
+    Stats::add(&shared.stats.hash_nanos, t.elapsed().as_nanos() as u64);
+    ok
+}
+
+fn worker(rx: &Mutex<Receiver<Job>>, shared: &Shared) {
+    loop {
+        // Take whatever is queued as one batch.
+        let batch: Vec<Job> = {
+            let Ok(rx) = rx.lock() else { return };
+            let Ok(first) = rx.recv() else { return };
+            let mut batch = vec![first];
+            while batch.len() < 8 {
+                match rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        for job in batch {
+            let ok = verify(shared, job.piece, &job.buf);
+            if let Some(inbox) = shared.inboxes.get(job.shard) {
+                inbox.post(ShardMsg::Hashed {
+                    piece: job.piece,
+                    buf: job.buf,
+                    ok,
+                });
+            }
+        }
+    }
+}

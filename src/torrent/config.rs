@@ -1,0 +1,61 @@
+use std::time::Duration;
+
+use crate::choker::ChokerConfig;
+
+/// Knobs of the torrent logic. The defaults suit loopback benchmarks and
+/// datacenter links alike: deep pipelines, bounded memory.
+#[derive(Debug, Clone)]
+pub struct TorrentConfig {
+    /// Upload only: never request pieces (the `seed` command).
+    pub seed_only: bool,
+    pub choker: ChokerConfig,
+    /// Seconds between choker rounds (BEP 3 suggests 10).
+    pub rechoke_interval: Duration,
+    /// Requests outstanding to a new peer before its rate is known.
+    pub initial_pipeline: u32,
+    /// Bounds of the per-peer request pipeline, in blocks.
+    pub min_pipeline: u32,
+    pub max_pipeline: u32,
+    /// The pipeline aims to hold this much time's worth of the peer's rate.
+    pub pipeline_time: Duration,
+    /// Memory for piece buffers (downloads and hashing), all shards together.
+    /// Each shard may always hold at least one piece, so very large pieces can
+    /// exceed it.
+    pub buffer_budget: u64,
+    /// Memory for pieces read to serve uploads, per shard.
+    pub read_cache: u64,
+    /// Send-queue depth above which we stop serving a peer's requests.
+    pub send_high_water: usize,
+    pub max_connections: usize,
+    /// A peer owing data that sends none for this long is snubbed.
+    pub snub_after: Duration,
+    pub handshake_timeout: Duration,
+    /// Close a connection after this long without receiving anything.
+    pub inactivity_timeout: Duration,
+    pub keepalive_interval: Duration,
+    /// Hash failures a peer may be involved in before it is banned.
+    pub max_hash_failures: u32,
+}
+
+impl Default for TorrentConfig {
+    fn default() -> Self {
+        TorrentConfig {
+            seed_only: false,
+            choker: ChokerConfig::default(),
+            rechoke_interval: Duration::from_secs(10),
+            initial_pipeline: 128,
+            min_pipeline: 32,
+            max_pipeline: 1000,
+            pipeline_time: Duration::from_millis(300),
+            buffer_budget: 16 * 1024 * 1024,
+            read_cache: 16 * 1024 * 1024,
+            send_high_water: 2 * 1024 * 1024,
+            max_connections: 200,
+            snub_after: Duration::from_secs(20),
+            handshake_timeout: Duration::from_secs(15),
+            inactivity_timeout: Duration::from_secs(180),
+            keepalive_interval: Duration::from_secs(60),
+            max_hash_failures: 3,
+        }
+    }
+}

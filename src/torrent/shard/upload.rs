@@ -1,0 +1,108 @@
+//! The upload side: queueing peers' requests and answering them from
+//! pieces read into the cache, without copying the data again.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{Action, Shard};
+use crate::torrent::cache::Lookup;
+use crate::torrent::stats::Stats;
+use crate::torrent::ConnId;
+use crate::wire::{BlockRef, Message, encode_piece_header};
+
+impl Shard {
+    pub(super) fn on_request(&mut self, now: Instant, id: ConnId, b: BlockRef) {
+        let have = self.shared.have.get(b.piece);
+        let Some(c) = self.conn_mut(id) else { return };
+        if c.peer.am_choking || !have {
+            // BEP 6: a fast peer is told; others just lose the request.
+            if c.peer.fast() {
+                self.send(id, Message::Reject(b));
+            }
+            return;
+        }
+        c.peer.requests_in.push_back(b);
+        self.serve(now, id);
+    }
+
+    /// Answers queued requests while the peer is unchoked and its send queue
+    /// has room. Stops at a piece that must be read first.
+    pub(super) fn serve(&mut self, _now: Instant, id: ConnId) {
+        let high_water = self.shared.config.send_high_water;
+        loop {
+            let Some(c) = self.conn_mut(id) else { return };
+            if c.peer.am_choking || c.send.len() >= high_water {
+                return;
+            }
+            let Some(&req) = c.peer.requests_in.front() else { return };
+            match self.cache.get(req.piece, id) {
+                Lookup::Ready(data) => {
+                    let c = self.conn_mut(id).expect("looked up above");
+                    c.peer.requests_in.pop_front();
+                    c.waiting_read = false;
+                    let (begin, end) = (req.begin as usize, (req.begin + req.len) as usize);
+                    if end > data.len() {
+                        // Requests were checked against the piece length.
+                        continue;
+                    }
+                    let was_empty = c.send.is_empty();
+                    c.send.push_raw(&encode_piece_header(req.piece, req.begin, req.len));
+                    c.send.push_shared(data.slice(begin..end));
+                    c.peer.up.add(u64::from(req.len));
+                    Stats::add(&self.shared.stats.uploaded, u64::from(req.len));
+                    if was_empty {
+                        self.mark_dirty(id);
+                    }
+                }
+                Lookup::Read => {
+                    let len = self.info.piece_len(req.piece) as usize;
+                    self.actions.push_back(Action::Read {
+                        piece: req.piece,
+                        buf: vec![0u8; len],
+                    });
+                    self.mark_waiting(id);
+                    return;
+                }
+                Lookup::Pending => {
+                    self.mark_waiting(id);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn mark_waiting(&mut self, id: ConnId) {
+        if let Some(c) = self.conn_mut(id) {
+            c.waiting_read = true;
+        }
+    }
+
+    /// A piece read for uploading finished.
+    pub fn handle_read(&mut self, now: Instant, piece: u32, buf: Vec<u8>, result: Result<(), String>) {
+        let data = match result {
+            Ok(()) => Some(Bytes::from(buf)),
+            Err(e) => {
+                log::error!("cannot read piece {piece} to upload it: {e}");
+                None
+            }
+        };
+        let failed = data.is_none();
+        let waiters = self.cache.filled(piece, data);
+        for id in waiters {
+            if failed {
+                // Drop the requests for the unreadable piece.
+                let Some(c) = self.conn_mut(id) else { continue };
+                let fast = c.peer.fast();
+                let dropped: Vec<BlockRef> = c.peer.requests_in.iter().filter(|r| r.piece == piece).copied().collect();
+                c.peer.requests_in.retain(|r| r.piece != piece);
+                if fast {
+                    for r in dropped {
+                        self.send(id, Message::Reject(r));
+                    }
+                }
+            }
+            self.serve(now, id);
+        }
+    }
+}
