@@ -1,6 +1,7 @@
 //! Subcommands. Library errors become one line on stderr here, the only
 //! place that uses `anyhow`.
 
+mod bench;
 mod create;
 mod fetch;
 mod fmt;
@@ -33,6 +34,8 @@ enum Command {
     Seed(seed::Args),
     /// Download into OUT_DIR/<name>; exit 0 once every piece is verified and written.
     Fetch(fetch::Args),
+    /// Loopback benchmark: generate data, seed and fetch it between ringtorrent processes.
+    Bench(bench::Args),
 }
 
 pub fn run() -> anyhow::Result<ExitCode> {
@@ -42,6 +45,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Info(args) => info::run(args),
         Command::Seed(args) => seed::run(args),
         Command::Fetch(args) => fetch::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 
@@ -57,5 +61,6 @@ pub fn init_logging(verbose: u8) {
         .filter_level(level)
         .parse_env("RUST_LOG")
         .format_target(false)
+        .format_timestamp_millis()
         .try_init();
 }

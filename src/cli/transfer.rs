@@ -111,14 +111,18 @@ pub fn report(s: &Summary, json: bool, verb: &str) -> anyhow::Result<()> {
     if json {
         return fmt::out(&(serde_json::to_string(s)? + "\n"));
     }
-    let mut line = format!(
-        "{verb} {}: {} in {:.2} s ({:.1} MiB/s), uploaded {}",
-        s.name,
-        fmt::bytes(s.downloaded),
-        s.seconds,
-        s.mib_per_second,
-        fmt::bytes(s.uploaded),
-    );
+    let mut line = if verb == "seeded" {
+        format!("seeded {} for {:.1} s: uploaded {}", s.name, s.run_seconds, fmt::bytes(s.uploaded))
+    } else {
+        format!(
+            "{verb} {}: {} in {:.2} s ({:.1} MiB/s), uploaded {}",
+            s.name,
+            fmt::bytes(s.downloaded),
+            s.seconds,
+            s.mib_per_second,
+            fmt::bytes(s.uploaded),
+        )
+    };
     if s.hash_failures > 0 || s.protocol_errors > 0 {
         line += &format!(", {} hash failures, {} protocol errors", s.hash_failures, s.protocol_errors);
     }

@@ -205,6 +205,7 @@ impl Driver {
                 // Only the listener and the eventfd left, or out of patience.
                 let live = self.ops.iter().filter(|(_, op)| !matches!(op, Op::Accept | Op::EventFd { .. })).count();
                 if live == 0 || now >= deadline {
+                    log::debug!("shard {} leaving its loop with {live} operations in flight", self.shard.id);
                     break;
                 }
             }
@@ -491,8 +492,11 @@ impl Driver {
                     let e = std::io::Error::from_raw_os_error(-res);
                     self.shard.handle_connect_failed(now, conn, &e.to_string());
                     self.finish_close_if_idle(conn);
-                } else if self.socks.get(&conn).is_some_and(|s| !s.closing) {
-                    self.shard.handle_connected(now, conn);
+                } else if let Some(sock) = self.socks.get(&conn).filter(|s| !s.closing) {
+                    let local = rustix::net::getsockname(&sock.fd)
+                        .ok()
+                        .and_then(|a| SocketAddr::try_from(a).ok());
+                    self.shard.handle_connected(now, conn, local);
                     self.arm_recv(conn);
                 } else {
                     self.finish_close_if_idle(conn);
@@ -614,6 +618,7 @@ impl Driver {
     /// let go of our buffers. Whatever it still holds after that is leaked,
     /// not freed under it.
     fn cancel_all(&mut self) {
+        log::debug!("shard {}: cancelling {} operations", self.shard.id, self.ops.len());
         let keys: Vec<u64> = self.ops.iter().map(|(k, _)| k as u64).collect();
         for k in keys {
             self.push(opcode::AsyncCancel::new(k).build().user_data(IGNORED));

@@ -74,8 +74,11 @@ pub struct Summary {
     pub name: String,
     pub complete: bool,
     pub total_length: u64,
-    /// Seconds from start to completion (or to the end of the run).
+    /// Seconds from the start of the transfer to completion (or to the end
+    /// of the run, if it did not complete).
     pub seconds: f64,
+    /// Seconds the engine ran, check included.
+    pub run_seconds: f64,
     /// Seconds spent checking existing data before the transfer.
     pub check_seconds: f64,
     pub downloaded: u64,
@@ -307,9 +310,13 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
             });
         }
     };
-    let end = completed_at.unwrap_or_else(Instant::now);
+    let end = match (cfg.mode, completed_at) {
+        (Mode::Fetch { .. }, Some(t)) => t,
+        _ => Instant::now(),
+    };
 
     // Shut down: shards close their peers while the tracker says goodbye.
+    log::debug!("shutting down");
     shared.broadcast(|| ShardMsg::Shutdown);
     if let Some(a) = announcer {
         a.stop(Duration::from_secs(1));
@@ -329,6 +336,7 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
             Err(_) => log::error!("a shard thread panicked"),
         }
     }
+    log::debug!("shards stopped");
     if let Some(p) = pool {
         p.stop();
     }
@@ -346,6 +354,7 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
         complete: shared.is_complete(),
         total_length: info.total_length,
         seconds,
+        run_seconds: start.elapsed().as_secs_f64(),
         check_seconds,
         downloaded,
         uploaded: Stats::get(&st.uploaded),

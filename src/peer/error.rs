@@ -56,6 +56,7 @@ impl PeerError {
     /// A short stable name for counters.
     pub fn kind(&self) -> &'static str {
         match self {
+            PeerError::Wire(WireError::BadProtocol) => "not_plain_bittorrent",
             PeerError::Wire(_) => "wire",
             PeerError::WrongInfoHash => "wrong_info_hash",
             PeerError::SelfConnection => "self",
@@ -85,7 +86,8 @@ impl PeerError {
     pub fn is_violation(&self) -> bool {
         !matches!(
             self,
-            PeerError::Closed
+            PeerError::Wire(WireError::BadProtocol)
+                | PeerError::Closed
                 | PeerError::ShuttingDown
                 | PeerError::Io(_)
                 | PeerError::NothingToDo

@@ -65,6 +65,9 @@ pub enum Input<'a> {
     Have(u32),
     /// The peer's initial piece set arrived (bitfield, have-all, have-none).
     Pieces,
+    /// The peer sent a whole piece set again mid-session (aria2 does): it
+    /// replaces `previous`, which the caller must un-count.
+    PiecesReplaced { previous: Previous },
     Request(BlockRef),
     /// The peer cancelled one of its requests.
     Cancel(BlockRef),
@@ -86,6 +89,23 @@ pub enum Input<'a> {
         completes: bool,
         sent_at: Option<Instant>,
     },
+}
+
+/// A peer's piece set before it was replaced.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Previous {
+    pub has_all: bool,
+    pub bitfield: Bitfield,
+}
+
+impl Previous {
+    pub fn pieces(&self) -> PeerPieces<'_> {
+        if self.has_all {
+            PeerPieces::All
+        } else {
+            PeerPieces::Some(&self.bitfield)
+        }
+    }
 }
 
 /// Protocol state of one connection.
@@ -221,6 +241,7 @@ impl PeerState {
             Event::Message(m) => m,
         };
         let first = self.phase == Phase::First;
+        log::trace!("{} sent {msg:?}", self.addr);
         // The piece set must come first, but some clients put their extension
         // handshake ahead of it; neither that nor a keep-alive ends the window.
         if !matches!(msg, Message::KeepAlive | Message::Extended { .. }) {
@@ -267,12 +288,15 @@ impl PeerState {
                 }
             }
             Message::Bitfield(b) => {
-                if !first {
-                    return Err(PeerError::LateBitfield("bitfield"));
-                }
-                self.bitfield = Bitfield::from_wire(b, n)?;
+                // BEP 3 wants it first; aria2 sends it again later. Accept it
+                // as a replacement, still checked for size and spare bits.
+                let new = Bitfield::from_wire(b, n)?;
+                let previous = Previous {
+                    has_all: self.has_all,
+                    bitfield: std::mem::replace(&mut self.bitfield, new),
+                };
                 self.has_all = self.bitfield.is_full();
-                Input::Pieces
+                if first { Input::Pieces } else { Input::PiecesReplaced { previous } }
             }
             Message::HaveAll | Message::HaveNone => {
                 if !self.fast() {

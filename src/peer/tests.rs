@@ -56,9 +56,13 @@ fn bitfield_only_first_and_checked() {
         Err(PeerError::BadBitfield(crate::bitfield::BitfieldError::SpareBits))
     );
     let (mut p, _) = peer(true, true);
-    assert_eq!(msg(&mut p, Message::Bitfield(&[0xff, 0xc0])).unwrap(), "Pieces");
+    assert_eq!(msg(&mut p, Message::Bitfield(&[0x80, 0x00])).unwrap(), "Pieces");
+    assert!(p.has(0) && !p.has(1));
+    // A late bitfield replaces the set (aria2 sends one mid-session).
+    let late = msg(&mut p, Message::Bitfield(&[0xff, 0xc0])).unwrap();
+    assert!(late.starts_with("PiecesReplaced"), "{late}");
     assert!(p.is_seed());
-    assert_eq!(msg(&mut p, Message::Bitfield(&[0xff, 0xc0])), Err(PeerError::LateBitfield("bitfield")));
+    assert!(matches!(msg(&mut p, Message::Bitfield(&[0xff, 0xe0])), Err(PeerError::BadBitfield(_))));
     let (mut p, _) = peer(true, true);
     msg(&mut p, Message::Unchoke).unwrap();
     assert_eq!(msg(&mut p, Message::HaveAll), Err(PeerError::LateBitfield("have-all")));

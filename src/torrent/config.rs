@@ -17,6 +17,8 @@ pub struct TorrentConfig {
     pub min_pipeline: u32,
     pub max_pipeline: u32,
     /// The pipeline aims to hold this much time's worth of the peer's rate.
+    /// Generous, because some clients answer in batches once a second
+    /// (Transmission) and a short queue then caps the rate at queue/second.
     pub pipeline_time: Duration,
     /// Memory for piece buffers (downloads and hashing), all shards together.
     /// Each shard may always hold at least one piece, so very large pieces can
@@ -44,9 +46,9 @@ impl Default for TorrentConfig {
             choker: ChokerConfig::default(),
             rechoke_interval: Duration::from_secs(10),
             initial_pipeline: 128,
-            min_pipeline: 32,
+            min_pipeline: 64,
             max_pipeline: 1000,
-            pipeline_time: Duration::from_millis(300),
+            pipeline_time: Duration::from_secs(2),
             buffer_budget: 16 * 1024 * 1024,
             read_cache: 16 * 1024 * 1024,
             send_high_water: 2 * 1024 * 1024,

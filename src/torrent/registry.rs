@@ -28,6 +28,9 @@ pub struct Registry {
     banned: HashSet<IpAddr>,
     /// Hash-failure strikes per IP.
     strikes: HashMap<IpAddr, u32>,
+    /// Local address of each outgoing connection, to the address it dialled:
+    /// an incoming self-connection comes from one of these.
+    dialled_from: HashMap<SocketAddr, SocketAddr>,
     per_shard: Vec<usize>,
     max_connections: usize,
     /// Failed dials are retried this many times.
@@ -46,6 +49,7 @@ impl Registry {
             ids: HashMap::new(),
             banned: HashSet::new(),
             strikes: HashMap::new(),
+            dialled_from: HashMap::new(),
             per_shard: vec![0; shards.max(1)],
             max_connections,
             max_failures: 8,
@@ -158,10 +162,21 @@ impl Registry {
         true
     }
 
-    /// The connection to `addr` turned out to be to ourselves.
-    pub fn is_us(&mut self, addr: SocketAddr, outgoing: bool) {
-        if outgoing {
-            self.addrs.insert(addr, State::Us);
+    /// An outgoing connection to `remote` left from `local`.
+    pub fn dialled_from(&mut self, local: SocketAddr, remote: SocketAddr) {
+        self.dialled_from.insert(local, remote);
+    }
+
+    /// The connection we dialled to `addr` turned out to be to ourselves.
+    pub fn is_us(&mut self, addr: SocketAddr) {
+        self.addrs.insert(addr, State::Us);
+    }
+
+    /// An incoming connection from `from` was ourselves: the address it was
+    /// dialled to is ours.
+    pub fn is_us_dialled_from(&mut self, from: SocketAddr) {
+        if let Some(target) = self.dialled_from.remove(&from) {
+            self.addrs.insert(target, State::Us);
         }
     }
 
@@ -169,6 +184,9 @@ impl Registry {
     /// so a restarted seeder is found again.
     pub fn disconnected(&mut self, now: Instant, addr: SocketAddr, outgoing: bool, id: Option<PeerId>, shard: usize) {
         self.release(shard);
+        if outgoing {
+            self.dialled_from.retain(|_, remote| *remote != addr);
+        }
         if let Some(id) = id
             && self.ids.get(&id) == Some(&addr)
         {
@@ -254,10 +272,14 @@ mod tests {
         let mut r = Registry::new(1, 10);
         assert!(r.handshaken(a("10.0.0.1:1"), true, PeerId([1; 20])));
         assert!(!r.handshaken(a("10.0.0.1:2"), false, PeerId([1; 20])));
-        r.add(now, [a("127.0.0.1:6881")]);
+        r.add(now, [a("127.0.0.1:6881"), a("127.0.0.1:6882")]);
         r.due(now);
-        r.is_us(a("127.0.0.1:6881"), true);
+        r.is_us(a("127.0.0.1:6881"));
         r.disconnected(now, a("127.0.0.1:6881"), true, None, 0);
+        // Found by the accepting side: the dialler's local address names the target.
+        r.dialled_from(a("127.0.0.1:40000"), a("127.0.0.1:6882"));
+        r.is_us_dialled_from(a("127.0.0.1:40000"));
+        r.disconnected(now, a("127.0.0.1:6882"), true, None, 0);
         assert!(r.due(now + Duration::from_secs(100)).is_empty(), "never dial ourselves again");
         let ip: IpAddr = "10.0.0.7".parse().unwrap();
         assert!(!r.strike(ip, 2));

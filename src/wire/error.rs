@@ -3,7 +3,9 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WireError {
-    #[error("handshake protocol string is not \"BitTorrent protocol\"")]
+    /// Also what an encrypted (MSE/PE) handshake looks like; we speak
+    /// plaintext only.
+    #[error("handshake is not plaintext BitTorrent (an encrypted MSE/PE handshake?)")]
     BadProtocol,
     #[error("message of {len} bytes (id {id:?}) is longer than the {max} allowed")]
     TooLong { id: Option<u8>, len: u32, max: u32 },

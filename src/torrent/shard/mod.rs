@@ -232,9 +232,12 @@ impl Shard {
         }
     }
 
-    /// An outgoing connection is established: greet the peer.
-    pub fn handle_connected(&mut self, now: Instant, id: ConnId) {
+    /// An outgoing connection is established (from `local`): greet the peer.
+    pub fn handle_connected(&mut self, now: Instant, id: ConnId, local: Option<SocketAddr>) {
         let hs = Handshake::ours(self.shared.info_hash, self.shared.peer_id);
+        if let (Some(local), Some(c)) = (local, self.conn(id)) {
+            lock(&self.shared.registry).dialled_from(local, c.peer.addr);
+        }
         if let Some(c) = self.conn_mut(id) {
             c.peer.last_recv = now;
             c.send.push_raw(&hs.encode());
@@ -329,6 +332,11 @@ impl Shard {
                 self.on_pieces(now, id);
                 Ok(())
             }
+            Input::PiecesReplaced { previous } => {
+                lock(&self.shared.picker).remove_peer(previous.pieces());
+                self.on_pieces(now, id);
+                Ok(())
+            }
             Input::Have(p) => {
                 self.on_have(now, id, p);
                 Ok(())
@@ -391,7 +399,13 @@ impl Shard {
         let Some(c) = self.conn_mut(id) else { return Ok(()) };
         let (addr, outgoing) = (c.peer.addr, c.peer.outgoing);
         if h.peer_id == shared.peer_id {
-            lock(&shared.registry).is_us(addr, outgoing);
+            let mut reg = lock(&shared.registry);
+            if outgoing {
+                reg.is_us(addr);
+            } else {
+                // The dialling side never sees our reply; name its target here.
+                reg.is_us_dialled_from(addr);
+            }
             return Err(PeerError::SelfConnection);
         }
         if !lock(&shared.registry).handshaken(addr, outgoing, h.peer_id) {

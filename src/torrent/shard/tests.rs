@@ -166,7 +166,7 @@ impl Sim {
                 }
                 let theirs = self.nodes[j].shard.handle_accepted(now, from);
                 self.links.push(((i, conn), (j, theirs)));
-                self.nodes[i].shard.handle_connected(now, conn);
+                self.nodes[i].shard.handle_connected(now, conn, None);
             }
             Action::Close { conn } => {
                 if let Some((j, other)) = self.peer_of(i, conn) {
