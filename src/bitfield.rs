@@ -170,7 +170,8 @@ impl AtomicBitfield {
     pub fn get(&self, i: u32) -> bool {
         // Acquire pairs with the Release in `set`: whoever sees the bit also
         // sees the piece's bytes written before it was set.
-        i < self.len && self.bytes[(i / 8) as usize].load(Ordering::Acquire) & (0x80 >> (i % 8)) != 0
+        i < self.len
+            && self.bytes[(i / 8) as usize].load(Ordering::Acquire) & (0x80 >> (i % 8)) != 0
     }
 
     /// Sets bit `i`; returns whether this call set it.
@@ -204,7 +205,11 @@ impl AtomicBitfield {
     }
 
     pub fn snapshot(&self) -> Bitfield {
-        let bytes: Vec<u8> = self.bytes.iter().map(|b| b.load(Ordering::Acquire)).collect();
+        let bytes: Vec<u8> = self
+            .bytes
+            .iter()
+            .map(|b| b.load(Ordering::Acquire))
+            .collect();
         let ones = bytes.iter().map(|b| b.count_ones()).sum();
         Bitfield {
             bytes,
@@ -235,9 +240,15 @@ mod tests {
     fn from_wire_checks_length_and_spare_bits() {
         assert_eq!(
             Bitfield::from_wire(&[0xff], 10),
-            Err(BitfieldError::Length { got: 1, expected: 2 })
+            Err(BitfieldError::Length {
+                got: 1,
+                expected: 2
+            })
         );
-        assert_eq!(Bitfield::from_wire(&[0xff, 0xe0], 10), Err(BitfieldError::SpareBits));
+        assert_eq!(
+            Bitfield::from_wire(&[0xff, 0xe0], 10),
+            Err(BitfieldError::SpareBits)
+        );
         let b = Bitfield::from_wire(&[0xff, 0xc0], 10).unwrap();
         assert!(b.is_full());
         assert!(Bitfield::from_wire(&[0xff, 0xff], 16).unwrap().is_full());

@@ -75,7 +75,10 @@ impl Choker {
     /// choked.
     pub fn rechoke(&mut self, peers: &[Candidate], seeding: bool) -> Vec<PeerKey> {
         self.round += 1;
-        let eligible: Vec<&Candidate> = peers.iter().filter(|p| p.interested && !p.is_seed).collect();
+        let eligible: Vec<&Candidate> = peers
+            .iter()
+            .filter(|p| p.interested && !p.is_seed)
+            .collect();
         let mut ranked = eligible.clone();
         if seeding {
             let turn = self.config.seed_turn;
@@ -88,7 +91,11 @@ impl Choker {
             // Snubbed peers are ranked last: they owe us data.
             ranked.sort_by_key(|p| (p.snubbed, std::cmp::Reverse(p.download_rate)));
         }
-        let mut unchoked: Vec<PeerKey> = ranked.iter().take(self.config.slots).map(|p| p.key).collect();
+        let mut unchoked: Vec<PeerKey> = ranked
+            .iter()
+            .take(self.config.slots)
+            .map(|p| p.key)
+            .collect();
         // Tenure counts regular slots only: an optimistic turn is a gift.
         self.tenure.retain(|k, _| unchoked.contains(k));
         for k in &unchoked {
@@ -145,7 +152,12 @@ mod tests {
     #[test]
     fn leeching_reciprocates_the_fastest_uploaders() {
         let mut c = Choker::new(cfg(2));
-        let peers = [peer(1, 10, 0), peer(2, 500, 0), peer(3, 300, 0), peer(4, 1, 0)];
+        let peers = [
+            peer(1, 10, 0),
+            peer(2, 500, 0),
+            peer(3, 300, 0),
+            peer(4, 1, 0),
+        ];
         let u = c.rechoke(&peers, false);
         assert_eq!(&u[..2], &[2, 3]);
         assert_eq!(u.len(), 3, "two regular slots and one optimistic");
@@ -163,13 +175,19 @@ mod tests {
         bored.interested = false;
         let u = c.rechoke(&[seed, snub, bored, peer(4, 5, 0)], false);
         assert_eq!(u[0], 4);
-        assert_eq!(u, vec![4, 2], "the snubbed peer only gets the optimistic slot");
+        assert_eq!(
+            u,
+            vec![4, 2],
+            "the snubbed peer only gets the optimistic slot"
+        );
     }
 
     #[test]
     fn optimistic_slot_rotates() {
         let mut c = Choker::new(cfg(1));
-        let peers: Vec<_> = (0..10).map(|k| peer(k, if k == 0 { 100 } else { 0 }, 0)).collect();
+        let peers: Vec<_> = (0..10)
+            .map(|k| peer(k, if k == 0 { 100 } else { 0 }, 0))
+            .collect();
         let mut optimists = std::collections::HashSet::new();
         for _ in 0..60 {
             let u = c.rechoke(&peers, false);
@@ -181,8 +199,17 @@ mod tests {
 
     #[test]
     fn seeding_rotates_spent_slots_to_waiting_peers() {
-        let mut c = Choker::new(ChokerConfig { slots: 2, optimistic_every: 1000, seed_turn: 2 });
-        let peers = [peer(1, 0, 900), peer(2, 0, 800), peer(3, 0, 100), peer(4, 0, 50)];
+        let mut c = Choker::new(ChokerConfig {
+            slots: 2,
+            optimistic_every: 1000,
+            seed_turn: 2,
+        });
+        let peers = [
+            peer(1, 0, 900),
+            peer(2, 0, 800),
+            peer(3, 0, 100),
+            peer(4, 0, 50),
+        ];
         let first = c.rechoke(&peers, true);
         assert_eq!(&first[..2], &[1, 2]);
         c.rechoke(&peers, true);

@@ -287,7 +287,11 @@ fn hash_pieces(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let sources: Vec<Source<'_>> = opened.iter().zip(files).map(|(o, f)| Source::File(o, f.length)).collect();
+    let sources: Vec<Source<'_>> = opened
+        .iter()
+        .zip(files)
+        .map(|(o, f)| Source::File(o, f.length))
+        .collect();
     let count = total.div_ceil(u64::from(piece_length)) as usize;
     let hashes = Mutex::new(vec![[0u8; 20]; count]);
     let failure: Mutex<Option<ReadError>> = Mutex::new(None);

@@ -185,7 +185,11 @@ impl Picker {
     /// In endgame: a piece already in progress elsewhere that this peer could
     /// download too, preferring the one with the fewest downloaders.
     /// `exclude` filters pieces the caller is already downloading.
-    pub fn pick_endgame(&mut self, peer: PeerPieces<'_>, exclude: impl Fn(u32) -> bool) -> Option<u32> {
+    pub fn pick_endgame(
+        &mut self,
+        peer: PeerPieces<'_>,
+        exclude: impl Fn(u32) -> bool,
+    ) -> Option<u32> {
         let start = fastrand::u32(..self.piece_count().max(1));
         let n = self.piece_count();
         let mut best: Option<(u8, u32)> = None;
@@ -293,7 +297,10 @@ mod tests {
         // Piece 3 is the rarest (one peer), then 2, then 0 and 1.
         assert_eq!(p.pick(PeerPieces::Some(&a)), Some(3));
         assert_eq!(p.pick(PeerPieces::Some(&a)), Some(2));
-        let mut rest = [p.pick(PeerPieces::Some(&a)).unwrap(), p.pick(PeerPieces::Some(&a)).unwrap()];
+        let mut rest = [
+            p.pick(PeerPieces::Some(&a)).unwrap(),
+            p.pick(PeerPieces::Some(&a)).unwrap(),
+        ];
         rest.sort();
         assert_eq!(rest, [0, 1]);
         assert_eq!(p.pick(PeerPieces::Some(&a)), None);
@@ -330,7 +337,10 @@ mod tests {
         let x = p.pick(PeerPieces::All).unwrap();
         p.abort(x);
         assert!(!p.has(x));
-        let mut got = vec![p.pick(PeerPieces::All).unwrap(), p.pick(PeerPieces::All).unwrap()];
+        let mut got = vec![
+            p.pick(PeerPieces::All).unwrap(),
+            p.pick(PeerPieces::All).unwrap(),
+        ];
         got.sort();
         assert_eq!(got, vec![1, 2]);
         assert!(p.complete(1) && !p.complete(1));

@@ -57,7 +57,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = match &args.dir {
         Some(d) => d.clone(),
         None => {
-            tmp = tempfile::Builder::new().prefix("ringtorrent-bench-").tempdir()?;
+            tmp = tempfile::Builder::new()
+                .prefix("ringtorrent-bench-")
+                .tempdir()?;
             tmp.path().to_path_buf()
         }
     };
@@ -65,7 +67,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let seed_dir = dir.join("seed");
     let name = "dataset";
     let payload = seed_dir.join(name);
-    eprintln!("bench: generating {} ({}) in {}", fmt::bytes(args.size), args.layout, dir.display());
+    eprintln!(
+        "bench: generating {} ({}) in {}",
+        fmt::bytes(args.size),
+        args.layout,
+        dir.display()
+    );
     generate(&payload, args.size, args.layout == "multi")?;
     let torrent = dir.join("dataset.torrent");
     let created = create(
@@ -87,7 +94,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .arg(&torrent)
         .arg("--data-dir")
         .arg(&seed_dir)
-        .args(["--listen", &seed_addr.to_string(), "--threads", &threads, "--json"])
+        .args([
+            "--listen",
+            &seed_addr.to_string(),
+            "--threads",
+            &threads,
+            "--json",
+        ])
         .args(&extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -97,7 +110,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     wait_listening(seed_addr, &mut seeder)?;
     let seed_ready = seed_start.elapsed();
 
-    let ports: Vec<u16> = (0..args.leechers).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let ports: Vec<u16> = (0..args.leechers)
+        .map(|_| free_port())
+        .collect::<Result<_, _>>()?;
     let mut leechers = Vec::new();
     let start = Instant::now();
     for (i, port) in ports.iter().enumerate() {
@@ -108,7 +123,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .arg(&torrent)
             .arg("--out-dir")
             .arg(&out)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--threads", &threads, "--json"])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--threads",
+                &threads,
+                "--json",
+            ])
             .args(["--peer", &seed_addr.to_string()]);
         // Leechers know each other, so they can trade pieces.
         for (j, other) in ports.iter().enumerate() {
@@ -267,7 +288,9 @@ fn wait(mut child: Child, start: Instant) -> anyhow::Result<Finished> {
         return Err(std::io::Error::last_os_error()).context("wait4");
     }
     let wall = start.elapsed();
-    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
     Ok(Finished {
         ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         wall,
@@ -295,7 +318,9 @@ fn generate(path: &Path, size: u64, multi: bool) -> anyhow::Result<()> {
         ("a/empty", 0),
     ];
     let small_total: u64 = smalls.iter().map(|s| s.1).sum();
-    let big = size.checked_sub(small_total).context("multi layout needs at least 2 MiB")?;
+    let big = size
+        .checked_sub(small_total)
+        .context("multi layout needs at least 2 MiB")?;
     write_random(&path.join("big.bin"), big, 1)?;
     for (i, (rel, len)) in smalls.iter().enumerate() {
         write_random(&path.join(rel), *len, i as u64 + 2)?;

@@ -18,7 +18,13 @@ pub struct Args {
 
 /// Seeds until SIGTERM or SIGINT.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let summary = transfer::run(&args.torrent, args.data_dir, Mode::Seed, &args.common, Duration::MAX)?;
+    let summary = transfer::run(
+        &args.torrent,
+        args.data_dir,
+        Mode::Seed,
+        &args.common,
+        Duration::MAX,
+    )?;
     transfer::report(&summary, args.common.json, "seeded")?;
     Ok(ExitCode::SUCCESS)
 }

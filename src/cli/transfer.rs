@@ -54,7 +54,13 @@ fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-pub fn run(torrent: &std::path::Path, dir: std::path::PathBuf, mode: Mode, common: &Common, stall: Duration) -> anyhow::Result<Summary> {
+pub fn run(
+    torrent: &std::path::Path,
+    dir: std::path::PathBuf,
+    mode: Mode,
+    common: &Common,
+    stall: Duration,
+) -> anyhow::Result<Summary> {
     super::init_logging(common.verbose);
     let metainfo = Metainfo::from_file(torrent)?;
     let total = metainfo.info.total_length;
@@ -112,7 +118,12 @@ pub fn report(s: &Summary, json: bool, verb: &str) -> anyhow::Result<()> {
         return fmt::out(&(serde_json::to_string(s)? + "\n"));
     }
     let mut line = if verb == "seeded" {
-        format!("seeded {} for {:.1} s: uploaded {}", s.name, s.run_seconds, fmt::bytes(s.uploaded))
+        format!(
+            "seeded {} for {:.1} s: uploaded {}",
+            s.name,
+            s.run_seconds,
+            fmt::bytes(s.uploaded)
+        )
     } else {
         format!(
             "{verb} {}: {} in {:.2} s ({:.1} MiB/s), uploaded {}",
@@ -124,7 +135,10 @@ pub fn report(s: &Summary, json: bool, verb: &str) -> anyhow::Result<()> {
         )
     };
     if s.hash_failures > 0 || s.protocol_errors > 0 {
-        line += &format!(", {} hash failures, {} protocol errors", s.hash_failures, s.protocol_errors);
+        line += &format!(
+            ", {} hash failures, {} protocol errors",
+            s.hash_failures, s.protocol_errors
+        );
     }
     eprintln!("{line}");
     Ok(())

@@ -183,12 +183,20 @@ impl Driver {
             let args = types::SubmitArgs::new().timespec(&ts);
             match self.ring.submitter().submit_with_args(1, &args) {
                 Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                    ) => {}
                 Err(e) => return Err(e),
             }
             let busy_from = Instant::now();
             completions.clear();
-            completions.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+            completions.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
             for &(key, res, flags) in &completions {
                 self.complete(key, res, flags);
             }
@@ -203,9 +211,16 @@ impl Driver {
             if self.stopping {
                 let deadline = *stop_deadline.get_or_insert(now + Duration::from_secs(1));
                 // Only the listener and the eventfd left, or out of patience.
-                let live = self.ops.iter().filter(|(_, op)| !matches!(op, Op::Accept | Op::EventFd { .. })).count();
+                let live = self
+                    .ops
+                    .iter()
+                    .filter(|(_, op)| !matches!(op, Op::Accept | Op::EventFd { .. }))
+                    .count();
                 if live == 0 || now >= deadline {
-                    log::debug!("shard {} leaving its loop with {live} operations in flight", self.shard.id);
+                    log::debug!(
+                        "shard {} leaving its loop with {live} operations in flight",
+                        self.shard.id
+                    );
                     break;
                 }
             }
@@ -242,16 +257,21 @@ impl Driver {
 
     fn arm_eventfd(&mut self) {
         let mut buf = Box::new([0u8; 8]);
-        let sqe = opcode::Read::new(types::Fd(self.eventfd.as_raw_fd()), buf.as_mut_ptr(), 8).build();
+        let sqe =
+            opcode::Read::new(types::Fd(self.eventfd.as_raw_fd()), buf.as_mut_ptr(), 8).build();
         self.submit(Op::EventFd { _buf: buf }, sqe);
     }
 
     fn arm_recv(&mut self, conn: ConnId) {
-        let Some(sock) = self.socks.get_mut(&conn) else { return };
+        let Some(sock) = self.socks.get_mut(&conn) else {
+            return;
+        };
         if sock.recv_pending || sock.closing {
             return;
         }
-        let Some(mut buf) = sock.buf.take() else { return };
+        let Some(mut buf) = sock.buf.take() else {
+            return;
+        };
         let fd = sock.fd.as_raw_fd();
         sock.recv_pending = true;
         let sqe = opcode::Recv::new(types::Fd(fd), buf.as_mut_ptr(), buf.len() as u32).build();
@@ -259,12 +279,16 @@ impl Driver {
     }
 
     fn start_send(&mut self, conn: ConnId) {
-        let Some(sock) = self.socks.get(&conn) else { return };
+        let Some(sock) = self.socks.get(&conn) else {
+            return;
+        };
         if sock.send_pending || sock.closing || sock.connecting {
             return;
         }
         let fd = sock.fd.as_raw_fd();
-        let Some(q) = self.shard.send_queue(conn) else { return };
+        let Some(q) = self.shard.send_queue(conn) else {
+            return;
+        };
         let segments = q.front(MAX_IOVECS);
         if segments.is_empty() {
             return;
@@ -324,7 +348,8 @@ impl Driver {
                         // The pool is gone (shutting down): verify here.
                         let job = e.0;
                         let ok = hasher::verify(&self.shared, job.piece, &job.buf);
-                        self.shard.handle_hashed(Instant::now(), job.piece, job.buf, ok);
+                        self.shard
+                            .handle_hashed(Instant::now(), job.piece, job.buf, ok);
                     }
                 }
                 None => {
@@ -339,7 +364,8 @@ impl Driver {
         let sock = match new_socket(&addr) {
             Ok(s) => s,
             Err(e) => {
-                self.shard.handle_connect_failed(Instant::now(), conn, &e.to_string());
+                self.shard
+                    .handle_connect_failed(Instant::now(), conn, &e.to_string());
                 return;
             }
         };
@@ -355,7 +381,9 @@ impl Driver {
 
     /// Closes a connection's socket once no operation uses it any more.
     fn close(&mut self, conn: ConnId) {
-        let Some(sock) = self.socks.get_mut(&conn) else { return };
+        let Some(sock) = self.socks.get_mut(&conn) else {
+            return;
+        };
         sock.closing = true;
         if sock.busy() {
             // Wake the pending recv/send; their completions finish the close.
@@ -366,7 +394,11 @@ impl Driver {
     }
 
     fn finish_close_if_idle(&mut self, conn: ConnId) {
-        if self.socks.get(&conn).is_some_and(|s| s.closing && !s.busy()) {
+        if self
+            .socks
+            .get(&conn)
+            .is_some_and(|s| s.closing && !s.busy())
+        {
             self.socks.remove(&conn);
         }
     }
@@ -408,15 +440,26 @@ impl Driver {
         }
     }
 
-    fn submit_disk(&mut self, job: usize, fd: RawFd, file_offset: u64, buf_offset: usize, len: usize) {
+    fn submit_disk(
+        &mut self,
+        job: usize,
+        fd: RawFd,
+        file_offset: u64,
+        buf_offset: usize,
+        len: usize,
+    ) {
         let j = &mut self.jobs[job];
         // SAFETY: `buf_offset + len` lies within the job's buffer (the spans
         // tile the piece), which the job keeps alive until every span is done.
         let ptr = unsafe { j.buf.as_mut_ptr().add(buf_offset) };
         let sqe = if j.write {
-            opcode::Write::new(types::Fd(fd), ptr, len as u32).offset(file_offset).build()
+            opcode::Write::new(types::Fd(fd), ptr, len as u32)
+                .offset(file_offset)
+                .build()
         } else {
-            opcode::Read::new(types::Fd(fd), ptr, len as u32).offset(file_offset).build()
+            opcode::Read::new(types::Fd(fd), ptr, len as u32)
+                .offset(file_offset)
+                .build()
         };
         self.stats.disk_ops += 1;
         self.submit(
@@ -433,7 +476,10 @@ impl Driver {
 
     fn finish_job(&mut self, job: usize) {
         let j = self.jobs.remove(job);
-        Stats::add(&self.shared.stats.disk_nanos, j.started.elapsed().as_nanos() as u64);
+        Stats::add(
+            &self.shared.stats.disk_nanos,
+            j.started.elapsed().as_nanos() as u64,
+        );
         let result = match j.error {
             None => Ok(()),
             Some(e) => Err(e),
@@ -465,7 +511,9 @@ impl Driver {
             }
             return;
         }
-        let Some(op) = self.ops.try_remove(key) else { return };
+        let Some(op) = self.ops.try_remove(key) else {
+            return;
+        };
         let now = Instant::now();
         match op {
             Op::Accept => {}
@@ -503,7 +551,9 @@ impl Driver {
                 }
             }
             Op::Recv { conn, buf } => {
-                let Some(sock) = self.socks.get_mut(&conn) else { return };
+                let Some(sock) = self.socks.get_mut(&conn) else {
+                    return;
+                };
                 sock.recv_pending = false;
                 if sock.closing {
                     sock.buf = Some(buf);
@@ -526,7 +576,9 @@ impl Driver {
                 self.finish_close_if_idle(conn);
             }
             Op::Send { conn, .. } => {
-                let Some(sock) = self.socks.get_mut(&conn) else { return };
+                let Some(sock) = self.socks.get_mut(&conn) else {
+                    return;
+                };
                 sock.send_pending = false;
                 if sock.closing {
                     self.finish_close_if_idle(conn);
@@ -534,7 +586,8 @@ impl Driver {
                 }
                 if res < 0 {
                     let err = std::io::Error::from_raw_os_error(-res);
-                    self.shard.handle_closed(now, conn, PeerError::Io(err.to_string()));
+                    self.shard
+                        .handle_closed(now, conn, PeerError::Io(err.to_string()));
                     self.finish_close_if_idle(conn);
                     return;
                 }
@@ -550,14 +603,18 @@ impl Driver {
                 buf_offset,
                 len,
             } => {
-                let Some(j) = self.jobs.get_mut(job) else { return };
+                let Some(j) = self.jobs.get_mut(job) else {
+                    return;
+                };
                 match res {
                     n if n < 0 => {
                         let err = std::io::Error::from_raw_os_error(-n);
                         j.error.get_or_insert_with(|| err.to_string());
                     }
                     0 if len > 0 => {
-                        j.error.get_or_insert_with(|| "file is shorter than the torrent says".to_owned());
+                        j.error.get_or_insert_with(|| {
+                            "file is shorter than the torrent says".to_owned()
+                        });
                     }
                     n if (n as usize) < len => {
                         // Short transfer: carry on from where it stopped.
@@ -618,7 +675,11 @@ impl Driver {
     /// let go of our buffers. Whatever it still holds after that is leaked,
     /// not freed under it.
     fn cancel_all(&mut self) {
-        log::debug!("shard {}: cancelling {} operations", self.shard.id, self.ops.len());
+        log::debug!(
+            "shard {}: cancelling {} operations",
+            self.shard.id,
+            self.ops.len()
+        );
         let keys: Vec<u64> = self.ops.iter().map(|(k, _)| k as u64).collect();
         for k in keys {
             self.push(opcode::AsyncCancel::new(k).build().user_data(IGNORED));
@@ -631,15 +692,25 @@ impl Driver {
             let ts = types::Timespec::from(Duration::from_millis(10));
             let args = types::SubmitArgs::new().timespec(&ts);
             let _ = self.ring.submitter().submit_with_args(1, &args);
-            let done: Vec<(u64, u32)> = self.ring.completion().map(|c| (c.user_data(), c.flags())).collect();
+            let done: Vec<(u64, u32)> = self
+                .ring
+                .completion()
+                .map(|c| (c.user_data(), c.flags()))
+                .collect();
             for (k, flags) in done {
-                if k != IGNORED && !(matches!(self.ops.get(k as usize), Some(Op::Accept)) && cqueue::more(flags)) {
+                if k != IGNORED
+                    && !(matches!(self.ops.get(k as usize), Some(Op::Accept))
+                        && cqueue::more(flags))
+                {
                     self.ops.try_remove(k as usize);
                 }
             }
         }
         if !self.ops.is_empty() {
-            log::warn!("{} io_uring operations still pending at exit; leaking their buffers", self.ops.len());
+            log::warn!(
+                "{} io_uring operations still pending at exit; leaking their buffers",
+                self.ops.len()
+            );
             std::mem::forget(std::mem::take(&mut self.ops));
             std::mem::forget(std::mem::take(&mut self.jobs));
         }
@@ -647,7 +718,11 @@ impl Driver {
 }
 
 fn new_socket(addr: &SocketAddr) -> std::io::Result<socket2::Socket> {
-    let s = socket2::Socket::new(socket2::Domain::for_address(*addr), socket2::Type::STREAM.cloexec(), None)?;
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(*addr),
+        socket2::Type::STREAM.cloexec(),
+        None,
+    )?;
     s.set_nodelay(true)?;
     Ok(s)
 }

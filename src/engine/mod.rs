@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, channel};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use driver::LoopStats;
@@ -119,14 +119,19 @@ pub enum EngineError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("cannot listen on {addr}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot start the engine")]
     Start(#[source] std::io::Error),
     #[error("none of the data in {0} matches the torrent")]
     NoData(PathBuf),
     #[error("{0}")]
     Fatal(String),
-    #[error("nothing received for {secs} s: {known} peers known, {connected} connected, {tracker_failures} tracker failures")]
+    #[error(
+        "nothing received for {secs} s: {known} peers known, {connected} connected, {tracker_failures} tracker failures"
+    )]
     Stalled {
         secs: u64,
         known: usize,
@@ -171,8 +176,11 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
     let mut inboxes = Vec::with_capacity(threads);
     for _ in 0..threads {
         let efd: Arc<OwnedFd> = Arc::new(
-            rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK)
-                .map_err(|e| EngineError::Start(e.into()))?,
+            rustix::event::eventfd(
+                0,
+                rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+            )
+            .map_err(|e| EngineError::Start(e.into()))?,
         );
         let w = efd.clone();
         inboxes.push(Inbox::new(Box::new(move || {
@@ -321,7 +329,8 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
     if let Some(a) = announcer {
         a.stop(Duration::from_secs(1));
     }
-    let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut latency =
+        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut loops = LoopStats::default();
     for t in shard_threads {
         match t.join() {
@@ -368,7 +377,10 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
         connect_failures: Stats::get(&st.connect_failures),
         tracker_announces: Stats::get(&st.tracker_announces),
         tracker_failures: Stats::get(&st.tracker_failures),
-        disconnects: lock(&st.disconnects).iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        disconnects: lock(&st.disconnects)
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect(),
         block_latency_us: Latency {
             count: latency.len(),
             p50: latency.value_at_quantile(0.5),
@@ -387,7 +399,12 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
 
 fn listen(addr: SocketAddr) -> Result<OwnedFd, EngineError> {
     let err = |source| EngineError::Listen { addr, source };
-    let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM.cloexec(), None).map_err(err)?;
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM.cloexec(),
+        None,
+    )
+    .map_err(err)?;
     s.set_reuse_address(true).map_err(err)?;
     s.bind(&addr.into()).map_err(err)?;
     s.listen(1024).map_err(err)?;

@@ -57,7 +57,9 @@ pub enum Input<'a> {
     Nothing,
     /// The peer choked us. Without the fast extension this cancels every
     /// request we had outstanding: they are listed here and already removed.
-    Choked { dropped: Vec<BlockRef> },
+    Choked {
+        dropped: Vec<BlockRef>,
+    },
     Unchoked,
     Interested,
     NotInterested,
@@ -67,7 +69,9 @@ pub enum Input<'a> {
     Pieces,
     /// The peer sent a whole piece set again mid-session (aria2 does): it
     /// replaces `previous`, which the caller must un-count.
-    PiecesReplaced { previous: Previous },
+    PiecesReplaced {
+        previous: Previous,
+    },
     Request(BlockRef),
     /// The peer cancelled one of its requests.
     Cancel(BlockRef),
@@ -214,7 +218,10 @@ impl PeerState {
 
     /// Client name from the extension handshake, for logs.
     pub fn client(&self) -> &str {
-        self.ext.as_ref().and_then(|e| e.v.as_deref()).unwrap_or("?")
+        self.ext
+            .as_ref()
+            .and_then(|e| e.v.as_deref())
+            .unwrap_or("?")
     }
 
     /// Whether we may send a request for `piece` now.
@@ -223,7 +230,12 @@ impl PeerState {
     }
 
     /// Checks one decoded event and updates the connection state.
-    pub fn accept<'a>(&mut self, now: Instant, ev: Event<'a>, info: &Info) -> Result<Input<'a>, PeerError> {
+    pub fn accept<'a>(
+        &mut self,
+        now: Instant,
+        ev: Event<'a>,
+        info: &Info,
+    ) -> Result<Input<'a>, PeerError> {
         self.last_recv = now;
         let msg = match ev {
             Event::Handshake(h) => {
@@ -254,7 +266,9 @@ impl PeerState {
                 self.peer_choking = true;
                 if self.fast() {
                     // BEP 6: requests stay outstanding until rejected or served.
-                    Input::Choked { dropped: Vec::new() }
+                    Input::Choked {
+                        dropped: Vec::new(),
+                    }
                 } else {
                     let dropped = self.requests_out.drain(..).map(|o| o.block).collect();
                     Input::Choked { dropped }
@@ -296,7 +310,11 @@ impl PeerState {
                     bitfield: std::mem::replace(&mut self.bitfield, new),
                 };
                 self.has_all = self.bitfield.is_full();
-                if first { Input::Pieces } else { Input::PiecesReplaced { previous } }
+                if first {
+                    Input::Pieces
+                } else {
+                    Input::PiecesReplaced { previous }
+                }
             }
             Message::HaveAll | Message::HaveNone => {
                 if !self.fast() {
@@ -313,7 +331,8 @@ impl PeerState {
                 Input::Pieces
             }
             Message::Request(b) => {
-                if b.len == 0 || b.len > MAX_REQUEST_LEN || !info.contains(b.piece, b.begin, b.len) {
+                if b.len == 0 || b.len > MAX_REQUEST_LEN || !info.contains(b.piece, b.begin, b.len)
+                {
                     return Err(PeerError::BadRequest(b));
                 }
                 if self.requests_in.len() >= MAX_QUEUED_REQUESTS {
@@ -356,7 +375,11 @@ impl PeerState {
                 if !self.fast() {
                     return Err(PeerError::FastNotNegotiated);
                 }
-                if p < n { Input::Suggest(p) } else { Input::Nothing }
+                if p < n {
+                    Input::Suggest(p)
+                } else {
+                    Input::Nothing
+                }
             }
             Message::Extended { id, payload } => {
                 if !self.extensions() {
@@ -373,7 +396,13 @@ impl PeerState {
         })
     }
 
-    fn block<'a>(&mut self, now: Instant, block: BlockRef, offset: u32, data: &'a [u8]) -> Result<Input<'a>, PeerError> {
+    fn block<'a>(
+        &mut self,
+        now: Instant,
+        block: BlockRef,
+        offset: u32,
+        data: &'a [u8],
+    ) -> Result<Input<'a>, PeerError> {
         self.phase = Phase::Active;
         let completes = offset + data.len() as u32 == block.len;
         if offset == 0 {

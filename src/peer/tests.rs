@@ -31,12 +31,16 @@ fn peer(fast: bool, ext: bool) -> (PeerState, Instant) {
     if !ext {
         h.reserved[5] = 0;
     }
-    assert_eq!(p.accept(now, Event::Handshake(h), &info()).unwrap(), Input::Handshake(h));
+    assert_eq!(
+        p.accept(now, Event::Handshake(h), &info()).unwrap(),
+        Input::Handshake(h)
+    );
     (p, now)
 }
 
 fn msg(p: &mut PeerState, m: Message<'_>) -> Result<String, PeerError> {
-    p.accept(Instant::now(), Event::Message(m), &info()).map(|i| format!("{i:?}"))
+    p.accept(Instant::now(), Event::Message(m), &info())
+        .map(|i| format!("{i:?}"))
 }
 
 fn block(piece: u32, begin: u32, len: u32) -> BlockRef {
@@ -48,24 +52,40 @@ fn bitfield_only_first_and_checked() {
     let (mut p, _) = peer(true, true);
     assert_eq!(
         msg(&mut p, Message::Bitfield(&[0xff])),
-        Err(PeerError::BadBitfield(crate::bitfield::BitfieldError::Length { got: 1, expected: 2 }))
+        Err(PeerError::BadBitfield(
+            crate::bitfield::BitfieldError::Length {
+                got: 1,
+                expected: 2
+            }
+        ))
     );
     let (mut p, _) = peer(true, true);
     assert_eq!(
         msg(&mut p, Message::Bitfield(&[0xff, 0xe0])),
-        Err(PeerError::BadBitfield(crate::bitfield::BitfieldError::SpareBits))
+        Err(PeerError::BadBitfield(
+            crate::bitfield::BitfieldError::SpareBits
+        ))
     );
     let (mut p, _) = peer(true, true);
-    assert_eq!(msg(&mut p, Message::Bitfield(&[0x80, 0x00])).unwrap(), "Pieces");
+    assert_eq!(
+        msg(&mut p, Message::Bitfield(&[0x80, 0x00])).unwrap(),
+        "Pieces"
+    );
     assert!(p.has(0) && !p.has(1));
     // A late bitfield replaces the set (aria2 sends one mid-session).
     let late = msg(&mut p, Message::Bitfield(&[0xff, 0xc0])).unwrap();
     assert!(late.starts_with("PiecesReplaced"), "{late}");
     assert!(p.is_seed());
-    assert!(matches!(msg(&mut p, Message::Bitfield(&[0xff, 0xe0])), Err(PeerError::BadBitfield(_))));
+    assert!(matches!(
+        msg(&mut p, Message::Bitfield(&[0xff, 0xe0])),
+        Err(PeerError::BadBitfield(_))
+    ));
     let (mut p, _) = peer(true, true);
     msg(&mut p, Message::Unchoke).unwrap();
-    assert_eq!(msg(&mut p, Message::HaveAll), Err(PeerError::LateBitfield("have-all")));
+    assert_eq!(
+        msg(&mut p, Message::HaveAll),
+        Err(PeerError::LateBitfield("have-all"))
+    );
 }
 
 #[test]
@@ -79,7 +99,10 @@ fn keep_alive_does_not_end_the_first_phase() {
 #[test]
 fn have_out_of_range_and_new_haves() {
     let (mut p, _) = peer(false, false);
-    assert_eq!(msg(&mut p, Message::Have(10)), Err(PeerError::HaveOutOfRange(10)));
+    assert_eq!(
+        msg(&mut p, Message::Have(10)),
+        Err(PeerError::HaveOutOfRange(10))
+    );
     let (mut p, _) = peer(false, false);
     assert_eq!(msg(&mut p, Message::Have(3)).unwrap(), "Have(3)");
     assert_eq!(msg(&mut p, Message::Have(3)).unwrap(), "Nothing");
@@ -87,20 +110,48 @@ fn have_out_of_range_and_new_haves() {
 
 #[test]
 fn fast_and_extension_messages_need_their_bits() {
-    for m in [Message::HaveAll, Message::HaveNone, Message::AllowedFast(1), Message::Suggest(1), Message::Reject(block(0, 0, 1))] {
+    for m in [
+        Message::HaveAll,
+        Message::HaveNone,
+        Message::AllowedFast(1),
+        Message::Suggest(1),
+        Message::Reject(block(0, 0, 1)),
+    ] {
         let (mut p, _) = peer(false, true);
         assert_eq!(msg(&mut p, m), Err(PeerError::FastNotNegotiated), "{m:?}");
     }
     let (mut p, _) = peer(true, false);
     assert_eq!(
-        msg(&mut p, Message::Extended { id: 0, payload: b"de" }),
+        msg(
+            &mut p,
+            Message::Extended {
+                id: 0,
+                payload: b"de"
+            }
+        ),
         Err(PeerError::ExtensionsNotNegotiated)
     );
     let (mut p, _) = peer(true, true);
-    assert_eq!(msg(&mut p, Message::Extended { id: 0, payload: b"d4:reqqi500ee" }).unwrap(), "ExtHandshake");
+    assert_eq!(
+        msg(
+            &mut p,
+            Message::Extended {
+                id: 0,
+                payload: b"d4:reqqi500ee"
+            }
+        )
+        .unwrap(),
+        "ExtHandshake"
+    );
     assert_eq!(p.max_requests(), 500);
     assert!(matches!(
-        msg(&mut p, Message::Extended { id: 0, payload: b"garbage" }),
+        msg(
+            &mut p,
+            Message::Extended {
+                id: 0,
+                payload: b"garbage"
+            }
+        ),
         Err(PeerError::Wire(_))
     ));
 }
@@ -108,11 +159,23 @@ fn fast_and_extension_messages_need_their_bits() {
 #[test]
 fn requests_are_bounded() {
     let (mut p, _) = peer(true, true);
-    for bad in [block(10, 0, 1), block(9, 0, 1001), block(0, 32768, 1), block(0, 0, 0), block(0, 0, MAX_REQUEST_LEN + 1)] {
-        assert_eq!(msg(&mut p, Message::Request(bad)), Err(PeerError::BadRequest(bad)));
+    for bad in [
+        block(10, 0, 1),
+        block(9, 0, 1001),
+        block(0, 32768, 1),
+        block(0, 0, 0),
+        block(0, 0, MAX_REQUEST_LEN + 1),
+    ] {
+        assert_eq!(
+            msg(&mut p, Message::Request(bad)),
+            Err(PeerError::BadRequest(bad))
+        );
     }
     let (mut p, _) = peer(true, true);
-    assert_eq!(msg(&mut p, Message::Request(block(9, 0, 1000))).unwrap(), format!("{:?}", Input::Request(block(9, 0, 1000))));
+    assert_eq!(
+        msg(&mut p, Message::Request(block(9, 0, 1000))).unwrap(),
+        format!("{:?}", Input::Request(block(9, 0, 1000)))
+    );
     for _ in 0..MAX_QUEUED_REQUESTS {
         p.requests_in.push_back(block(0, 0, 1));
     }
@@ -128,55 +191,132 @@ fn requests_are_bounded() {
 #[test]
 fn choke_drops_requests_only_without_the_fast_extension() {
     let (mut p, now) = peer(false, false);
-    p.requests_out.push_back(Outstanding { block: block(1, 0, BLOCK_SIZE), sent_at: now });
+    p.requests_out.push_back(Outstanding {
+        block: block(1, 0, BLOCK_SIZE),
+        sent_at: now,
+    });
     assert_eq!(
         msg(&mut p, Message::Choke).unwrap(),
-        format!("{:?}", Input::Choked { dropped: vec![block(1, 0, BLOCK_SIZE)] })
+        format!(
+            "{:?}",
+            Input::Choked {
+                dropped: vec![block(1, 0, BLOCK_SIZE)]
+            }
+        )
     );
     assert!(p.requests_out.is_empty());
     let (mut p, now) = peer(true, false);
-    p.requests_out.push_back(Outstanding { block: block(1, 0, BLOCK_SIZE), sent_at: now });
+    p.requests_out.push_back(Outstanding {
+        block: block(1, 0, BLOCK_SIZE),
+        sent_at: now,
+    });
     msg(&mut p, Message::Choke).unwrap();
     assert_eq!(p.requests_out.len(), 1);
-    assert_eq!(msg(&mut p, Message::Reject(block(1, 0, BLOCK_SIZE))).unwrap(), format!("{:?}", Input::Rejected(block(1, 0, BLOCK_SIZE))));
+    assert_eq!(
+        msg(&mut p, Message::Reject(block(1, 0, BLOCK_SIZE))).unwrap(),
+        format!("{:?}", Input::Rejected(block(1, 0, BLOCK_SIZE)))
+    );
     // A reject for something never requested but valid crosses a cancel; out of range is a fault.
-    assert_eq!(msg(&mut p, Message::Reject(block(1, 0, BLOCK_SIZE))).unwrap(), "Nothing");
-    assert_eq!(msg(&mut p, Message::Reject(block(99, 0, 1))), Err(PeerError::BadReject));
+    assert_eq!(
+        msg(&mut p, Message::Reject(block(1, 0, BLOCK_SIZE))).unwrap(),
+        "Nothing"
+    );
+    assert_eq!(
+        msg(&mut p, Message::Reject(block(99, 0, 1))),
+        Err(PeerError::BadReject)
+    );
 }
 
 #[test]
 fn blocks_match_requests_and_unrequested_ones_are_counted() {
     let (mut p, now) = peer(true, true);
     let b = block(2, 16384, 16384);
-    p.requests_out.push_back(Outstanding { block: b, sent_at: now });
-    let ev = Event::Block { piece: 2, begin: 16384, len: 16384, offset: 0, data: &[1; 100] };
+    p.requests_out.push_back(Outstanding {
+        block: b,
+        sent_at: now,
+    });
+    let ev = Event::Block {
+        piece: 2,
+        begin: 16384,
+        len: 16384,
+        offset: 0,
+        data: &[1; 100],
+    };
     match p.accept(now, ev, &info()).unwrap() {
-        Input::Block { requested: true, completes: false, .. } => {}
+        Input::Block {
+            requested: true,
+            completes: false,
+            ..
+        } => {}
         other => panic!("{other:?}"),
     }
     let rest = vec![1u8; 16284];
-    let ev = Event::Block { piece: 2, begin: 16384, len: 16384, offset: 100, data: &rest };
+    let ev = Event::Block {
+        piece: 2,
+        begin: 16384,
+        len: 16384,
+        offset: 100,
+        data: &rest,
+    };
     match p.accept(now, ev, &info()).unwrap() {
-        Input::Block { requested: true, completes: true, sent_at: Some(t), .. } => assert_eq!(t, now),
+        Input::Block {
+            requested: true,
+            completes: true,
+            sent_at: Some(t),
+            ..
+        } => assert_eq!(t, now),
         other => panic!("{other:?}"),
     }
     assert!(p.requests_out.is_empty());
     assert_eq!(p.down.total, 16384);
     for i in 0..MAX_UNREQUESTED {
-        let ev = Event::Block { piece: 0, begin: 0, len: 10, offset: 0, data: &[0; 10] };
+        let ev = Event::Block {
+            piece: 0,
+            begin: 0,
+            len: 10,
+            offset: 0,
+            data: &[0; 10],
+        };
         let input = p.accept(now, ev, &info()).unwrap();
-        assert!(matches!(input, Input::Block { requested: false, .. }), "{i}");
+        assert!(
+            matches!(
+                input,
+                Input::Block {
+                    requested: false,
+                    ..
+                }
+            ),
+            "{i}"
+        );
     }
-    let ev = Event::Block { piece: 0, begin: 0, len: 10, offset: 0, data: &[0; 10] };
-    assert_eq!(p.accept(now, ev, &info()), Err(PeerError::UnrequestedBlocks(MAX_UNREQUESTED + 1)));
-    assert_eq!(p.down.total, 16384, "unrequested data is not counted as downloaded");
+    let ev = Event::Block {
+        piece: 0,
+        begin: 0,
+        len: 10,
+        offset: 0,
+        data: &[0; 10],
+    };
+    assert_eq!(
+        p.accept(now, ev, &info()),
+        Err(PeerError::UnrequestedBlocks(MAX_UNREQUESTED + 1))
+    );
+    assert_eq!(
+        p.down.total, 16384,
+        "unrequested data is not counted as downloaded"
+    );
 }
 
 #[test]
 fn snub_detection() {
     let (mut p, now) = peer(true, true);
-    assert!(!p.is_snubbed(now + Duration::from_secs(100), Duration::from_secs(20)), "nothing owed");
-    p.requests_out.push_back(Outstanding { block: block(0, 0, 1), sent_at: now });
+    assert!(
+        !p.is_snubbed(now + Duration::from_secs(100), Duration::from_secs(20)),
+        "nothing owed"
+    );
+    p.requests_out.push_back(Outstanding {
+        block: block(0, 0, 1),
+        sent_at: now,
+    });
     assert!(!p.is_snubbed(now + Duration::from_secs(10), Duration::from_secs(20)));
     assert!(p.is_snubbed(now + Duration::from_secs(21), Duration::from_secs(20)));
 }
@@ -184,6 +324,13 @@ fn snub_detection() {
 #[test]
 fn extension_handshake_may_precede_the_bitfield() {
     let (mut p, _) = peer(true, true);
-    msg(&mut p, Message::Extended { id: 0, payload: b"de" }).unwrap();
+    msg(
+        &mut p,
+        Message::Extended {
+            id: 0,
+            payload: b"de",
+        },
+    )
+    .unwrap();
     assert_eq!(msg(&mut p, Message::HaveAll).unwrap(), "Pieces");
 }

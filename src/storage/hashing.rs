@@ -90,7 +90,9 @@ pub fn hash_pieces(
                         let len = (to - from) as usize;
                         match read_range(sources, &offsets, from, &mut buf[..len]) {
                             Ok(()) => {
-                                for (i, chunk) in buf[..len].chunks(piece_length as usize).enumerate() {
+                                for (i, chunk) in
+                                    buf[..len].chunks(piece_length as usize).enumerate()
+                                {
                                     done(p + i as u32, Ok(crate::hash::sha1(chunk)));
                                 }
                             }
@@ -100,7 +102,8 @@ pub fn hash_pieces(
                                     let from = u64::from(i) * u64::from(piece_length);
                                     let to = (from + u64::from(piece_length)).min(total);
                                     let chunk = &mut buf[..(to - from) as usize];
-                                    let r = read_range(sources, &offsets, from, chunk).map(|()| crate::hash::sha1(chunk));
+                                    let r = read_range(sources, &offsets, from, chunk)
+                                        .map(|()| crate::hash::sha1(chunk));
                                     done(i, r);
                                 }
                             }
@@ -115,7 +118,12 @@ pub fn hash_pieces(
 }
 
 /// Reads torrent bytes `from..from + buf.len()` across file boundaries.
-pub fn read_range(sources: &[Source<'_>], offsets: &[u64], from: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+pub fn read_range(
+    sources: &[Source<'_>],
+    offsets: &[u64],
+    from: u64,
+    buf: &mut [u8],
+) -> Result<(), ReadError> {
     let mut i = offsets.partition_point(|&o| o <= from).saturating_sub(1);
     let mut pos = from;
     let mut filled = 0;

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
@@ -36,8 +36,14 @@ pub enum StorageError {
     NotRegular(PathBuf),
     #[error("{0} exists and is not a directory")]
     NotDirectory(PathBuf),
-    #[error("not enough space in {path}: the torrent needs {need} more bytes, {available} are free")]
-    NoSpace { path: PathBuf, need: u64, available: u64 },
+    #[error(
+        "not enough space in {path}: the torrent needs {need} more bytes, {available} are free"
+    )]
+    NoSpace {
+        path: PathBuf,
+        need: u64,
+        available: u64,
+    },
     #[error("none of the data is in {0}")]
     NoData(PathBuf),
 }
@@ -88,7 +94,12 @@ impl Storage {
     /// Hashes the pieces that may hold data already, on `threads` threads,
     /// and returns the ones that match. Pieces lying wholly in files we just
     /// created are known to be missing and are not read.
-    pub fn check(&self, info: &Info, threads: usize, cancel: &AtomicBool) -> Result<Bitfield, StorageError> {
+    pub fn check(
+        &self,
+        info: &Info,
+        threads: usize,
+        cancel: &AtomicBool,
+    ) -> Result<Bitfield, StorageError> {
         let sources: Vec<Source<'_>> = info
             .files
             .iter()
@@ -186,8 +197,12 @@ fn open_seed(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
 
 fn open_fetch(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let dir_fd: OwnedFd = rustix::fs::open(dir, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| io_err(dir)(e.into()))?;
+    let dir_fd: OwnedFd = rustix::fs::open(
+        dir,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err(dir)(e.into()))?;
 
     // Space first: nothing is created for a torrent that cannot fit.
     let mut existing = 0u64;
@@ -198,7 +213,12 @@ fn open_fetch(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
             existing += st.size.min(f.length);
         }
     }
-    let stored: u64 = info.files.iter().filter(|f| f.is_stored()).map(|f| f.length).sum();
+    let stored: u64 = info
+        .files
+        .iter()
+        .filter(|f| f.is_stored())
+        .map(|f| f.length)
+        .sum();
     let need = stored.saturating_sub(existing);
     let vfs = rustix::fs::fstatvfs(&dir_fd).map_err(|e| io_err(dir)(e.into()))?;
     let available = vfs.f_bavail.saturating_mul(vfs.f_frsize);
@@ -265,7 +285,11 @@ fn open_dirs<'d>(
         if cache.contains_key(&key) {
             continue;
         }
-        let parent = if depth == 1 { base.as_fd() } else { cache[&comps[..depth - 1]].as_fd() };
+        let parent = if depth == 1 {
+            base.as_fd()
+        } else {
+            cache[&comps[..depth - 1]].as_fd()
+        };
         let name = comps[depth - 1].as_str();
         let path: PathBuf = base_path.join(comps[..depth].iter().collect::<PathBuf>());
         let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -276,21 +300,32 @@ fn open_dirs<'d>(
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(io_err(&path)(e.into())),
                 }
-                rustix::fs::openat(parent, name, flags, Mode::empty()).map_err(|e| dir_error(parent, name, e, &path))?
+                rustix::fs::openat(parent, name, flags, Mode::empty())
+                    .map_err(|e| dir_error(parent, name, e, &path))?
             }
             Err(e) => return Err(dir_error(parent, name, e, &path)),
         };
         cache.insert(key, fd);
     }
-    Ok(if comps.is_empty() { base.as_fd() } else { cache[comps].as_fd() })
+    Ok(if comps.is_empty() {
+        base.as_fd()
+    } else {
+        cache[comps].as_fd()
+    })
 }
 
 /// Names the reason a directory could not be opened. With `O_DIRECTORY`
 /// Linux reports a symlink as `ENOTDIR`, so look at what is there.
-fn dir_error(parent: std::os::fd::BorrowedFd<'_>, name: &str, e: Errno, path: &Path) -> StorageError {
+fn dir_error(
+    parent: std::os::fd::BorrowedFd<'_>,
+    name: &str,
+    e: Errno,
+    path: &Path,
+) -> StorageError {
     let is_link = || {
-        rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
-            .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink)
+        rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink
+        })
     };
     match e {
         Errno::LOOP => StorageError::Symlink(path.to_path_buf()),

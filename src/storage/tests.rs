@@ -14,7 +14,10 @@ fn info(files: &[(&[&str], u64, bool)], piece_length: u32) -> Info {
                 path: p,
                 length: *length,
                 offset,
-                attr: FileAttr { pad: *pad, ..FileAttr::default() },
+                attr: FileAttr {
+                    pad: *pad,
+                    ..FileAttr::default()
+                },
             };
             offset += length;
             f
@@ -34,12 +37,36 @@ fn info(files: &[(&[&str], u64, bool)], piece_length: u32) -> Info {
 #[test]
 fn fetch_creates_the_tree_with_final_sizes() {
     let tmp = tempfile::tempdir().unwrap();
-    let i = info(&[(&["a", "b", "c.bin"], 5000, false), (&[".pad", "3"], 3, true), (&["empty"], 0, false), (&["z"], 7, false)], 1024);
+    let i = info(
+        &[
+            (&["a", "b", "c.bin"], 5000, false),
+            (&[".pad", "3"], 3, true),
+            (&["empty"], 0, false),
+            (&["z"], 7, false),
+        ],
+        1024,
+    );
     let s = Storage::open(&i, tmp.path(), OpenMode::Fetch).unwrap();
-    assert_eq!(std::fs::metadata(tmp.path().join("top/a/b/c.bin")).unwrap().len(), 5000);
-    assert_eq!(std::fs::metadata(tmp.path().join("top/empty")).unwrap().len(), 0);
-    assert_eq!(std::fs::metadata(tmp.path().join("top/z")).unwrap().len(), 7);
-    assert!(!tmp.path().join("top/.pad").exists(), "pad files are never written");
+    assert_eq!(
+        std::fs::metadata(tmp.path().join("top/a/b/c.bin"))
+            .unwrap()
+            .len(),
+        5000
+    );
+    assert_eq!(
+        std::fs::metadata(tmp.path().join("top/empty"))
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        std::fs::metadata(tmp.path().join("top/z")).unwrap().len(),
+        7
+    );
+    assert!(
+        !tmp.path().join("top/.pad").exists(),
+        "pad files are never written"
+    );
     assert!(s.fd(1).is_none() && s.fd(0).is_some());
     // Fresh files hold nothing: the check reads nothing and finds nothing.
     let have = s.check(&i, 2, &AtomicBool::new(false)).unwrap();
@@ -56,15 +83,22 @@ fn refuses_symlinks_planted_in_the_payload_path() {
     std::fs::create_dir_all(out.join("top")).unwrap();
     symlink(&victim, out.join("top/file")).unwrap();
     let i = info(&[(&["file"], 100, false)], 1024);
-    assert!(matches!(Storage::open(&i, &out, OpenMode::Fetch), Err(StorageError::Symlink(p)) if p.ends_with("top/file")));
+    assert!(
+        matches!(Storage::open(&i, &out, OpenMode::Fetch), Err(StorageError::Symlink(p)) if p.ends_with("top/file"))
+    );
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
 
     // A symlinked directory component.
     let out2 = tmp.path().join("out2");
     std::fs::create_dir_all(&out2).unwrap();
     symlink(outside.path(), out2.join("top")).unwrap();
-    assert!(matches!(Storage::open(&i, &out2, OpenMode::Fetch), Err(StorageError::Symlink(p)) if p.ends_with("top")));
-    assert!(!outside.path().join("file").exists(), "nothing was created through the link");
+    assert!(
+        matches!(Storage::open(&i, &out2, OpenMode::Fetch), Err(StorageError::Symlink(p)) if p.ends_with("top"))
+    );
+    assert!(
+        !outside.path().join("file").exists(),
+        "nothing was created through the link"
+    );
 }
 
 #[test]
@@ -72,18 +106,34 @@ fn refuses_non_regular_files() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(tmp.path().join("top/dir-in-the-way")).unwrap();
     let i = info(&[(&["dir-in-the-way"], 10, false)], 1024);
-    assert!(matches!(Storage::open(&i, tmp.path(), OpenMode::Fetch), Err(StorageError::NotRegular(_))));
+    assert!(matches!(
+        Storage::open(&i, tmp.path(), OpenMode::Fetch),
+        Err(StorageError::NotRegular(_))
+    ));
 
     let fifo = tmp.path().join("top/fifo");
-    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, Mode::from_raw_mode(0o644), 0).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
     assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
     let i = info(&[(&["fifo"], 10, false)], 1024);
     // Must not block on the FIFO, and must not accept it.
-    assert!(matches!(Storage::open(&i, tmp.path(), OpenMode::Fetch), Err(StorageError::NotRegular(_))));
+    assert!(matches!(
+        Storage::open(&i, tmp.path(), OpenMode::Fetch),
+        Err(StorageError::NotRegular(_))
+    ));
 
     std::fs::write(tmp.path().join("top/plain"), b"x").unwrap();
     let i = info(&[(&["plain", "below"], 10, false)], 1024);
-    assert!(matches!(Storage::open(&i, tmp.path(), OpenMode::Fetch), Err(StorageError::NotDirectory(_))));
+    assert!(matches!(
+        Storage::open(&i, tmp.path(), OpenMode::Fetch),
+        Err(StorageError::NotDirectory(_))
+    ));
 }
 
 #[test]
@@ -123,5 +173,8 @@ fn check_finds_exactly_the_good_pieces() {
 fn seed_with_missing_files() {
     let tmp = tempfile::tempdir().unwrap();
     let i = info(&[(&["a"], 3000, false)], 1024);
-    assert!(matches!(Storage::open(&i, tmp.path(), OpenMode::Seed), Err(StorageError::NoData(_))));
+    assert!(matches!(
+        Storage::open(&i, tmp.path(), OpenMode::Seed),
+        Err(StorageError::NoData(_))
+    ));
 }

@@ -11,7 +11,10 @@ use super::ConnId;
 enum Entry {
     /// A read is under way; these connections wait for it.
     Reading(Vec<ConnId>),
-    Ready { data: Bytes, last_used: u64 },
+    Ready {
+        data: Bytes,
+        last_used: u64,
+    },
 }
 
 #[derive(Debug)]

@@ -93,7 +93,8 @@ impl Download {
 
     #[cfg(test)]
     pub fn has_missing(&self) -> bool {
-        self.stage == Stage::Receiving && self.blocks[self.cursor as usize..].contains(&Block::Missing)
+        self.stage == Stage::Receiving
+            && self.blocks[self.cursor as usize..].contains(&Block::Missing)
     }
 
     /// Endgame: a block already requested from someone, not yet received,
@@ -121,7 +122,11 @@ impl Download {
         if let Some(i) = self.index(b)
             && let Block::Requested(n) = self.blocks[i]
         {
-            self.blocks[i] = if n > 1 { Block::Requested(n - 1) } else { Block::Missing };
+            self.blocks[i] = if n > 1 {
+                Block::Requested(n - 1)
+            } else {
+                Block::Missing
+            };
             if self.blocks[i] == Block::Missing {
                 self.cursor = self.cursor.min(i as u32);
             }
@@ -130,7 +135,10 @@ impl Download {
 
     /// Whether `b` is a block of this piece still to be received.
     pub fn wants(&self, b: &BlockRef) -> bool {
-        self.stage == Stage::Receiving && self.index(b).is_some_and(|i| self.blocks[i] != Block::Received)
+        self.stage == Stage::Receiving
+            && self
+                .index(b)
+                .is_some_and(|i| self.blocks[i] != Block::Received)
     }
 
     /// Copies a run of a block's data into place.
@@ -170,7 +178,10 @@ mod tests {
         let a = d.next_missing().unwrap();
         let b = d.next_missing().unwrap();
         let c = d.next_missing().unwrap();
-        assert_eq!((a.begin, b.begin, c.begin, c.len), (0, 16384, 32768, 40_000 - 32768));
+        assert_eq!(
+            (a.begin, b.begin, c.begin, c.len),
+            (0, 16384, 32768, 40_000 - 32768)
+        );
         assert!(d.next_missing().is_none() && !d.has_missing());
         d.unrequest(&b);
         assert!(d.has_missing());
@@ -192,11 +203,23 @@ mod tests {
         let _b = d.next_missing().unwrap();
         assert_eq!(d.next_duplicate(|x| *x == a).map(|x| x.begin), Some(16384));
         assert_eq!(d.next_duplicate(|_| false).map(|x| x.begin), Some(0));
-        assert_eq!(d.next_duplicate(|_| false), None, "at most two requests per block");
-        let odd = BlockRef { piece: 0, begin: 100, len: 16384 };
+        assert_eq!(
+            d.next_duplicate(|_| false),
+            None,
+            "at most two requests per block"
+        );
+        let odd = BlockRef {
+            piece: 0,
+            begin: 100,
+            len: 16384,
+        };
         assert!(!d.wants(&odd));
         assert!(!d.received(&odd, IP));
-        let other = BlockRef { piece: 1, begin: 0, len: 16384 };
+        let other = BlockRef {
+            piece: 1,
+            begin: 0,
+            len: 16384,
+        };
         assert!(!d.wants(&other));
     }
 }

@@ -31,6 +31,8 @@ pub struct ConnId {
 impl ConnId {
     /// The choker's key for this connection on `shard`.
     pub fn key(&self, shard: usize) -> crate::choker::PeerKey {
-        ((shard as u64) << 56) | ((u64::from(self.generation) & 0xff_ffff) << 32) | u64::from(self.slot)
+        ((shard as u64) << 56)
+            | ((u64::from(self.generation) & 0xff_ffff) << 32)
+            | u64::from(self.slot)
     }
 }

@@ -13,8 +13,13 @@ use crate::wire::PeerId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Idle { retry_at: Instant, failures: u32 },
-    Connecting { failures: u32 },
+    Idle {
+        retry_at: Instant,
+        failures: u32,
+    },
+    Connecting {
+        failures: u32,
+    },
     Connected,
     /// Our own listen address, learned from a self-connection.
     Us,
@@ -182,7 +187,14 @@ impl Registry {
 
     /// A connection ended. Outgoing addresses become dialable again later,
     /// so a restarted seeder is found again.
-    pub fn disconnected(&mut self, now: Instant, addr: SocketAddr, outgoing: bool, id: Option<PeerId>, shard: usize) {
+    pub fn disconnected(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        outgoing: bool,
+        id: Option<PeerId>,
+        shard: usize,
+    ) {
         self.release(shard);
         if outgoing {
             self.dialled_from.retain(|_, remote| *remote != addr);
@@ -192,7 +204,12 @@ impl Registry {
         {
             self.ids.remove(&id);
         }
-        if outgoing && matches!(self.addrs.get(&addr), Some(State::Connected | State::Connecting { .. })) {
+        if outgoing
+            && matches!(
+                self.addrs.get(&addr),
+                Some(State::Connected | State::Connecting { .. })
+            )
+        {
             self.addrs.insert(
                 addr,
                 State::Idle {
@@ -237,14 +254,21 @@ mod tests {
     fn dials_once_spreads_over_shards_and_caps() {
         let now = Instant::now();
         let mut r = Registry::new(2, 3);
-        assert_eq!(r.add(now, [a("10.0.0.1:1"), a("10.0.0.2:1"), a("10.0.0.1:1")]), 2);
+        assert_eq!(
+            r.add(now, [a("10.0.0.1:1"), a("10.0.0.2:1"), a("10.0.0.1:1")]),
+            2
+        );
         r.add(now, [a("10.0.0.3:1"), a("10.0.0.4:1")]);
         let due = r.due(now);
         assert_eq!(due.len(), 3, "capped at 3 connections");
         let shards: Vec<usize> = due.iter().map(|d| d.1).collect();
         assert_eq!(shards, vec![0, 1, 0]);
         assert!(r.due(now).is_empty(), "nothing is dialled twice");
-        assert_eq!(r.incoming(a("10.0.0.9:5555")), None, "cap applies to incoming too");
+        assert_eq!(
+            r.incoming(a("10.0.0.9:5555")),
+            None,
+            "cap applies to incoming too"
+        );
     }
 
     #[test]
@@ -280,7 +304,10 @@ mod tests {
         r.dialled_from(a("127.0.0.1:40000"), a("127.0.0.1:6882"));
         r.is_us_dialled_from(a("127.0.0.1:40000"));
         r.disconnected(now, a("127.0.0.1:6882"), true, None, 0);
-        assert!(r.due(now + Duration::from_secs(100)).is_empty(), "never dial ourselves again");
+        assert!(
+            r.due(now + Duration::from_secs(100)).is_empty(),
+            "never dial ourselves again"
+        );
         let ip: IpAddr = "10.0.0.7".parse().unwrap();
         assert!(!r.strike(ip, 2));
         assert!(r.strike(ip, 2));

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use super::ConnId;
 use super::config::TorrentConfig;
 use super::registry::Registry;
 use super::stats::Stats;
-use super::ConnId;
 use crate::bitfield::{AtomicBitfield, Bitfield};
 use crate::choker::{Candidate, Choker, PeerKey};
 use crate::metainfo::{Info, InfoHash};
@@ -203,10 +203,12 @@ impl Shared {
             if cur + bytes > max && !shard_holds_none {
                 return false;
             }
-            match self
-                .buffers_used
-                .compare_exchange_weak(cur, cur + bytes, Ordering::AcqRel, Ordering::Relaxed)
-            {
+            match self.buffers_used.compare_exchange_weak(
+                cur,
+                cur + bytes,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return true,
                 Err(now) => cur = now,
             }

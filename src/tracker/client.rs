@@ -53,6 +53,9 @@ pub struct Totals {
     pub left: u64,
 }
 
+/// Called with each announce's tracker URL and outcome.
+pub type ResultHook = Box<dyn FnMut(&str, Result<&AnnounceResponse, &TrackerError>) + Send>;
+
 pub struct TrackerSetup {
     pub tiers: Vec<Vec<String>>,
     pub info_hash: InfoHash,
@@ -62,7 +65,7 @@ pub struct TrackerSetup {
     pub totals: Arc<dyn Fn() -> Totals + Send + Sync>,
     pub on_peers: Box<dyn FnMut(Vec<SocketAddr>) + Send>,
     /// Told about every announce outcome (for counters and `--json`).
-    pub on_result: Box<dyn FnMut(&str, Result<&AnnounceResponse, &TrackerError>) + Send>,
+    pub on_result: ResultHook,
 }
 
 enum Command {
@@ -163,7 +166,9 @@ impl Worker {
                 Ok(resp) => {
                     event = Event::None;
                     backoff = cfg.min_backoff;
-                    let interval = Duration::from_secs(u64::from(resp.min_interval.unwrap_or(0).max(resp.interval)));
+                    let interval = Duration::from_secs(u64::from(
+                        resp.min_interval.unwrap_or(0).max(resp.interval),
+                    ));
                     next = Instant::now() + interval.max(cfg.min_interval);
                     (self.setup.on_peers)(resp.peers);
                 }
@@ -188,8 +193,17 @@ impl Worker {
     }
 
     /// Tries the trackers in tier order until one answers.
-    fn announce(&mut self, event: Event, deadline: Option<Instant>, rx: &Receiver<Command>) -> Result<AnnounceResponse, Interrupted> {
-        let order: Vec<(usize, usize, String)> = self.tiers.order().map(|(t, i, u)| (t, i, u.to_owned())).collect();
+    fn announce(
+        &mut self,
+        event: Event,
+        deadline: Option<Instant>,
+        rx: &Receiver<Command>,
+    ) -> Result<AnnounceResponse, Interrupted> {
+        let order: Vec<(usize, usize, String)> = self
+            .tiers
+            .order()
+            .map(|(t, i, u)| (t, i, u.to_owned()))
+            .collect();
         for (tier, index, url) in order {
             match self.announce_one(&url, event, deadline, Some(rx)) {
                 Ok(resp) => {
@@ -201,7 +215,11 @@ impl Worker {
                     if let Some(w) = &resp.warning {
                         log::warn!("tracker {url}: {w}");
                     }
-                    log::info!("tracker {url}: {} peers, next in {} s", resp.peers.len(), resp.interval);
+                    log::info!(
+                        "tracker {url}: {} peers, next in {} s",
+                        resp.peers.len(),
+                        resp.interval
+                    );
                     (self.setup.on_result)(&url, Ok(&resp));
                     return Ok(resp);
                 }
@@ -225,7 +243,11 @@ impl Worker {
             downloaded: t.downloaded,
             left: t.left,
             event,
-            num_want: if event == Event::Stopped { 0 } else { self.setup.config.num_want },
+            num_want: if event == Event::Stopped {
+                0
+            } else {
+                self.setup.config.num_want
+            },
             key: self.key,
             tracker_id: self.tracker_id.clone(),
         }
@@ -248,11 +270,19 @@ impl Worker {
         }
     }
 
-    fn http(&self, url: &str, req: &AnnounceRequest, deadline: Option<Instant>) -> Result<AnnounceResponse, Outcome> {
+    fn http(
+        &self,
+        url: &str,
+        req: &AnnounceRequest,
+        deadline: Option<Instant>,
+    ) -> Result<AnnounceResponse, Outcome> {
         let full = http::announce_url(url, req);
         let mut call = self.agent.get(&full);
         if let Some(d) = deadline {
-            call = call.timeout(d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
+            call = call.timeout(
+                d.saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            );
         }
         let resp = match call.call() {
             Ok(r) => r,
@@ -273,7 +303,9 @@ impl Worker {
             .read_to_end(&mut body)
             .map_err(|e| Outcome::Error(TrackerError::Io(e.to_string())))?;
         if body.len() > http::MAX_RESPONSE {
-            return Err(Outcome::Error(TrackerError::Malformed("response larger than 4 MiB")));
+            return Err(Outcome::Error(TrackerError::Malformed(
+                "response larger than 4 MiB",
+            )));
         }
         http::parse_announce(&body).map_err(Outcome::Error)
     }
@@ -312,7 +344,9 @@ impl Worker {
             let wait_until = match step {
                 Step::Done(Reply::Announce(r)) => return Ok(r),
                 Step::Done(Reply::Scrape(_)) => {
-                    return Err(Outcome::Error(TrackerError::BadPacket("scrape reply to an announce")));
+                    return Err(Outcome::Error(TrackerError::BadPacket(
+                        "scrape reply to an announce",
+                    )));
                 }
                 Step::Send(ref packet, d) => {
                     sock.send(packet).map_err(io)?;
@@ -328,20 +362,33 @@ impl Worker {
             {
                 return Err(Outcome::Error(TrackerError::TimedOut(0)));
             }
-            let slice = until.saturating_duration_since(now).clamp(Duration::from_millis(1), Duration::from_millis(100));
+            let slice = until
+                .saturating_duration_since(now)
+                .clamp(Duration::from_millis(1), Duration::from_millis(100));
             sock.set_read_timeout(Some(slice)).map_err(io)?;
             if let Some(rx) = rx {
                 match rx.try_recv() {
                     Ok(Command::Stop(d)) => return Err(Outcome::Interrupted(Interrupted::Stop(d))),
-                    Ok(Command::Completed) => return Err(Outcome::Interrupted(Interrupted::Completed)),
+                    Ok(Command::Completed) => {
+                        return Err(Outcome::Interrupted(Interrupted::Completed));
+                    }
                     Err(_) => {}
                 }
             }
             step = match sock.recv(&mut buf) {
-                Ok(n) => client.handle_packet(Instant::now(), &buf[..n]).map_err(Outcome::Error)?,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Ok(n) => client
+                    .handle_packet(Instant::now(), &buf[..n])
+                    .map_err(Outcome::Error)?,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
                     if Instant::now() >= wait_until {
-                        client.handle_timeout(Instant::now()).map_err(Outcome::Error)?
+                        client
+                            .handle_timeout(Instant::now())
+                            .map_err(Outcome::Error)?
                     } else {
                         Step::Wait(wait_until)
                     }

@@ -2,12 +2,18 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
 
-use super::{AnnounceRequest, AnnounceResponse, ScrapeStats, TrackerError, compact_v4, compact_v6, usable};
+use super::{
+    AnnounceRequest, AnnounceResponse, ScrapeStats, TrackerError, compact_v4, compact_v6, usable,
+};
 use crate::bencode::{self, Value};
 use crate::metainfo::InfoHash;
 
 /// BEP 3 says to escape everything outside `0-9a-zA-Z.-_~`.
-const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'-').remove(b'_').remove(b'~');
+const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Tracker replies larger than this are refused (a peer list of thousands
 /// fits in a few hundred KiB).
@@ -75,37 +81,53 @@ fn dict_of(body: &[u8]) -> Result<Value<'_>, TrackerError> {
 }
 
 fn u32_field(v: &Value<'_>, key: &[u8]) -> Option<u32> {
-    v.get(key).and_then(Value::as_int).and_then(|i| u32::try_from(i).ok())
+    v.get(key)
+        .and_then(Value::as_int)
+        .and_then(|i| u32::try_from(i).ok())
 }
 
 pub fn parse_announce(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
     let v = dict_of(body)?;
-    let interval = u32_field(&v, b"interval").ok_or(TrackerError::Malformed("no valid `interval`"))?;
+    let interval =
+        u32_field(&v, b"interval").ok_or(TrackerError::Malformed("no valid `interval`"))?;
     let mut peers = Vec::new();
-    match v.get(b"peers") {
-        Some(p) => match (p.as_bytes(), p.as_list()) {
+    if let Some(p) = v.get(b"peers") {
+        match (p.as_bytes(), p.as_list()) {
             (Some(compact), _) => {
                 if compact.len() % 6 != 0 {
-                    return Err(TrackerError::Malformed("compact `peers` is not a multiple of 6 bytes"));
+                    return Err(TrackerError::Malformed(
+                        "compact `peers` is not a multiple of 6 bytes",
+                    ));
                 }
                 peers.extend(compact_v4(compact));
             }
             (_, Some(list)) => {
                 for entry in list {
-                    let ip = entry.get(b"ip").and_then(Value::as_str).and_then(|s| s.parse().ok());
-                    let port = entry.get(b"port").and_then(Value::as_int).and_then(|p| u16::try_from(p).ok());
+                    let ip = entry
+                        .get(b"ip")
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse().ok());
+                    let port = entry
+                        .get(b"port")
+                        .and_then(Value::as_int)
+                        .and_then(|p| u16::try_from(p).ok());
                     if let (Some(ip), Some(port)) = (ip, port) {
                         peers.push(std::net::SocketAddr::new(ip, port));
                     }
                 }
             }
-            _ => return Err(TrackerError::Malformed("`peers` is neither a string nor a list")),
-        },
-        None => {}
+            _ => {
+                return Err(TrackerError::Malformed(
+                    "`peers` is neither a string nor a list",
+                ));
+            }
+        }
     }
     if let Some(p6) = v.get(b"peers6").and_then(Value::as_bytes) {
         if p6.len() % 18 != 0 {
-            return Err(TrackerError::Malformed("`peers6` is not a multiple of 18 bytes"));
+            return Err(TrackerError::Malformed(
+                "`peers6` is not a multiple of 18 bytes",
+            ));
         }
         peers.extend(compact_v6(p6));
     }
@@ -116,7 +138,10 @@ pub fn parse_announce(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
         peers,
         seeders: u32_field(&v, b"complete"),
         leechers: u32_field(&v, b"incomplete"),
-        tracker_id: v.get(b"tracker id").and_then(Value::as_bytes).map(<[u8]>::to_vec),
+        tracker_id: v
+            .get(b"tracker id")
+            .and_then(Value::as_bytes)
+            .map(<[u8]>::to_vec),
         warning: v
             .get(b"warning message")
             .and_then(Value::as_bytes)
@@ -126,7 +151,9 @@ pub fn parse_announce(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
 
 pub fn parse_scrape(body: &[u8], info_hash: &InfoHash) -> Result<ScrapeStats, TrackerError> {
     let v = dict_of(body)?;
-    let files = v.get(b"files").ok_or(TrackerError::Malformed("no `files`"))?;
+    let files = v
+        .get(b"files")
+        .ok_or(TrackerError::Malformed("no `files`"))?;
     let entry = files
         .get(&info_hash.0)
         .ok_or(TrackerError::Malformed("torrent not in scrape reply"))?;
@@ -161,8 +188,13 @@ mod tests {
     #[test]
     fn announce_url_escapes_binary() {
         let url = announce_url("http://t.example/announce?passkey=x", &req());
-        assert!(url.starts_with("http://t.example/announce?passkey=x&info_hash=%AB%AB"), "{url}");
-        assert!(url.contains("&peer_id=-RT0100-abcdefghijkl&port=6881&uploaded=1&downloaded=2&left=3&compact=1"));
+        assert!(
+            url.starts_with("http://t.example/announce?passkey=x&info_hash=%AB%AB"),
+            "{url}"
+        );
+        assert!(url.contains(
+            "&peer_id=-RT0100-abcdefghijkl&port=6881&uploaded=1&downloaded=2&left=3&compact=1"
+        ));
         assert!(url.contains("&event=started"));
         assert!(url.ends_with("&trackerid=t%201"));
     }
@@ -190,11 +222,18 @@ mod tests {
         assert_eq!((r.seeders, r.leechers), (Some(5), Some(3)));
         assert_eq!(
             r.peers,
-            vec!["127.0.0.1:6881".parse().unwrap(), "10.0.0.2:80".parse().unwrap(), "[::1]:6882".parse().unwrap()]
+            vec![
+                "127.0.0.1:6881".parse().unwrap(),
+                "10.0.0.2:80".parse().unwrap(),
+                "[::1]:6882".parse().unwrap()
+            ]
         );
         assert_eq!(r.tracker_id.as_deref(), Some(&b"id"[..]));
         let body = b"d8:intervali60e5:peersld2:ip9:127.0.0.14:porti7000eed2:ip3:bad4:porti1eed2:ip3:::14:porti0eeee";
-        assert_eq!(parse_announce(body).unwrap().peers, vec!["127.0.0.1:7000".parse().unwrap()]);
+        assert_eq!(
+            parse_announce(body).unwrap().peers,
+            vec!["127.0.0.1:7000".parse().unwrap()]
+        );
     }
 
     #[test]
@@ -204,16 +243,33 @@ mod tests {
             Err(TrackerError::Failure("unregistered".into()))
         );
         assert_eq!(parse_announce(b"<html>"), Err(TrackerError::NotBencode));
-        assert_eq!(parse_announce(b"le"), Err(TrackerError::Malformed("not a dictionary")));
-        assert_eq!(parse_announce(b"d5:peers0:e"), Err(TrackerError::Malformed("no valid `interval`")));
-        assert!(matches!(parse_announce(b"d8:intervali1e5:peers5:abcdee"), Err(TrackerError::Malformed(_))));
+        assert_eq!(
+            parse_announce(b"le"),
+            Err(TrackerError::Malformed("not a dictionary"))
+        );
+        assert_eq!(
+            parse_announce(b"d5:peers0:e"),
+            Err(TrackerError::Malformed("no valid `interval`"))
+        );
+        assert!(matches!(
+            parse_announce(b"d8:intervali1e5:peers5:abcdee"),
+            Err(TrackerError::Malformed(_))
+        ));
     }
 
     #[test]
     fn scrape_reply() {
         let h = InfoHash([b'a'; 20]);
-        let body = b"d5:filesd20:aaaaaaaaaaaaaaaaaaaad8:completei2e10:downloadedi9e10:incompletei4eeee";
-        assert_eq!(parse_scrape(body, &h).unwrap(), ScrapeStats { seeders: 2, completed: 9, leechers: 4 });
+        let body =
+            b"d5:filesd20:aaaaaaaaaaaaaaaaaaaad8:completei2e10:downloadedi9e10:incompletei4eeee";
+        assert_eq!(
+            parse_scrape(body, &h).unwrap(),
+            ScrapeStats {
+                seeders: 2,
+                completed: 9,
+                leechers: 4
+            }
+        );
         assert!(parse_scrape(body, &InfoHash([0; 20])).is_err());
     }
 }

@@ -23,10 +23,11 @@ impl Tiers {
 
     /// Trackers in the order to try them: (tier, index in tier, URL).
     pub fn order(&self) -> impl Iterator<Item = (usize, usize, &str)> {
-        self.tiers
-            .iter()
-            .enumerate()
-            .flat_map(|(t, urls)| urls.iter().enumerate().map(move |(i, u)| (t, i, u.as_str())))
+        self.tiers.iter().enumerate().flat_map(|(t, urls)| {
+            urls.iter()
+                .enumerate()
+                .map(move |(i, u)| (t, i, u.as_str()))
+        })
     }
 
     /// The tracker at (`tier`, `index`) answered: it goes first in its tier.
@@ -46,7 +47,11 @@ mod tests {
 
     #[test]
     fn order_and_promotion() {
-        let mut t = Tiers::new(vec![vec!["a".into(), "b".into(), "c".into()], vec![], vec!["d".into()]]);
+        let mut t = Tiers::new(vec![
+            vec!["a".into(), "b".into(), "c".into()],
+            vec![],
+            vec!["d".into()],
+        ]);
         let order: Vec<_> = t.order().map(|(tier, _, u)| (tier, u.to_owned())).collect();
         assert_eq!(order.len(), 4);
         assert!(order[..3].iter().all(|(tier, _)| *tier == 0));

@@ -11,7 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{AnnounceRequest, AnnounceResponse, ScrapeStats, TrackerError, compact_v4, compact_v6, usable};
+use super::{
+    AnnounceRequest, AnnounceResponse, ScrapeStats, TrackerError, compact_v4, compact_v6, usable,
+};
 use crate::metainfo::InfoHash;
 
 pub const PROTOCOL_ID: u64 = 0x41727101980;
@@ -88,7 +90,9 @@ impl UdpTracker {
 
     /// Starts a request; returns the first datagram to send.
     pub fn start(&mut self, now: Instant, request: Request) -> Step {
-        let connection = self.connection.filter(|(_, at)| now.duration_since(*at) < CONNECTION_ID_TTL);
+        let connection = self
+            .connection
+            .filter(|(_, at)| now.duration_since(*at) < CONNECTION_ID_TTL);
         let phase = if connection.is_some() {
             Phase::Requesting
         } else {
@@ -120,7 +124,9 @@ impl UdpTracker {
         }
         // A connection id may have expired while we waited.
         if cur.phase == Phase::Requesting
-            && self.connection.is_none_or(|(_, at)| now.duration_since(at) >= CONNECTION_ID_TTL)
+            && self
+                .connection
+                .is_none_or(|(_, at)| now.duration_since(at) >= CONNECTION_ID_TTL)
         {
             cur.phase = Phase::Connecting;
         }
@@ -147,14 +153,19 @@ impl UdpTracker {
         }
         if action == ACTION_ERROR {
             self.current = None;
-            let msg = String::from_utf8_lossy(&packet[8..]).chars().take(300).collect();
+            let msg = String::from_utf8_lossy(&packet[8..])
+                .chars()
+                .take(300)
+                .collect();
             return Err(TrackerError::Failure(msg));
         }
         match (cur.phase, action) {
             (Phase::Connecting, ACTION_CONNECT) => {
                 if packet.len() < 16 {
                     self.current = None;
-                    return Err(TrackerError::BadPacket("connect reply shorter than 16 bytes"));
+                    return Err(TrackerError::BadPacket(
+                        "connect reply shorter than 16 bytes",
+                    ));
                 }
                 self.connection = Some((be64(packet, 8), now));
                 if let Some(cur) = &mut self.current {
@@ -170,7 +181,9 @@ impl UdpTracker {
             (Phase::Requesting, ACTION_SCRAPE) if matches!(cur.request, Request::Scrape(_)) => {
                 self.current = None;
                 if packet.len() < 20 {
-                    return Err(TrackerError::BadPacket("scrape reply shorter than 20 bytes"));
+                    return Err(TrackerError::BadPacket(
+                        "scrape reply shorter than 20 bytes",
+                    ));
                 }
                 Ok(Step::Done(Reply::Scrape(ScrapeStats {
                     seeders: be32(packet, 8),
@@ -191,14 +204,22 @@ impl UdpTracker {
     }
 
     fn send(&mut self, now: Instant) -> Step {
-        let timeout = self.base_timeout * 2u32.pow(self.current.as_ref().map_or(0, |c| c.attempt.min(8)));
+        let timeout =
+            self.base_timeout * 2u32.pow(self.current.as_ref().map_or(0, |c| c.attempt.min(8)));
         let connection_id = self.connection.map(|(id, _)| id);
-        let cur = self.current.as_mut().expect("send with a request in flight");
+        let cur = self
+            .current
+            .as_mut()
+            .expect("send with a request in flight");
         cur.transaction_id = fastrand::u32(..);
         cur.deadline = now + timeout;
         let packet = match (cur.phase, &cur.request, connection_id) {
-            (Phase::Requesting, Request::Announce(a), Some(cid)) => announce_packet(cid, cur.transaction_id, a),
-            (Phase::Requesting, Request::Scrape(h), Some(cid)) => scrape_packet(cid, cur.transaction_id, h),
+            (Phase::Requesting, Request::Announce(a), Some(cid)) => {
+                announce_packet(cid, cur.transaction_id, a)
+            }
+            (Phase::Requesting, Request::Scrape(h), Some(cid)) => {
+                scrape_packet(cid, cur.transaction_id, h)
+            }
             _ => {
                 cur.phase = Phase::Connecting;
                 connect_packet(cur.transaction_id)
@@ -256,12 +277,16 @@ pub fn scrape_packet(connection_id: u64, transaction_id: u32, h: &InfoHash) -> V
 /// Parses an announce reply (action and transaction id already checked).
 pub fn parse_announce(p: &[u8], ipv6: bool) -> Result<AnnounceResponse, TrackerError> {
     if p.len() < 20 {
-        return Err(TrackerError::BadPacket("announce reply shorter than 20 bytes"));
+        return Err(TrackerError::BadPacket(
+            "announce reply shorter than 20 bytes",
+        ));
     }
     let peers_raw = &p[20..];
     let width = if ipv6 { 18 } else { 6 };
     if peers_raw.len() % width != 0 {
-        return Err(TrackerError::BadPacket("announce reply has a partial peer entry"));
+        return Err(TrackerError::BadPacket(
+            "announce reply has a partial peer entry",
+        ));
     }
     let mut peers: Vec<_> = if ipv6 {
         compact_v6(peers_raw).collect()
@@ -337,7 +362,10 @@ mod tests {
         assert_eq!(p.len(), 16);
         assert_eq!(be64(&p, 0), PROTOCOL_ID);
         assert_eq!(deadline, t0 + Duration::from_secs(15));
-        let (a, _) = sent(u.handle_packet(t0, &connect_reply(tid(&p), 0xfeed)).unwrap());
+        let (a, _) = sent(
+            u.handle_packet(t0, &connect_reply(tid(&p), 0xfeed))
+                .unwrap(),
+        );
         assert_eq!(a.len(), 98);
         assert_eq!(be64(&a, 0), 0xfeed);
         assert_eq!(be32(&a, 8), ACTION_ANNOUNCE);
@@ -348,7 +376,11 @@ mod tests {
             Step::Done(Reply::Announce(r)) => {
                 assert_eq!(r.interval, 1800);
                 assert_eq!((r.leechers, r.seeders), (Some(4), Some(2)));
-                assert_eq!(r.peers, vec!["127.0.0.1:6881".parse().unwrap()], "port 0 dropped");
+                assert_eq!(
+                    r.peers,
+                    vec!["127.0.0.1:6881".parse().unwrap()],
+                    "port 0 dropped"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -367,7 +399,10 @@ mod tests {
         let (p, deadline) = sent(u.start(t0, announce()));
         let wrong = connect_reply(tid(&p).wrapping_add(1), 1);
         assert_eq!(u.handle_packet(t0, &wrong).unwrap(), Step::Wait(deadline));
-        assert_eq!(u.handle_packet(t0, b"\x00\x00").unwrap(), Step::Wait(deadline));
+        assert_eq!(
+            u.handle_packet(t0, b"\x00\x00").unwrap(),
+            Step::Wait(deadline)
+        );
         assert_eq!(u.ignored, 2);
         // An announce-shaped reply while connecting is ignored too.
         let odd = announce_reply(tid(&p), &[]);
@@ -382,9 +417,16 @@ mod tests {
         assert_eq!(u.handle_timeout(t0).unwrap(), Step::Wait(d1), "not yet due");
         let (p2, d2) = sent(u.handle_timeout(d1).unwrap());
         assert_eq!(d2 - d1, Duration::from_millis(200));
-        assert_ne!(tid(&p1), tid(&p2), "each attempt gets a fresh transaction id");
+        assert_ne!(
+            tid(&p1),
+            tid(&p2),
+            "each attempt gets a fresh transaction id"
+        );
         // A late reply to the first attempt is not accepted.
-        assert_eq!(u.handle_packet(d1, &connect_reply(tid(&p1), 5)).unwrap(), Step::Wait(d2));
+        assert_eq!(
+            u.handle_packet(d1, &connect_reply(tid(&p1), 5)).unwrap(),
+            Step::Wait(d2)
+        );
         let (_, d3) = sent(u.handle_timeout(d2).unwrap());
         assert_eq!(d3 - d2, Duration::from_millis(400));
         assert_eq!(u.handle_timeout(d3), Err(TrackerError::TimedOut(3)));
@@ -398,16 +440,25 @@ mod tests {
         let mut err = ACTION_ERROR.to_be_bytes().to_vec();
         err.extend_from_slice(&tid(&p).to_be_bytes());
         err.extend_from_slice(b"torrent not registered");
-        assert_eq!(u.handle_packet(t0, &err), Err(TrackerError::Failure("torrent not registered".into())));
+        assert_eq!(
+            u.handle_packet(t0, &err),
+            Err(TrackerError::Failure("torrent not registered".into()))
+        );
 
         let (p, _) = sent(u.start(t0, announce()));
         let (a, _) = sent(u.handle_packet(t0, &connect_reply(tid(&p), 9)).unwrap());
         let mut bad = announce_reply(be32(&a, 12), &[1, 2, 3]);
-        assert!(matches!(u.handle_packet(t0, &bad), Err(TrackerError::BadPacket(_))));
+        assert!(matches!(
+            u.handle_packet(t0, &bad),
+            Err(TrackerError::BadPacket(_))
+        ));
         bad.truncate(12);
         let (a, _) = sent(u.start(t0, announce()));
         bad[4..8].copy_from_slice(&be32(&a, 12).to_be_bytes());
-        assert!(matches!(u.handle_packet(t0, &bad), Err(TrackerError::BadPacket(_))));
+        assert!(matches!(
+            u.handle_packet(t0, &bad),
+            Err(TrackerError::BadPacket(_))
+        ));
     }
 
     #[test]
@@ -424,7 +475,11 @@ mod tests {
         }
         assert_eq!(
             u.handle_packet(t0, &r).unwrap(),
-            Step::Done(Reply::Scrape(ScrapeStats { seeders: 5, completed: 6, leechers: 7 }))
+            Step::Done(Reply::Scrape(ScrapeStats {
+                seeders: 5,
+                completed: 6,
+                leechers: 7
+            }))
         );
         let mut peer6 = vec![0u8; 15];
         peer6.extend_from_slice(&[1, 0x1a, 0xe1]);

@@ -84,7 +84,10 @@ impl Decoder {
 
     /// Decodes the next event from `input`, advancing it past what was used.
     /// `Ok(None)` means `input` is used up and more bytes are needed.
-    pub fn decode<'x, 'i: 'x>(&'x mut self, input: &mut &'i [u8]) -> Result<Option<Event<'x>>, WireError> {
+    pub fn decode<'x, 'i: 'x>(
+        &'x mut self,
+        input: &mut &'i [u8],
+    ) -> Result<Option<Event<'x>>, WireError> {
         loop {
             match self.state {
                 State::Handshake => {
@@ -102,7 +105,12 @@ impl Decoder {
                     if !fill(&mut self.head, &mut self.head_len, 4, input) {
                         return Ok(None);
                     }
-                    let len = u32::from_be_bytes([self.head[0], self.head[1], self.head[2], self.head[3]]);
+                    let len = u32::from_be_bytes([
+                        self.head[0],
+                        self.head[1],
+                        self.head[2],
+                        self.head[3],
+                    ]);
                     if len == 0 {
                         self.head_len = 0;
                         return Ok(Some(Event::Message(Message::KeepAlive)));
@@ -144,8 +152,18 @@ impl Decoder {
                     if !fill(&mut self.head, &mut self.head_len, 13, input) {
                         return Ok(None);
                     }
-                    let piece = u32::from_be_bytes([self.head[5], self.head[6], self.head[7], self.head[8]]);
-                    let begin = u32::from_be_bytes([self.head[9], self.head[10], self.head[11], self.head[12]]);
+                    let piece = u32::from_be_bytes([
+                        self.head[5],
+                        self.head[6],
+                        self.head[7],
+                        self.head[8],
+                    ]);
+                    let begin = u32::from_be_bytes([
+                        self.head[9],
+                        self.head[10],
+                        self.head[11],
+                        self.head[12],
+                    ]);
                     self.head_len = 0;
                     let len = len - 9;
                     self.state = State::Block {
@@ -260,7 +278,13 @@ mod tests {
                 match ev {
                     Event::Handshake(h) => out.push(Owned::Handshake(h)),
                     Event::Message(m) => out.push(Owned::Message(format!("{m:?}"))),
-                    Event::Block { piece, begin, len, offset, data } => {
+                    Event::Block {
+                        piece,
+                        begin,
+                        len,
+                        offset,
+                        data,
+                    } => {
                         let p = partial.get_or_insert((piece, begin, Vec::new()));
                         assert_eq!(p.2.len() as u32, offset);
                         p.2.extend_from_slice(data);
@@ -284,11 +308,22 @@ mod tests {
             Message::KeepAlive,
             Message::Unchoke,
             Message::Have(42),
-            Message::Request(BlockRef { piece: 1, begin: 16384, len: 16384 }),
+            Message::Request(BlockRef {
+                piece: 1,
+                begin: 16384,
+                len: 16384,
+            }),
             Message::HaveAll,
-            Message::Reject(BlockRef { piece: 2, begin: 0, len: 100 }),
+            Message::Reject(BlockRef {
+                piece: 2,
+                begin: 0,
+                len: 100,
+            }),
             Message::AllowedFast(3),
-            Message::Extended { id: 0, payload: b"d1:md6:ut_pexi1eee" },
+            Message::Extended {
+                id: 0,
+                payload: b"d1:md6:ut_pexi1eee",
+            },
             Message::Port(6881),
         ];
         for m in msgs {
@@ -299,8 +334,20 @@ mod tests {
         s.extend_from_slice(&encode_piece_header(5, 32768, BLOCK_SIZE));
         s.extend_from_slice(&block);
         expect.push(Owned::Block(5, 32768, block));
-        Message::Cancel(BlockRef { piece: 5, begin: 0, len: 1 }).encode(&mut s);
-        expect.push(Owned::Message(format!("{:?}", Message::Cancel(BlockRef { piece: 5, begin: 0, len: 1 }))));
+        Message::Cancel(BlockRef {
+            piece: 5,
+            begin: 0,
+            len: 1,
+        })
+        .encode(&mut s);
+        expect.push(Owned::Message(format!(
+            "{:?}",
+            Message::Cancel(BlockRef {
+                piece: 5,
+                begin: 0,
+                len: 1
+            })
+        )));
         (s, expect)
     }
 
@@ -332,7 +379,9 @@ mod tests {
     }
 
     fn after_handshake(rest: &[u8]) -> Result<Vec<Owned>, WireError> {
-        let mut s = Handshake::ours(InfoHash([0; 20]), PeerId([0; 20])).encode().to_vec();
+        let mut s = Handshake::ours(InfoHash([0; 20]), PeerId([0; 20]))
+            .encode()
+            .to_vec();
         s.extend_from_slice(rest);
         decode_all(&s, &[s.len()])
     }
@@ -346,29 +395,49 @@ mod tests {
         let big = (limits().max_body + 2).to_be_bytes();
         assert!(matches!(
             after_handshake(&[big[0], big[1], big[2], big[3], MSG_BITFIELD]),
-            Err(WireError::TooLong { id: Some(MSG_BITFIELD), .. })
+            Err(WireError::TooLong {
+                id: Some(MSG_BITFIELD),
+                ..
+            })
         ));
         // A block larger than we ever request.
         let mut s = encode_piece_header(0, 0, BLOCK_SIZE + 1).to_vec();
         s.extend_from_slice(&[0; 8]);
-        assert_eq!(after_handshake(&s), Err(WireError::BlockTooLong { len: BLOCK_SIZE + 1 }));
+        assert_eq!(
+            after_handshake(&s),
+            Err(WireError::BlockTooLong {
+                len: BLOCK_SIZE + 1
+            })
+        );
         // Piece message too short for its header.
         assert_eq!(
             after_handshake(&[0, 0, 0, 5, MSG_PIECE, 0, 0, 0, 0]),
-            Err(WireError::BadLength { id: MSG_PIECE, len: 5 })
+            Err(WireError::BadLength {
+                id: MSG_PIECE,
+                len: 5
+            })
         );
         // Fixed-size messages with the wrong size.
         assert_eq!(
             after_handshake(&[0, 0, 0, 2, MSG_CHOKE, 0]),
-            Err(WireError::BadLength { id: MSG_CHOKE, len: 2 })
+            Err(WireError::BadLength {
+                id: MSG_CHOKE,
+                len: 2
+            })
         );
         assert_eq!(
             after_handshake(&[0, 0, 0, 4, MSG_HAVE, 0, 0, 0]),
-            Err(WireError::BadLength { id: MSG_HAVE, len: 4 })
+            Err(WireError::BadLength {
+                id: MSG_HAVE,
+                len: 4
+            })
         );
         assert_eq!(
             after_handshake(&[0, 0, 0, 1, MSG_EXTENDED]),
-            Err(WireError::BadLength { id: MSG_EXTENDED, len: 1 })
+            Err(WireError::BadLength {
+                id: MSG_EXTENDED,
+                len: 1
+            })
         );
         // Unknown ids are skipped, not fatal.
         assert_eq!(

@@ -63,8 +63,11 @@ impl ExtHandshake {
             max_depth: 8,
             max_values: 4096,
         };
-        let v = bencode::decode_with(payload, limits).map_err(|_| WireError::BadExtHandshake("not bencode"))?;
-        let d = v.as_dict().ok_or(WireError::BadExtHandshake("not a dictionary"))?;
+        let v = bencode::decode_with(payload, limits)
+            .map_err(|_| WireError::BadExtHandshake("not bencode"))?;
+        let d = v
+            .as_dict()
+            .ok_or(WireError::BadExtHandshake("not a dictionary"))?;
         let mut out = ExtHandshake::default();
         if let Some(m) = d.get(b"m").and_then(|m| m.as_dict()) {
             for (k, id) in m.iter() {
@@ -75,17 +78,26 @@ impl ExtHandshake {
                 }
             }
         }
-        out.v = d.get(b"v").and_then(|v| v.as_str()).map(|s| s.chars().take(64).collect());
+        out.v = d
+            .get(b"v")
+            .and_then(|v| v.as_str())
+            .map(|s| s.chars().take(64).collect());
         out.reqq = d
             .get(b"reqq")
             .and_then(|v| v.as_int())
             .and_then(|q| u32::try_from(q).ok());
-        out.p = d.get(b"p").and_then(|v| v.as_int()).and_then(|p| u16::try_from(p).ok());
-        out.yourip = d.get(b"yourip").and_then(|v| v.as_bytes()).and_then(|b| match b.len() {
-            4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
-            16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
-            _ => None,
-        });
+        out.p = d
+            .get(b"p")
+            .and_then(|v| v.as_int())
+            .and_then(|p| u16::try_from(p).ok());
+        out.yourip = d
+            .get(b"yourip")
+            .and_then(|v| v.as_bytes())
+            .and_then(|b| match b.len() {
+                4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
+                16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
+                _ => None,
+            });
         Ok(out)
     }
 }
@@ -118,7 +130,13 @@ mod tests {
     fn tolerates_odd_fields_and_rejects_garbage() {
         let h = ExtHandshake::decode(b"d1:md6:ut_pexi999ee4:reqqi-1e1:vi5e6:yourip3:abce").unwrap();
         assert_eq!(h, ExtHandshake::default());
-        assert_eq!(ExtHandshake::decode(b"le"), Err(WireError::BadExtHandshake("not a dictionary")));
-        assert_eq!(ExtHandshake::decode(b"d"), Err(WireError::BadExtHandshake("not bencode")));
+        assert_eq!(
+            ExtHandshake::decode(b"le"),
+            Err(WireError::BadExtHandshake("not a dictionary"))
+        );
+        assert_eq!(
+            ExtHandshake::decode(b"d"),
+            Err(WireError::BadExtHandshake("not bencode"))
+        );
     }
 }

@@ -30,9 +30,14 @@ pub enum Message<'a> {
     HaveNone,
     Reject(BlockRef),
     AllowedFast(u32),
-    Extended { id: u8, payload: &'a [u8] },
+    Extended {
+        id: u8,
+        payload: &'a [u8],
+    },
     /// An id we do not know, skipped as BEP 3 asks.
-    Unknown { id: u8 },
+    Unknown {
+        id: u8,
+    },
 }
 
 impl Message<'_> {
@@ -84,8 +89,15 @@ impl Message<'_> {
     pub(super) fn parse(id: u8, body: &[u8]) -> Result<Message<'_>, WireError> {
         let len = body.len() as u32 + 1;
         let bad = || WireError::BadLength { id, len };
-        let u32_at = |at: usize| u32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
-        let fixed = |want: usize| if body.len() == want { Ok(()) } else { Err(bad()) };
+        let u32_at =
+            |at: usize| u32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
+        let fixed = |want: usize| {
+            if body.len() == want {
+                Ok(())
+            } else {
+                Err(bad())
+            }
+        };
         let block = || BlockRef {
             piece: u32_at(0),
             begin: u32_at(4),

@@ -118,3 +118,176 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
         assert_same_tree(&a.join(&n), &b.join(&n));
     }
 }
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process that is killed when the test lets go of it, so a failing
+/// test never leaves a seeder running.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command, name: &str) -> Proc {
+        let child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            child,
+            name: name.to_owned(),
+        }
+    }
+
+    /// Sends SIGTERM and waits (up to `limit`); returns the exit status and
+    /// how long the exit took.
+    pub fn terminate(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
+        let start = Instant::now();
+        // SAFETY: kill(2) on our own, not yet reaped, child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return (st, start.elapsed());
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{} did not exit within {limit:?} of SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Waits until something accepts connections at `addr`.
+pub fn wait_listening(addr: SocketAddr, p: &mut Proc, limit: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return;
+        }
+        if let Some(st) = p.child.try_wait().unwrap() {
+            let err = p.stderr();
+            panic!("{} exited ({st}) before listening: {err}", p.name);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{} is not listening on {addr} after {limit:?}", p.name);
+}
+
+/// Starts `ringtorrent seed` on a free port and waits until it listens.
+pub fn rt_seed(torrent: &Path, data_dir: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
+    let addr = local(free_port());
+    let mut p = Proc::spawn(
+        Command::new(bin())
+            .arg("seed")
+            .arg(torrent)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", &addr.to_string()])
+            .args(extra),
+        "ringtorrent seed",
+    );
+    wait_listening(addr, &mut p, Duration::from_secs(60));
+    (p, addr)
+}
+
+/// The command line of a `ringtorrent fetch` from `peers`.
+pub fn rt_fetch_cmd(
+    torrent: &Path,
+    out_dir: &Path,
+    port: u16,
+    peers: &[SocketAddr],
+    extra: &[&str],
+) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg("fetch")
+        .arg(torrent)
+        .arg("--out-dir")
+        .arg(out_dir)
+        .args(["--listen", &local(port).to_string()])
+        .args(extra);
+    for p in peers {
+        cmd.args(["--peer", &p.to_string()]);
+    }
+    cmd
+}
+
+/// Runs a command to completion within `limit`, killing it if it overruns.
+pub fn run_limited(cmd: &mut Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let watchdog = std::thread::spawn(move || {
+        let start = Instant::now();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            if start.elapsed() > limit {
+                // SAFETY: kill(2) on the child's pid; at worst it already exited.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    });
+    let out = child.wait_with_output().unwrap();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let killed = watchdog.join().unwrap();
+    assert!(
+        !killed,
+        "{cmd:?} ran longer than {limit:?}; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Creates a torrent of `payload` with `ringtorrent create`.
+pub fn rt_create(payload: &Path, torrent: &Path, piece: &str) {
+    run_ok(
+        Command::new(bin())
+            .arg("create")
+            .arg(payload)
+            .arg("-o")
+            .arg(torrent)
+            .args(["--piece-size", piece, "--force", "--no-date"]),
+    );
+}

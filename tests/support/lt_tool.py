@@ -5,6 +5,9 @@ usage:
   lt_tool.py info TORRENT                      JSON: info_hash, name, piece_length, num_pieces, files
   lt_tool.py create DATA OUT PIECE_BYTES [--private] [--tracker URL]
   lt_tool.py recheck TORRENT SAVE_PATH         JSON: num_pieces, have (after a full hash check)
+  lt_tool.py seed TORRENT SAVE_PATH PORT       seed on 127.0.0.1:PORT; prints READY once seeding;
+                                               runs until SIGTERM or stdin closes
+  lt_tool.py leech TORRENT SAVE_PATH PORT PEER download from PEER (host:port); exits 0 when complete
 
 Runs on Debian's /usr/bin/python3 with python3-libtorrent (libtorrent 2.0).
 """
@@ -79,6 +82,75 @@ def recheck(torrent, save_path):
     return {"num_pieces": atp.ti.num_pieces(), "have": st.num_pieces, "checked": checked}
 
 
+def session(port):
+    return lt.session({
+        "listen_interfaces": f"127.0.0.1:{port}",
+        "outgoing_interfaces": "127.0.0.1",
+        "enable_dht": False, "enable_lsd": False,
+        "enable_upnp": False, "enable_natpmp": False,
+        "enable_incoming_utp": False, "enable_outgoing_utp": False,
+        "allow_multiple_connections_per_ip": True,
+        "out_enc_policy": int(lt.enc_policy.disabled),
+        "in_enc_policy": int(lt.enc_policy.enabled),
+        "alert_mask": int(lt.alert.category_t.error_notification
+                          | lt.alert.category_t.status_notification),
+    })
+
+
+def add(ses, torrent, save_path):
+    atp = lt.add_torrent_params()
+    atp.ti = lt.torrent_info(torrent)
+    atp.save_path = os.path.abspath(save_path)
+    atp.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
+    return ses.add_torrent(atp)
+
+
+def errors(ses):
+    for a in ses.pop_alerts():
+        if isinstance(a, (lt.torrent_error_alert, lt.file_error_alert)):
+            print(f"libtorrent: {a.message()}", file=sys.stderr, flush=True)
+
+
+def seed(torrent, save_path, port):
+    import select
+    import signal
+    stop = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    ses = session(port)
+    h = add(ses, torrent, save_path)
+    ready = False
+    deadline = time.monotonic() + 600
+    while not stop["flag"] and time.monotonic() < deadline:
+        errors(ses)
+        if not ready and h.status().is_seeding:
+            print("READY", flush=True)
+            ready = True
+        # stdin closing (the test ended) stops us too
+        r, _, _ = select.select([sys.stdin], [], [], 0.05)
+        if r and not sys.stdin.read(1):
+            break
+
+
+def leech(torrent, save_path, port, peer, timeout=300):
+    ses = session(port)
+    h = add(ses, torrent, save_path)
+    host, p = peer.rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    last_connect = 0
+    while time.monotonic() < deadline:
+        errors(ses)
+        st = h.status()
+        if st.is_seeding or st.is_finished:
+            print(json.dumps({"downloaded": st.total_payload_download}), flush=True)
+            return 0
+        if time.monotonic() - last_connect > 1 and st.num_peers == 0:
+            h.connect_peer((host, int(p)))
+            last_connect = time.monotonic()
+        time.sleep(0.05)
+    print("libtorrent: timed out", file=sys.stderr)
+    return 1
+
+
 def main():
     a = sys.argv[1:]
     if not a:
@@ -92,6 +164,10 @@ def main():
         create(a[1], a[2], a[3], private, trackers)
     elif a[0] == "recheck":
         print(json.dumps(recheck(a[1], a[2])))
+    elif a[0] == "seed":
+        seed(a[1], a[2], int(a[3]))
+    elif a[0] == "leech":
+        sys.exit(leech(a[1], a[2], int(a[3]), a[4]))
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

@@ -7,10 +7,10 @@ use std::time::Instant;
 use super::{Action, Shard};
 use crate::peer::{Outstanding, PeerError};
 use crate::picker::PeerPieces;
+use crate::torrent::ConnId;
 use crate::torrent::download::{Download, Stage};
 use crate::torrent::shared::{ShardMsg, lock};
 use crate::torrent::stats::Stats;
-use crate::torrent::ConnId;
 use crate::wire::{BlockRef, Message};
 
 impl Shard {
@@ -70,12 +70,24 @@ impl Shard {
         if !p.is_active() || !p.am_interested || (p.peer_choking && p.allowed_fast.is_empty()) {
             return;
         }
-        let limit = if p.snubbed { 1 } else { p.pipeline.min(p.max_requests()) } as usize;
+        let limit = if p.snubbed {
+            1
+        } else {
+            p.pipeline.min(p.max_requests())
+        } as usize;
         let mut requested = 0;
-        while self.conn(id).is_some_and(|c| c.peer.requests_out.len() < limit) {
-            let Some(block) = self.next_block(id) else { break };
+        while self
+            .conn(id)
+            .is_some_and(|c| c.peer.requests_out.len() < limit)
+        {
+            let Some(block) = self.next_block(id) else {
+                break;
+            };
             if let Some(c) = self.conn_mut(id) {
-                c.peer.requests_out.push_back(Outstanding { block, sent_at: now });
+                c.peer.requests_out.push_back(Outstanding {
+                    block,
+                    sent_at: now,
+                });
             }
             self.send(id, Message::Request(block));
             requested += 1;
@@ -120,11 +132,16 @@ impl Shard {
             let mut picker = lock(&self.shared.picker);
             let endgame = picker.in_endgame();
             let picked = if p.peer_choking {
-                p.allowed_fast.iter().copied().find(|&f| picker.pick_specific(f))
+                p.allowed_fast
+                    .iter()
+                    .copied()
+                    .find(|&f| picker.pick_specific(f))
             } else if endgame {
                 None
             } else {
-                self.has_budget_for_new().then(|| picker.pick(p.pieces())).flatten()
+                self.has_budget_for_new()
+                    .then(|| picker.pick(p.pieces()))
+                    .flatten()
             };
             (picked, endgame)
         };
@@ -149,7 +166,9 @@ impl Shard {
         let dup = {
             let downloads = &self.downloads;
             self.has_budget_for_new()
-                .then(|| lock(&self.shared.picker).pick_endgame(pieces, |x| downloads.contains_key(&x)))
+                .then(|| {
+                    lock(&self.shared.picker).pick_endgame(pieces, |x| downloads.contains_key(&x))
+                })
                 .flatten()
         };
         dup.and_then(|piece| self.start_download(piece))
@@ -159,13 +178,21 @@ impl Shard {
         let len = u64::from(self.info.piece_length);
         // Probe without reserving: the reservation happens in start_download.
         self.downloads.is_empty()
-            || self.shared.buffers_used.load(std::sync::atomic::Ordering::Relaxed) + len <= self.shared.config.buffer_budget
+            || self
+                .shared
+                .buffers_used
+                .load(std::sync::atomic::Ordering::Relaxed)
+                + len
+                <= self.shared.config.buffer_budget
     }
 
     fn start_download(&mut self, piece: u32) -> Option<BlockRef> {
         let len = self.info.piece_len(piece);
         let reserve = u64::from(self.info.piece_length);
-        if !self.shared.reserve_buffer(reserve, self.downloads.is_empty()) {
+        if !self
+            .shared
+            .reserve_buffer(reserve, self.downloads.is_empty())
+        {
             lock(&self.shared.picker).abort(piece);
             self.budget_blocked = true;
             return None;
@@ -193,8 +220,13 @@ impl Shard {
         completes: bool,
         sent_at: Option<Instant>,
     ) {
-        let Some(ip) = self.conn(id).map(|c| c.peer.addr.ip()) else { return };
-        let wanted = self.downloads.get(&block.piece).is_some_and(|d| d.wants(&block));
+        let Some(ip) = self.conn(id).map(|c| c.peer.addr.ip()) else {
+            return;
+        };
+        let wanted = self
+            .downloads
+            .get(&block.piece)
+            .is_some_and(|d| d.wants(&block));
         if !wanted {
             Stats::add(&self.shared.stats.wasted, data.len() as u64);
             if completes {
@@ -244,7 +276,9 @@ impl Shard {
     }
 
     fn start_hash(&mut self, piece: u32) {
-        let Some(d) = self.downloads.get_mut(&piece) else { return };
+        let Some(d) = self.downloads.get_mut(&piece) else {
+            return;
+        };
         let Some(buf) = d.buf.take() else { return };
         d.stage = Stage::Hashing;
         self.actions.push_back(Action::Hash { piece, buf });
@@ -271,7 +305,9 @@ impl Shard {
             .get(&piece)
             .map(|d| d.contributors.clone())
             .unwrap_or_default();
-        log::warn!("piece {piece} failed its hash check (data from {contributors:?}); fetching it again");
+        log::warn!(
+            "piece {piece} failed its hash check (data from {contributors:?}); fetching it again"
+        );
         self.finish_download(now, piece, Some(buf));
         lock(&self.shared.picker).abort(piece);
         self.blame(now, &contributors);
@@ -299,7 +335,13 @@ impl Shard {
     }
 
     /// A verified piece reached the disk (or could not).
-    pub fn handle_written(&mut self, now: Instant, piece: u32, buf: Vec<u8>, result: Result<(), String>) {
+    pub fn handle_written(
+        &mut self,
+        now: Instant,
+        piece: u32,
+        buf: Vec<u8>,
+        result: Result<(), String>,
+    ) {
         match result {
             Ok(()) => {
                 Stats::add(&self.shared.stats.written, buf.len() as u64);

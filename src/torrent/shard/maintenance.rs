@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use super::Shard;
 use crate::choker::Candidate;
 use crate::peer::PeerError;
-use crate::torrent::shared::{ShardMsg, lock};
 use crate::torrent::ConnId;
+use crate::torrent::shared::{ShardMsg, lock};
 use crate::wire::{BLOCK_SIZE, BlockRef, Message};
 
 impl Shard {
@@ -22,7 +22,9 @@ impl Shard {
         let taken = self
             .shared
             .unchoked
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < slots).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < slots).then_some(n + 1)
+            })
             .is_ok();
         if taken {
             self.unchoke_peer(now, id, false);
@@ -108,12 +110,17 @@ impl Shard {
                 continue;
             }
             // Enough requests to cover `pipeline_time` at the peer's rate.
-            let by_rate = (p.down.per_second() as f64 * cfg.pipeline_time.as_secs_f64() / f64::from(BLOCK_SIZE)) as u32;
+            let by_rate = (p.down.per_second() as f64 * cfg.pipeline_time.as_secs_f64()
+                / f64::from(BLOCK_SIZE)) as u32;
             // Grow at once, shrink slowly: rates on a busy machine are noisy.
             let target = by_rate.clamp(cfg.min_pipeline, cfg.max_pipeline);
             p.pipeline = target.max(p.pipeline * 3 / 4).min(cfg.max_pipeline);
             if !p.snubbed && p.is_snubbed(now, cfg.snub_after) {
-                log::info!("peer {} ({}) is snubbing us; its requests go to others", p.addr, p.client());
+                log::info!(
+                    "peer {} ({}) is snubbing us; its requests go to others",
+                    p.addr,
+                    p.client()
+                );
                 p.snubbed = true;
                 let owed: Vec<BlockRef> = p.requests_out.drain(..).map(|o| o.block).collect();
                 for b in &owed {

@@ -15,12 +15,12 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 
+use super::ConnId;
 use super::cache::ReadCache;
 use super::download::Download;
 use super::send_queue::SendQueue;
 use super::shared::{ShardMsg, Shared, lock};
 use super::stats::Stats;
-use super::ConnId;
 use crate::metainfo::Info;
 use crate::peer::{Input, PeerError, PeerState};
 use crate::wire::{self, Decoder, ExtHandshake, Handshake, Message};
@@ -154,7 +154,10 @@ impl Shard {
     }
 
     fn conn_ids(&self) -> Vec<ConnId> {
-        self.slots.iter().filter_map(|s| s.conn.as_ref().map(|c| c.id)).collect()
+        self.slots
+            .iter()
+            .filter_map(|s| s.conn.as_ref().map(|c| c.id))
+            .collect()
     }
 
     fn add_conn(&mut self, now: Instant, addr: SocketAddr, outgoing: bool) -> ConnId {
@@ -224,7 +227,11 @@ impl Shard {
             ShardMsg::Ban(ip) => {
                 for id in self.conn_ids() {
                     if self.conn(id).is_some_and(|c| c.peer.addr.ip() == ip) {
-                        self.close(now, id, PeerError::HashFailures(self.shared.config.max_hash_failures));
+                        self.close(
+                            now,
+                            id,
+                            PeerError::HashFailures(self.shared.config.max_hash_failures),
+                        );
                     }
                 }
             }
@@ -257,7 +264,9 @@ impl Shard {
 
     /// An outgoing dial failed: the address is retried later, with backoff.
     pub fn handle_connect_failed(&mut self, now: Instant, id: ConnId, why: &str) {
-        let Some(slot) = self.slots.get_mut(id.slot as usize) else { return };
+        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
+            return;
+        };
         if slot.generation != id.generation {
             return;
         }
@@ -273,7 +282,9 @@ impl Shard {
     /// Bytes arrived on a connection.
     pub fn handle_recv(&mut self, now: Instant, id: ConnId, data: &[u8]) {
         let Some(c) = self.conn_mut(id) else { return };
-        let Some(mut decoder) = c.decoder.take() else { return };
+        let Some(mut decoder) = c.decoder.take() else {
+            return;
+        };
         let mut input = data;
         let result = loop {
             let ev = match decoder.decode(&mut input) {
@@ -282,7 +293,9 @@ impl Shard {
                 Err(e) => break Err(PeerError::from(e)),
             };
             let info = self.info.clone();
-            let Some(c) = self.conn_mut(id) else { break Ok(()) };
+            let Some(c) = self.conn_mut(id) else {
+                break Ok(());
+            };
             match c.peer.accept(now, ev, &info) {
                 Ok(inp) => {
                     if let Err(e) = self.on_input(now, id, inp) {
@@ -396,7 +409,9 @@ impl Shard {
         if h.info_hash != shared.info_hash {
             return Err(PeerError::WrongInfoHash);
         }
-        let Some(c) = self.conn_mut(id) else { return Ok(()) };
+        let Some(c) = self.conn_mut(id) else {
+            return Ok(());
+        };
         let (addr, outgoing) = (c.peer.addr, c.peer.outgoing);
         if h.peer_id == shared.peer_id {
             let mut reg = lock(&shared.registry);
@@ -413,9 +428,12 @@ impl Shard {
         }
         Stats::add(&shared.stats.peers_connected, 1);
         let piece_count = self.info.piece_count();
-        let Some(c) = self.conn_mut(id) else { return Ok(()) };
+        let Some(c) = self.conn_mut(id) else {
+            return Ok(());
+        };
         if !outgoing {
-            c.send.push_raw(&Handshake::ours(shared.info_hash, shared.peer_id).encode());
+            c.send
+                .push_raw(&Handshake::ours(shared.info_hash, shared.peer_id).encode());
         }
         let have = shared.have.count_ones();
         let fast = c.peer.fast();
@@ -432,7 +450,13 @@ impl Shard {
                 m: Vec::new(),
                 v: Some(concat!("ringtorrent ", env!("CARGO_PKG_VERSION")).to_owned()),
                 reqq: Some(crate::peer::MAX_QUEUED_REQUESTS as u32),
-                p: u16::try_from(shared.listen_port.load(std::sync::atomic::Ordering::Relaxed)).ok().filter(|&p| p != 0),
+                p: u16::try_from(
+                    shared
+                        .listen_port
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                )
+                .ok()
+                .filter(|&p| p != 0),
                 yourip: Some(addr.ip()),
             };
             let payload = ext.encode();
@@ -448,7 +472,9 @@ impl Shard {
 
     /// Forgets a connection and asks the driver to close its socket.
     pub(super) fn close(&mut self, now: Instant, id: ConnId, why: PeerError) {
-        let Some(slot) = self.slots.get_mut(id.slot as usize) else { return };
+        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
+            return;
+        };
         if slot.generation != id.generation {
             return;
         }
@@ -460,9 +486,14 @@ impl Shard {
         } else {
             log::debug!("peer {} ({}) gone: {why}", p.addr, p.client());
         }
-        self.shared.stats.disconnected(why.kind(), why.is_violation());
+        self.shared
+            .stats
+            .disconnected(why.kind(), why.is_violation());
         if p.is_active() {
-            self.shared.stats.peers_connected.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.shared
+                .stats
+                .peers_connected
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
         // What it had is no longer available; what we asked of it goes to others.
         if p.is_active() {
@@ -474,7 +505,9 @@ impl Shard {
             }
         }
         if !p.am_choking {
-            self.shared.unchoked.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.shared
+                .unchoked
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
         lock(&self.shared.registry).disconnected(
             now,

@@ -38,7 +38,10 @@ fn info(data: &[u8], piece_length: u32) -> Info {
     Info {
         name: "sim".into(),
         piece_length,
-        pieces: data.chunks(piece_length as usize).map(crate::hash::sha1).collect(),
+        pieces: data
+            .chunks(piece_length as usize)
+            .map(crate::hash::sha1)
+            .collect(),
         files: vec![FileEntry {
             path: vec!["sim".into()],
             length: data.len() as u64,
@@ -156,12 +159,19 @@ impl Sim {
         match action {
             Action::Connect { conn, addr } => {
                 let Some(j) = self.nodes.iter().position(|n| n.addr == addr) else {
-                    self.nodes[i].shard.handle_connect_failed(now, conn, "refused");
+                    self.nodes[i]
+                        .shard
+                        .handle_connect_failed(now, conn, "refused");
                     return;
                 };
                 let from = self.nodes[i].addr;
-                if lock(&self.nodes[j].shared.registry).incoming(from).is_none() {
-                    self.nodes[i].shard.handle_closed(now, conn, PeerError::Closed);
+                if lock(&self.nodes[j].shared.registry)
+                    .incoming(from)
+                    .is_none()
+                {
+                    self.nodes[i]
+                        .shard
+                        .handle_closed(now, conn, PeerError::Closed);
                     return;
                 }
                 let theirs = self.nodes[j].shard.handle_accepted(now, from);
@@ -170,8 +180,11 @@ impl Sim {
             }
             Action::Close { conn } => {
                 if let Some((j, other)) = self.peer_of(i, conn) {
-                    self.links.retain(|&(a, b)| a != (i, conn) && b != (i, conn));
-                    self.nodes[j].shard.handle_closed(now, other, PeerError::Closed);
+                    self.links
+                        .retain(|&(a, b)| a != (i, conn) && b != (i, conn));
+                    self.nodes[j]
+                        .shard
+                        .handle_closed(now, other, PeerError::Closed);
                 }
             }
             Action::Read { piece, mut buf } => {
@@ -200,9 +213,17 @@ impl Sim {
 
     /// Moves one connection's queued bytes to its peer, in chunks.
     fn deliver(&mut self, i: usize, conn: ConnId) -> bool {
-        let Some((j, other)) = self.peer_of(i, conn) else { return false };
-        let Some(q) = self.nodes[i].shard.send_queue(conn) else { return false };
-        let bytes: Vec<u8> = q.front(usize::MAX).iter().flat_map(|b| b.iter().copied()).collect();
+        let Some((j, other)) = self.peer_of(i, conn) else {
+            return false;
+        };
+        let Some(q) = self.nodes[i].shard.send_queue(conn) else {
+            return false;
+        };
+        let bytes: Vec<u8> = q
+            .front(usize::MAX)
+            .iter()
+            .flat_map(|b| b.iter().copied())
+            .collect();
         if bytes.is_empty() {
             return false;
         }
@@ -234,11 +255,17 @@ fn one_seeder_one_leecher() {
     sim.run(200_000, |s| s.complete(leech));
     assert!(sim.complete(leech));
     assert!(sim.nodes[leech].data == data, "every byte arrived intact");
-    assert_eq!(sim.nodes[leech].events.try_recv(), Ok(TorrentEvent::Complete));
+    assert_eq!(
+        sim.nodes[leech].events.try_recv(),
+        Ok(TorrentEvent::Complete)
+    );
     let st = &sim.nodes[leech].shared.stats;
     assert_eq!(Stats::get(&st.downloaded), data.len() as u64);
     assert_eq!(Stats::get(&st.hash_failures), 0);
-    assert_eq!(Stats::get(&sim.nodes[seed].shared.stats.uploaded), data.len() as u64);
+    assert_eq!(
+        Stats::get(&sim.nodes[seed].shared.stats.uploaded),
+        data.len() as u64
+    );
     assert!(!sim.nodes[leech].shard.latency().is_empty());
     // Both are seeds now: the connection ends.
     sim.run(100, |s| s.links.is_empty());
@@ -251,7 +278,10 @@ fn one_seeder_many_leechers_who_trade() {
     let info = Arc::new(info(&data, 16 * 1024));
     let mut sim = Sim::new(4096);
     let cfg = TorrentConfig {
-        choker: crate::choker::ChokerConfig { slots: 1, ..Default::default() },
+        choker: crate::choker::ChokerConfig {
+            slots: 1,
+            ..Default::default()
+        },
         ..TorrentConfig::default()
     };
     let seed = sim.add(&info, Some(&data), cfg.clone());
@@ -269,7 +299,10 @@ fn one_seeder_many_leechers_who_trade() {
         assert!(sim.nodes[l].data == data, "leecher {l} has the right bytes");
     }
     // With two upload slots at the seeder, leechers must have fed each other.
-    let traded: u64 = leechers.iter().map(|&l| Stats::get(&sim.nodes[l].shared.stats.uploaded)).sum();
+    let traded: u64 = leechers
+        .iter()
+        .map(|&l| Stats::get(&sim.nodes[l].shared.stats.uploaded))
+        .sum();
     assert!(traded > 0, "leechers uploaded nothing to each other");
 }
 
@@ -278,17 +311,30 @@ fn several_seeders_feed_one_leecher() {
     let data = payload(2 * 1024 * 1024);
     let info = Arc::new(info(&data, 32 * 1024));
     let mut sim = Sim::new(16384 + 13);
-    let seeds: Vec<usize> = (0..3).map(|_| sim.add(&info, Some(&data), TorrentConfig::default())).collect();
+    let seeds: Vec<usize> = (0..3)
+        .map(|_| sim.add(&info, Some(&data), TorrentConfig::default()))
+        .collect();
     // Short pipelines, so that one seeder cannot take every request at once.
-    let cfg = TorrentConfig { initial_pipeline: 8, min_pipeline: 4, max_pipeline: 8, ..TorrentConfig::default() };
+    let cfg = TorrentConfig {
+        initial_pipeline: 8,
+        min_pipeline: 4,
+        max_pipeline: 8,
+        ..TorrentConfig::default()
+    };
     let leech = sim.add(&info, None, cfg);
     for &s in &seeds {
         sim.dial(leech, s);
     }
     sim.run(500_000, |s| s.complete(leech));
     assert!(sim.nodes[leech].data == data);
-    let from_each: Vec<u64> = seeds.iter().map(|&s| Stats::get(&sim.nodes[s].shared.stats.uploaded)).collect();
-    assert!(from_each.iter().all(|&u| u > 0), "every seeder contributed: {from_each:?}");
+    let from_each: Vec<u64> = seeds
+        .iter()
+        .map(|&s| Stats::get(&sim.nodes[s].shared.stats.uploaded))
+        .collect();
+    assert!(
+        from_each.iter().all(|&u| u > 0),
+        "every seeder contributed: {from_each:?}"
+    );
 }
 
 #[test]
@@ -302,9 +348,14 @@ fn a_lying_seeder_is_banned_and_the_download_still_completes() {
     let leech = sim.add(&info, None, TorrentConfig::default());
     // Only the liar at first: its data fails, it gets banned and dropped.
     sim.dial(leech, liar);
-    sim.run(500_000, |s| Stats::get(&s.nodes[leech].shared.stats.peers_banned) > 0 && s.links.is_empty());
+    sim.run(500_000, |s| {
+        Stats::get(&s.nodes[leech].shared.stats.peers_banned) > 0 && s.links.is_empty()
+    });
     assert!(sim.links.is_empty(), "the liar was disconnected");
-    assert_eq!(Stats::get(&sim.nodes[leech].shared.stats.pieces_verified), 0);
+    assert_eq!(
+        Stats::get(&sim.nodes[leech].shared.stats.pieces_verified),
+        0
+    );
     // The pieces it spoiled are wanted again and come from an honest seeder.
     sim.dial(leech, honest);
     sim.run(500_000, |s| s.complete(leech));
@@ -345,7 +396,11 @@ fn choked_requests_are_rejected_for_fast_peers() {
     let info = Arc::new(info(&data, 16 * 1024));
     let mut sim = Sim::new(500);
     let cfg = TorrentConfig {
-        choker: crate::choker::ChokerConfig { slots: 0, optimistic_every: 1, seed_turn: 3 },
+        choker: crate::choker::ChokerConfig {
+            slots: 0,
+            optimistic_every: 1,
+            seed_turn: 3,
+        },
         ..TorrentConfig::default()
     };
     let seed = sim.add(&info, Some(&data), cfg);
@@ -355,15 +410,31 @@ fn choked_requests_are_rejected_for_fast_peers() {
     let peer: SocketAddr = "10.9.9.9:1".parse().unwrap();
     lock(&n.shared.registry).incoming(peer);
     let conn = n.shard.handle_accepted(now, peer);
-    let mut bytes = crate::wire::Handshake::ours(InfoHash([9; 20]), crate::wire::PeerId([2; 20])).encode().to_vec();
+    let mut bytes = crate::wire::Handshake::ours(InfoHash([9; 20]), crate::wire::PeerId([2; 20]))
+        .encode()
+        .to_vec();
     crate::wire::Message::HaveNone.encode(&mut bytes);
-    let req = crate::wire::BlockRef { piece: 0, begin: 0, len: 16384 };
+    let req = crate::wire::BlockRef {
+        piece: 0,
+        begin: 0,
+        len: 16384,
+    };
     crate::wire::Message::Request(req).encode(&mut bytes);
     n.shard.handle_recv(now, conn, &bytes);
-    let out: Vec<u8> = n.shard.send_queue(conn).unwrap().front(100).iter().flat_map(|b| b.to_vec()).collect();
+    let out: Vec<u8> = n
+        .shard
+        .send_queue(conn)
+        .unwrap()
+        .front(100)
+        .iter()
+        .flat_map(|b| b.to_vec())
+        .collect();
     let mut reject = Vec::new();
     crate::wire::Message::Reject(req).encode(&mut reject);
-    assert!(out.windows(reject.len()).any(|w| w == reject), "a reject was queued");
+    assert!(
+        out.windows(reject.len()).any(|w| w == reject),
+        "a reject was queued"
+    );
 }
 
 #[test]
@@ -378,4 +449,3 @@ fn many_pieces_in_odd_chunks() {
     assert!(sim.nodes[leech].data == data);
     let _unused: HashMap<u8, u8> = HashMap::new();
 }
-

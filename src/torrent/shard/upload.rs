@@ -6,9 +6,9 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::{Action, Shard};
+use crate::torrent::ConnId;
 use crate::torrent::cache::Lookup;
 use crate::torrent::stats::Stats;
-use crate::torrent::ConnId;
 use crate::wire::{BlockRef, Message, encode_piece_header};
 
 impl Shard {
@@ -35,7 +35,9 @@ impl Shard {
             if c.peer.am_choking || c.send.len() >= high_water {
                 return;
             }
-            let Some(&req) = c.peer.requests_in.front() else { return };
+            let Some(&req) = c.peer.requests_in.front() else {
+                return;
+            };
             match self.cache.get(req.piece, id) {
                 Lookup::Ready(data) => {
                     let c = self.conn_mut(id).expect("looked up above");
@@ -47,7 +49,8 @@ impl Shard {
                         continue;
                     }
                     let was_empty = c.send.is_empty();
-                    c.send.push_raw(&encode_piece_header(req.piece, req.begin, req.len));
+                    c.send
+                        .push_raw(&encode_piece_header(req.piece, req.begin, req.len));
                     c.send.push_shared(data.slice(begin..end));
                     c.peer.up.add(u64::from(req.len));
                     Stats::add(&self.shared.stats.uploaded, u64::from(req.len));
@@ -79,7 +82,13 @@ impl Shard {
     }
 
     /// A piece read for uploading finished.
-    pub fn handle_read(&mut self, now: Instant, piece: u32, buf: Vec<u8>, result: Result<(), String>) {
+    pub fn handle_read(
+        &mut self,
+        now: Instant,
+        piece: u32,
+        buf: Vec<u8>,
+        result: Result<(), String>,
+    ) {
         let data = match result {
             Ok(()) => Some(Bytes::from(buf)),
             Err(e) => {
@@ -94,7 +103,13 @@ impl Shard {
                 // Drop the requests for the unreadable piece.
                 let Some(c) = self.conn_mut(id) else { continue };
                 let fast = c.peer.fast();
-                let dropped: Vec<BlockRef> = c.peer.requests_in.iter().filter(|r| r.piece == piece).copied().collect();
+                let dropped: Vec<BlockRef> = c
+                    .peer
+                    .requests_in
+                    .iter()
+                    .filter(|r| r.piece == piece)
+                    .copied()
+                    .collect();
                 c.peer.requests_in.retain(|r| r.piece != piece);
                 if fast {
                     for r in dropped {
