@@ -37,6 +37,10 @@ pub struct Common {
     /// Memory for pieces in flight (e.g. 16M).
     #[arg(long, value_parser = fmt::parse_size, default_value = "16M")]
     pub memory: u64,
+    /// Seconds to wait for an HTTP tracker, and the first UDP retry
+    /// timeout (it doubles on each of 4 attempts).
+    #[arg(long, default_value_t = 15.0)]
+    pub tracker_timeout: f64,
     /// Print a JSON summary on stdout at the end.
     #[arg(long)]
     pub json: bool,
@@ -84,7 +88,12 @@ pub fn run(
             buffer_budget: common.memory,
             ..TorrentConfig::default()
         },
-        tracker: TrackerConfig::default(),
+        tracker: TrackerConfig {
+            http_timeout: Duration::from_secs_f64(common.tracker_timeout.max(0.1)),
+            udp_timeout: Duration::from_secs_f64((common.tracker_timeout / 5.0).max(0.1)),
+            min_backoff: Duration::from_secs_f64((common.tracker_timeout / 3.0).clamp(0.5, 5.0)),
+            ..TrackerConfig::default()
+        },
         stop: stop_on_signals()?,
     };
     let bar = (std::io::stderr().is_terminal() && !common.json).then(|| {

@@ -158,7 +158,7 @@ impl Worker {
                     next = Instant::now();
                     continue;
                 }
-                Ok(Command::Stop(deadline)) => return self.stopped(deadline),
+                Ok(Command::Stop(deadline)) => return self.stopped(event, deadline),
                 Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -172,7 +172,7 @@ impl Worker {
                     next = Instant::now() + interval.max(cfg.min_interval);
                     (self.setup.on_peers)(resp.peers);
                 }
-                Err(Interrupted::Stop(deadline)) => return self.stopped(deadline),
+                Err(Interrupted::Stop(deadline)) => return self.stopped(event, deadline),
                 Err(Interrupted::Completed) => {
                     event = Event::Completed;
                     next = Instant::now();
@@ -185,11 +185,18 @@ impl Worker {
         }
     }
 
-    fn stopped(&mut self, deadline: Instant) {
+    /// Says goodbye to the tracker that last answered, within `deadline`:
+    /// `completed` first if that announce is still owed, then `stopped`.
+    fn stopped(&mut self, pending: Event, deadline: Instant) {
         let Some(url) = self.last_good.clone() else {
             return;
         };
-        let _ = self.announce_one(&url, Event::Stopped, Some(deadline), None);
+        if pending == Event::Completed {
+            let _ = self.announce_one(&url, Event::Completed, Some(deadline), None);
+        }
+        if Instant::now() < deadline {
+            let _ = self.announce_one(&url, Event::Stopped, Some(deadline), None);
+        }
     }
 
     /// Tries the trackers in tier order until one answers.

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod tracker;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -290,4 +292,19 @@ pub fn rt_create(payload: &Path, torrent: &Path, piece: &str) {
             .arg(torrent)
             .args(["--piece-size", piece, "--force", "--no-date"]),
     );
+}
+
+/// Creates a torrent announcing to `tiers` (each a list of URLs).
+pub fn rt_create_with_trackers(payload: &Path, torrent: &Path, piece: &str, tiers: &[&[String]]) {
+    let mut cmd = Command::new(bin());
+    cmd.arg("create").arg(payload).arg("-o").arg(torrent).args([
+        "--piece-size",
+        piece,
+        "--force",
+        "--no-date",
+    ]);
+    for tier in tiers {
+        cmd.args(["-t", &tier.join(",")]);
+    }
+    run_ok(&mut cmd);
 }
