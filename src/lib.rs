@@ -8,6 +8,7 @@
 
 pub mod bencode;
 pub mod bitfield;
+pub mod buffer;
 pub mod choker;
 pub mod create;
 pub mod engine;

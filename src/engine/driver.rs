@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use slab::Slab;
 
 use super::hasher::{self, Job};
+use crate::buffer::{ALIGN, PieceBuf};
 use crate::metainfo::Info;
 use crate::peer::PeerError;
 use crate::storage::Storage;
@@ -72,7 +73,7 @@ enum Op {
     /// One file span of a piece read or write.
     Disk {
         job: usize,
-        fd: RawFd,
+        file: usize,
         file_offset: u64,
         buf_offset: usize,
         len: usize,
@@ -83,11 +84,33 @@ enum Op {
     },
 }
 
+/// A piece read (into a plain buffer, to become shared `Bytes`) or a
+/// verified piece to write (from its aligned download buffer).
+enum JobBuf {
+    Read(Vec<u8>),
+    Write(PieceBuf),
+}
+
+impl JobBuf {
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        match self {
+            JobBuf::Read(b) => b.as_mut_ptr(),
+            JobBuf::Write(b) => b.as_mut_ptr(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            JobBuf::Read(b) => b.len(),
+            JobBuf::Write(b) => b.len(),
+        }
+    }
+}
+
 /// A piece read or write spread over file spans.
 struct DiskJob {
     piece: u32,
-    buf: Vec<u8>,
-    write: bool,
+    buf: JobBuf,
     outstanding: u32,
     error: Option<String>,
     started: Instant,
@@ -335,8 +358,8 @@ impl Driver {
         match action {
             Action::Connect { conn, addr } => self.connect(conn, addr),
             Action::Close { conn } => self.close(conn),
-            Action::Read { piece, buf } => self.disk(piece, buf, false),
-            Action::Write { piece, buf } => self.disk(piece, buf, true),
+            Action::Read { piece, buf } => self.disk(piece, JobBuf::Read(buf)),
+            Action::Write { piece, buf } => self.disk(piece, JobBuf::Write(buf)),
             Action::Hash { piece, buf } => match &self.hasher {
                 Some(tx) => {
                     let job = Job {
@@ -403,30 +426,59 @@ impl Driver {
         }
     }
 
-    fn disk(&mut self, piece: u32, mut buf: Vec<u8>, write: bool) {
+    /// Reads or writes a piece, one op per file span. Writes go through the
+    /// `O_DIRECT` descriptor for the 4 KiB-aligned middle of each span (no
+    /// page cache), through the buffered one for unaligned heads and tails.
+    fn disk(&mut self, piece: u32, mut buf: JobBuf) {
+        let write = matches!(buf, JobBuf::Write(_));
+        let base = buf.as_mut_ptr() as usize;
         let spans: Vec<_> = self.info.block_spans(piece, 0, buf.len() as u32).collect();
-        let mut ops = Vec::new();
+        let mut ops: Vec<(usize, bool, u64, usize, usize)> = Vec::new();
         let mut error = None;
         let mut at = 0usize;
         for s in spans {
             let len = s.len as usize;
             let entry = &self.info.files[s.file];
-            match self.storage.fd(s.file) {
-                Some(fd) => ops.push((fd, s.offset, at, len)),
-                // Padding is zeros on the wire and nothing on disk.
-                None if entry.attr.pad => {
-                    if !write {
-                        buf[at..at + len].fill(0);
+            if self.storage.fd(s.file).is_none() {
+                if entry.attr.pad {
+                    // Padding is zeros on the wire and nothing on disk.
+                    if let JobBuf::Read(b) = &mut buf {
+                        b[at..at + len].fill(0);
                     }
+                } else {
+                    error = Some(format!("{} is not available", entry.display_path()));
                 }
-                None => error = Some(format!("{} is not available", entry.display_path())),
+                at += len;
+                continue;
+            }
+            let congruent = (base + at) % ALIGN == (s.offset % ALIGN as u64) as usize;
+            if write && congruent && self.storage.direct_fd(s.file).is_some() {
+                let head = ((ALIGN - (s.offset % ALIGN as u64) as usize) % ALIGN).min(len);
+                let middle = (len - head) / ALIGN * ALIGN;
+                let tail = len - head - middle;
+                if head > 0 {
+                    ops.push((s.file, false, s.offset, at, head));
+                }
+                if middle > 0 {
+                    ops.push((s.file, true, s.offset + head as u64, at + head, middle));
+                }
+                if tail > 0 {
+                    ops.push((
+                        s.file,
+                        false,
+                        s.offset + (head + middle) as u64,
+                        at + head + middle,
+                        tail,
+                    ));
+                }
+            } else {
+                ops.push((s.file, false, s.offset, at, len));
             }
             at += len;
         }
         let job = self.jobs.insert(DiskJob {
             piece,
             buf,
-            write,
             outstanding: ops.len() as u32,
             error,
             started: Instant::now(),
@@ -435,24 +487,40 @@ impl Driver {
             self.finish_job(job);
             return;
         }
-        for (fd, file_offset, buf_offset, len) in ops {
-            self.submit_disk(job, fd, file_offset, buf_offset, len);
+        for (file, direct, file_offset, buf_offset, len) in ops {
+            self.submit_disk(job, file, direct, file_offset, buf_offset, len);
         }
     }
 
     fn submit_disk(
         &mut self,
         job: usize,
-        fd: RawFd,
+        file: usize,
+        direct: bool,
         file_offset: u64,
         buf_offset: usize,
         len: usize,
     ) {
+        let fd = if direct {
+            self.storage.direct_fd(file)
+        } else {
+            self.storage.fd(file)
+        };
+        let Some(fd) = fd else {
+            let j = &mut self.jobs[job];
+            j.error.get_or_insert_with(|| "file closed".to_owned());
+            j.outstanding -= 1;
+            if j.outstanding == 0 {
+                self.finish_job(job);
+            }
+            return;
+        };
         let j = &mut self.jobs[job];
+        let write = matches!(j.buf, JobBuf::Write(_));
         // SAFETY: `buf_offset + len` lies within the job's buffer (the spans
         // tile the piece), which the job keeps alive until every span is done.
         let ptr = unsafe { j.buf.as_mut_ptr().add(buf_offset) };
-        let sqe = if j.write {
+        let sqe = if write {
             opcode::Write::new(types::Fd(fd), ptr, len as u32)
                 .offset(file_offset)
                 .build()
@@ -465,7 +533,7 @@ impl Driver {
         self.submit(
             Op::Disk {
                 job,
-                fd,
+                file,
                 file_offset,
                 buf_offset,
                 len,
@@ -485,10 +553,9 @@ impl Driver {
             Some(e) => Err(e),
         };
         let now = Instant::now();
-        if j.write {
-            self.shard.handle_written(now, j.piece, j.buf, result);
-        } else {
-            self.shard.handle_read(now, j.piece, j.buf, result);
+        match j.buf {
+            JobBuf::Write(buf) => self.shard.handle_written(now, j.piece, buf, result),
+            JobBuf::Read(buf) => self.shard.handle_read(now, j.piece, buf, result),
         }
     }
 
@@ -598,7 +665,7 @@ impl Driver {
             }
             Op::Disk {
                 job,
-                fd,
+                file,
                 file_offset,
                 buf_offset,
                 len,
@@ -617,9 +684,17 @@ impl Driver {
                         });
                     }
                     n if (n as usize) < len => {
-                        // Short transfer: carry on from where it stopped.
+                        // Short transfer: carry on from where it stopped,
+                        // buffered (the rest may no longer be aligned).
                         let n = n as usize;
-                        self.submit_disk(job, fd, file_offset + n as u64, buf_offset + n, len - n);
+                        self.submit_disk(
+                            job,
+                            file,
+                            false,
+                            file_offset + n as u64,
+                            buf_offset + n,
+                            len - n,
+                        );
                         return;
                     }
                     _ => {}

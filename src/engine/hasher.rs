@@ -13,7 +13,7 @@ use crate::torrent::{ShardMsg, Shared};
 pub struct Job {
     pub shard: usize,
     pub piece: u32,
-    pub buf: Vec<u8>,
+    pub buf: crate::buffer::PieceBuf,
 }
 
 pub struct HashPool {

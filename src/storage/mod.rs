@@ -63,6 +63,9 @@ pub struct Storage {
     /// Indexed like `Info::files`; `None` for pad files, symlink entries and
     /// files missing when seeding.
     files: Vec<Option<File>>,
+    /// The same files opened with `O_DIRECT`, for aligned writes that skip
+    /// the page cache (downloads only; `None` where the file system refuses).
+    direct: Vec<Option<File>>,
     /// Which files existed with data before we opened them (only their
     /// pieces need checking when fetching).
     preexisting: Vec<bool>,
@@ -80,6 +83,11 @@ impl Storage {
     /// The file descriptor for `Info::files[i]`, if it is on disk.
     pub fn fd(&self, i: usize) -> Option<RawFd> {
         self.files.get(i)?.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    /// The `O_DIRECT` descriptor for `Info::files[i]`, if there is one.
+    pub fn direct_fd(&self, i: usize) -> Option<RawFd> {
+        self.direct.get(i)?.as_ref().map(|f| f.as_raw_fd())
     }
 
     pub fn file(&self, i: usize) -> Option<&File> {
@@ -189,6 +197,7 @@ fn open_seed(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
         return Err(StorageError::NoData(root));
     }
     Ok(Storage {
+        direct: Vec::new(),
         files,
         preexisting,
         root,
@@ -232,10 +241,12 @@ fn open_fetch(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
 
     let mut dirs: HashMap<Vec<String>, OwnedFd> = HashMap::new();
     let mut files = Vec::with_capacity(info.files.len());
+    let mut direct = Vec::with_capacity(info.files.len());
     let mut preexisting = Vec::with_capacity(info.files.len());
     for f in &info.files {
         if !f.is_stored() {
             files.push(None);
+            direct.push(None);
             preexisting.push(false);
             continue;
         }
@@ -264,8 +275,17 @@ fn open_fetch(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
             file.set_len(f.length).map_err(io_err(&path))?;
         }
         files.push(Some(file));
+        // A second open file description, for direct I/O.
+        let direct_fd = rustix::fs::openat(
+            parent.as_fd(),
+            name.as_str(),
+            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::DIRECT | OFlags::CLOEXEC,
+            Mode::empty(),
+        );
+        direct.push(direct_fd.ok().map(File::from));
     }
     Ok(Storage {
+        direct,
         files,
         preexisting,
         root: dir.join(&info.name),

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use crate::buffer::PieceBuf;
 use crate::wire::{BLOCK_SIZE, BlockRef};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,7 @@ pub struct Download {
     pub piece: u32,
     pub len: u32,
     /// The piece's bytes; `None` while hashing or writing.
-    pub buf: Option<Vec<u8>>,
+    pub buf: Option<PieceBuf>,
     blocks: Vec<Block>,
     received: u32,
     /// First block that may still be missing (requests go out in order).
@@ -40,8 +41,8 @@ pub struct Download {
 }
 
 impl Download {
-    pub fn new(piece: u32, len: u32, mut buf: Vec<u8>, reserved: u64) -> Download {
-        buf.resize(len as usize, 0);
+    pub fn new(piece: u32, len: u32, mut buf: PieceBuf, reserved: u64) -> Download {
+        buf.set_len(len as usize);
         let n = len.div_ceil(BLOCK_SIZE) as usize;
         Download {
             piece,
@@ -174,7 +175,7 @@ mod tests {
 
     #[test]
     fn requests_in_order_and_completes() {
-        let mut d = Download::new(3, 40_000, Vec::new(), 0);
+        let mut d = Download::new(3, 40_000, PieceBuf::new(40_000, 0), 0);
         let a = d.next_missing().unwrap();
         let b = d.next_missing().unwrap();
         let c = d.next_missing().unwrap();
@@ -198,7 +199,7 @@ mod tests {
 
     #[test]
     fn endgame_duplicates_and_foreign_blocks() {
-        let mut d = Download::new(0, 20_000, Vec::new(), 0);
+        let mut d = Download::new(0, 20_000, PieceBuf::new(20_000, 0), 0);
         let a = d.next_missing().unwrap();
         let _b = d.next_missing().unwrap();
         assert_eq!(d.next_duplicate(|x| *x == a).map(|x| x.begin), Some(16384));

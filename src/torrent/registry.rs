@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::ConnId;
 use crate::wire::PeerId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,11 +26,33 @@ enum State {
     Us,
 }
 
+/// An established connection, as the registry knows it.
+#[derive(Debug, Clone, Copy)]
+struct Live {
+    addr: SocketAddr,
+    outgoing: bool,
+    shard: usize,
+    conn: ConnId,
+}
+
+/// What to do with a connection whose handshake just completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    /// Another connection to the same peer is the one to keep.
+    Drop,
+    /// Keep this one and close the other (on `shard`).
+    Replace {
+        shard: usize,
+        conn: ConnId,
+    },
+}
+
 #[derive(Debug)]
 pub struct Registry {
     addrs: HashMap<SocketAddr, State>,
     /// Connected peers by id, to refuse a second connection to the same peer.
-    ids: HashMap<PeerId, SocketAddr>,
+    ids: HashMap<PeerId, Live>,
     banned: HashSet<IpAddr>,
     /// Hash-failure strikes per IP.
     strikes: HashMap<IpAddr, u32>,
@@ -42,9 +65,12 @@ pub struct Registry {
     max_failures: u32,
 }
 
-/// Backoff after the n-th failed dial: 1 s, 2 s, 4 s ... up to a minute.
+/// Backoff after the n-th failed dial: 250 ms, 500 ms, 1 s ... up to a
+/// minute. Quick at first: a seeder given with `--peer` may still be
+/// checking its data when we start.
 fn backoff(failures: u32) -> Duration {
-    Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60))
+    (Duration::from_millis(250) * (1 << failures.saturating_sub(1).min(8)))
+        .min(Duration::from_secs(60))
 }
 
 impl Registry {
@@ -152,19 +178,49 @@ impl Registry {
         }
     }
 
-    /// A handshake completed. Returns false if the peer id is already
-    /// connected (the caller drops this connection).
-    pub fn handshaken(&mut self, addr: SocketAddr, outgoing: bool, id: PeerId) -> bool {
-        if let Some(other) = self.ids.get(&id)
-            && *other != addr
-        {
-            return false;
+    /// A handshake with peer `id` completed on (`shard`, `conn`). When two
+    /// connections join the same pair of peers (both dialled at once), both
+    /// ends must keep the same one or neither survives: the one kept is the
+    /// one dialled by the peer with the smaller id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handshaken(
+        &mut self,
+        addr: SocketAddr,
+        outgoing: bool,
+        id: PeerId,
+        ours: PeerId,
+        shard: usize,
+        conn: ConnId,
+    ) -> Verdict {
+        let new = Live {
+            addr,
+            outgoing,
+            shard,
+            conn,
+        };
+        let verdict = match self.ids.get(&id) {
+            None => Verdict::Keep,
+            Some(old) if old.outgoing == outgoing => Verdict::Drop,
+            Some(old) => {
+                // Keep the connection dialled by the smaller id.
+                let keep_outgoing = ours.0 < id.0;
+                if outgoing == keep_outgoing {
+                    Verdict::Replace {
+                        shard: old.shard,
+                        conn: old.conn,
+                    }
+                } else {
+                    Verdict::Drop
+                }
+            }
+        };
+        if verdict != Verdict::Drop {
+            self.ids.insert(id, new);
+            if outgoing {
+                self.addrs.insert(addr, State::Connected);
+            }
         }
-        self.ids.insert(id, addr);
-        if outgoing {
-            self.addrs.insert(addr, State::Connected);
-        }
-        true
+        verdict
     }
 
     /// An outgoing connection to `remote` left from `local`.
@@ -200,7 +256,10 @@ impl Registry {
             self.dialled_from.retain(|_, remote| *remote != addr);
         }
         if let Some(id) = id
-            && self.ids.get(&id) == Some(&addr)
+            && self
+                .ids
+                .get(&id)
+                .is_some_and(|l| l.addr == addr && l.outgoing == outgoing)
         {
             self.ids.remove(&id);
         }
@@ -246,6 +305,11 @@ impl Registry {
 mod tests {
     use super::*;
 
+    const C: ConnId = ConnId {
+        slot: 0,
+        generation: 1,
+    };
+
     fn a(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
@@ -279,12 +343,15 @@ mod tests {
         let (addr, shard) = r.due(now)[0];
         r.dial_failed(now, addr, shard);
         assert!(r.due(now).is_empty());
-        assert_eq!(r.due(now + Duration::from_secs(2)).len(), 1);
+        assert_eq!(r.due(now + Duration::from_millis(250)).len(), 1);
         r.dial_failed(now, addr, 0);
-        assert!(r.due(now + Duration::from_secs(3)).is_empty());
-        assert_eq!(r.due(now + Duration::from_secs(5)).len(), 1);
+        assert!(r.due(now + Duration::from_millis(400)).is_empty());
+        assert_eq!(r.due(now + Duration::from_millis(500)).len(), 1);
         // Connected, then dropped: dialled again after a pause.
-        assert!(r.handshaken(addr, true, PeerId([1; 20])));
+        assert_eq!(
+            r.handshaken(addr, true, PeerId([1; 20]), PeerId([0; 20]), 0, C),
+            Verdict::Keep
+        );
         r.disconnected(now, addr, true, Some(PeerId([1; 20])), 0);
         assert!(r.due(now).is_empty());
         assert_eq!(r.due(now + Duration::from_secs(6)).len(), 1);
@@ -294,8 +361,35 @@ mod tests {
     fn duplicate_ids_self_and_bans() {
         let now = Instant::now();
         let mut r = Registry::new(1, 10);
-        assert!(r.handshaken(a("10.0.0.1:1"), true, PeerId([1; 20])));
-        assert!(!r.handshaken(a("10.0.0.1:2"), false, PeerId([1; 20])));
+        let (lo, hi) = (PeerId([1; 20]), PeerId([2; 20]));
+        assert_eq!(
+            r.handshaken(a("10.0.0.1:1"), true, hi, lo, 0, C),
+            Verdict::Keep
+        );
+        // Same direction twice: the second goes.
+        assert_eq!(
+            r.handshaken(a("10.0.0.1:2"), true, hi, lo, 1, C),
+            Verdict::Drop
+        );
+        // Both dialled: we have the smaller id, so our dial is the keeper.
+        assert_eq!(
+            r.handshaken(a("10.0.0.1:3"), false, hi, lo, 1, C),
+            Verdict::Drop
+        );
+        // Seen from the other end (its id is larger): ours replaces its dial.
+        let mut other = Registry::new(2, 10);
+        let d = ConnId {
+            slot: 7,
+            generation: 1,
+        };
+        assert_eq!(
+            other.handshaken(a("10.0.0.2:1"), true, lo, hi, 1, d),
+            Verdict::Keep
+        );
+        assert_eq!(
+            other.handshaken(a("10.0.0.2:9"), false, lo, hi, 0, C),
+            Verdict::Replace { shard: 1, conn: d }
+        );
         r.add(now, [a("127.0.0.1:6881"), a("127.0.0.1:6882")]);
         r.due(now);
         r.is_us(a("127.0.0.1:6881"));

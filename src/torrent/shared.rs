@@ -33,9 +33,15 @@ pub enum ShardMsg {
     /// Choker decision: the peers of this shard to have unchoked.
     Unchoke(Vec<ConnId>),
     /// A hash job finished (when hashing runs off the shard).
-    Hashed { piece: u32, buf: Vec<u8>, ok: bool },
+    Hashed {
+        piece: u32,
+        buf: crate::buffer::PieceBuf,
+        ok: bool,
+    },
     /// This IP was banned: drop its connections.
     Ban(std::net::IpAddr),
+    /// Another shard kept a newer connection to the same peer: close this one.
+    CloseDuplicate(ConnId),
     /// Close every connection and stop.
     Shutdown,
 }

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use super::{Action, Shard};
+use crate::buffer::PieceBuf;
 use crate::peer::{Outstanding, PeerError};
 use crate::picker::PeerPieces;
 use crate::torrent::ConnId;
@@ -200,7 +201,7 @@ impl Shard {
         let buf = self
             .pool
             .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.info.piece_length as usize));
+            .unwrap_or_else(|| PieceBuf::new(self.info.piece_length as usize, 0));
         let mut d = Download::new(piece, len, buf, reserve);
         let first = d.next_missing();
         self.downloads.insert(piece, d);
@@ -285,7 +286,7 @@ impl Shard {
     }
 
     /// A piece's hash was checked.
-    pub fn handle_hashed(&mut self, now: Instant, piece: u32, buf: Vec<u8>, ok: bool) {
+    pub fn handle_hashed(&mut self, now: Instant, piece: u32, buf: PieceBuf, ok: bool) {
         if ok {
             if self.shared.have.get(piece) {
                 // An endgame twin finished first.
@@ -339,7 +340,7 @@ impl Shard {
         &mut self,
         now: Instant,
         piece: u32,
-        buf: Vec<u8>,
+        buf: PieceBuf,
         result: Result<(), String>,
     ) {
         match result {
@@ -360,7 +361,7 @@ impl Shard {
     }
 
     /// Drops a download and returns its buffer and memory.
-    fn finish_download(&mut self, _now: Instant, piece: u32, buf: Option<Vec<u8>>) {
+    fn finish_download(&mut self, _now: Instant, piece: u32, buf: Option<PieceBuf>) {
         if let Some(d) = self.downloads.remove(&piece) {
             self.order.retain(|p| *p != piece);
             self.shared.release_buffer(d.reserved);

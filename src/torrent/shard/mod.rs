@@ -18,9 +18,11 @@ use hdrhistogram::Histogram;
 use super::ConnId;
 use super::cache::ReadCache;
 use super::download::Download;
+use super::registry::Verdict;
 use super::send_queue::SendQueue;
 use super::shared::{ShardMsg, Shared, lock};
 use super::stats::Stats;
+use crate::buffer::PieceBuf;
 use crate::metainfo::Info;
 use crate::peer::{Input, PeerError, PeerState};
 use crate::wire::{self, Decoder, ExtHandshake, Handshake, Message};
@@ -35,9 +37,9 @@ pub enum Action {
     /// Read piece `piece` into `buf` (sized to the piece); report with `handle_read`.
     Read { piece: u32, buf: Vec<u8> },
     /// Verify `buf` against piece `piece`'s hash; report with `handle_hashed`.
-    Hash { piece: u32, buf: Vec<u8> },
+    Hash { piece: u32, buf: PieceBuf },
     /// Write the verified piece; report with `handle_written`.
-    Write { piece: u32, buf: Vec<u8> },
+    Write { piece: u32, buf: PieceBuf },
 }
 
 /// One connection: protocol state, decoder and outgoing bytes.
@@ -75,7 +77,7 @@ pub struct Shard {
     order: VecDeque<u32>,
     cache: ReadCache,
     /// Spare piece buffers.
-    pool: Vec<Vec<u8>>,
+    pool: Vec<PieceBuf>,
     actions: VecDeque<Action>,
     /// Connections with newly queued bytes.
     dirty: Vec<ConnId>,
@@ -235,6 +237,7 @@ impl Shard {
                     }
                 }
             }
+            ShardMsg::CloseDuplicate(conn) => self.close(now, conn, PeerError::Duplicate),
             ShardMsg::Shutdown => self.shutdown(now),
         }
     }
@@ -423,8 +426,23 @@ impl Shard {
             }
             return Err(PeerError::SelfConnection);
         }
-        if !lock(&shared.registry).handshaken(addr, outgoing, h.peer_id) {
-            return Err(PeerError::Duplicate);
+        let verdict = lock(&shared.registry).handshaken(
+            addr,
+            outgoing,
+            h.peer_id,
+            shared.peer_id,
+            self.id,
+            id,
+        );
+        match verdict {
+            Verdict::Keep => {}
+            Verdict::Drop => return Err(PeerError::Duplicate),
+            Verdict::Replace { shard, conn } if shard == self.id => {
+                self.close(now, conn, PeerError::Duplicate)
+            }
+            Verdict::Replace { shard, conn } => {
+                shared.inboxes[shard].post(ShardMsg::CloseDuplicate(conn))
+            }
         }
         Stats::add(&shared.stats.peers_connected, 1);
         let piece_count = self.info.piece_count();

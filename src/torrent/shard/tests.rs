@@ -449,3 +449,29 @@ fn many_pieces_in_odd_chunks() {
     assert!(sim.nodes[leech].data == data);
     let _unused: HashMap<u8, u8> = HashMap::new();
 }
+
+#[test]
+fn simultaneous_dials_leave_exactly_one_connection() {
+    let data = payload(400_000);
+    let info = Arc::new(info(&data, 16 * 1024));
+    let mut sim = Sim::new(4096);
+    let seed = sim.add(&info, Some(&data), TorrentConfig::default());
+    let leech = sim.add(&info, None, TorrentConfig::default());
+    // Both dial before either handshake lands.
+    sim.dial(leech, seed);
+    sim.dial(seed, leech);
+    sim.run(200_000, |s| s.complete(leech));
+    assert!(sim.complete(leech), "the race killed both connections");
+    assert!(sim.nodes[leech].data == data);
+    let dups = |n: usize| {
+        lock(&sim.nodes[n].shared.stats.disconnects)
+            .get("duplicate")
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        dups(seed) + dups(leech),
+        2,
+        "one connection dropped, seen from both ends"
+    );
+}
