@@ -34,8 +34,9 @@ pub struct Common {
     /// Most peer connections.
     #[arg(long, default_value_t = 200)]
     pub max_peers: usize,
-    /// Memory for pieces in flight (e.g. 16M).
-    #[arg(long, value_parser = fmt::parse_size, default_value = "16M")]
+    /// Memory for pieces in flight (e.g. 8M); raise it for links with a large
+    /// bandwidth-delay product.
+    #[arg(long, value_parser = fmt::parse_size, default_value = "8M")]
     pub memory: u64,
     /// Seconds to wait for an HTTP tracker, and the first UDP retry
     /// timeout (it doubles on each of 4 attempts).

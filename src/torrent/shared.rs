@@ -16,6 +16,7 @@ use super::config::TorrentConfig;
 use super::registry::Registry;
 use super::stats::Stats;
 use crate::bitfield::{AtomicBitfield, Bitfield};
+use crate::buffer::PieceBuf;
 use crate::choker::{Candidate, Choker, PeerKey};
 use crate::metainfo::{Info, InfoHash};
 use crate::picker::Picker;
@@ -114,6 +115,10 @@ pub struct Shared {
     pub stats: Stats,
     /// Bytes of piece buffers in use, all shards together.
     pub buffers_used: AtomicU64,
+    /// Piece buffers not in use. Buffers are only allocated while the budget
+    /// has room and are reused after, so memory stays within the budget
+    /// (plus one piece per shard) however long the torrent.
+    pool: Mutex<Vec<PieceBuf>>,
     pub inboxes: Vec<Inbox>,
     events: Mutex<Option<std::sync::mpsc::Sender<TorrentEvent>>>,
     completed: AtomicBool,
@@ -144,6 +149,7 @@ impl Shared {
             unchoked: AtomicUsize::new(0),
             stats: Stats::default(),
             buffers_used: AtomicU64::new(0),
+            pool: Mutex::new(Vec::new()),
             listen_port: AtomicU64::new(0),
             completed: AtomicBool::new(have.is_full()),
             inboxes,
@@ -223,5 +229,17 @@ impl Shared {
 
     pub fn release_buffer(&self, bytes: u64) {
         self.buffers_used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// A piece buffer (capacity one piece), reused if one is spare. Call only
+    /// with a reservation from `reserve_buffer` in hand.
+    pub fn take_buffer(&self) -> PieceBuf {
+        lock(&self.pool)
+            .pop()
+            .unwrap_or_else(|| PieceBuf::new(self.info.piece_length as usize, 0))
+    }
+
+    pub fn return_buffer(&self, buf: PieceBuf) {
+        lock(&self.pool).push(buf);
     }
 }

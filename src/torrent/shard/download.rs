@@ -198,10 +198,7 @@ impl Shard {
             self.budget_blocked = true;
             return None;
         }
-        let buf = self
-            .pool
-            .pop()
-            .unwrap_or_else(|| PieceBuf::new(self.info.piece_length as usize, 0));
+        let buf = self.shared.take_buffer();
         let mut d = Download::new(piece, len, buf, reserve);
         let first = d.next_missing();
         self.downloads.insert(piece, d);
@@ -366,10 +363,7 @@ impl Shard {
             self.order.retain(|p| *p != piece);
             self.shared.release_buffer(d.reserved);
             if let Some(b) = buf.or(d.buf) {
-                // Keep a few spare buffers; the budget bounds the rest.
-                if self.pool.len() < 4 {
-                    self.pool.push(b);
-                }
+                self.shared.return_buffer(b);
             }
             self.budget_blocked = false;
         }

@@ -76,8 +76,6 @@ pub struct Shard {
     downloads: HashMap<u32, Download>,
     order: VecDeque<u32>,
     cache: ReadCache,
-    /// Spare piece buffers.
-    pool: Vec<PieceBuf>,
     actions: VecDeque<Action>,
     /// Connections with newly queued bytes.
     dirty: Vec<ConnId>,
@@ -103,7 +101,6 @@ impl Shard {
             free: Vec::new(),
             downloads: HashMap::new(),
             order: VecDeque::new(),
-            pool: Vec::new(),
             actions: VecDeque::new(),
             dirty: Vec::new(),
             latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
