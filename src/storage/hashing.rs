@@ -55,8 +55,11 @@ pub fn hash_pieces(
         offsets.push(acc);
         acc += s.len();
     }
-    // Runs of about 4 MiB.
-    let run = (4 * 1024 * 1024 / piece_length).max(1);
+    // Runs of at least 16 pieces (a multi-buffer batch) and 4 MiB, at most
+    // 16 MiB unless a single piece is larger.
+    let run = (4 * 1024 * 1024 / piece_length)
+        .max(16)
+        .min((16 * 1024 * 1024 / piece_length).max(1));
     let threads = match threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -90,10 +93,12 @@ pub fn hash_pieces(
                         let len = (to - from) as usize;
                         match read_range(sources, &offsets, from, &mut buf[..len]) {
                             Ok(()) => {
-                                for (i, chunk) in
-                                    buf[..len].chunks(piece_length as usize).enumerate()
+                                let chunks: Vec<&[u8]> =
+                                    buf[..len].chunks(piece_length as usize).collect();
+                                for (i, h) in
+                                    crate::hash::sha1_batch(&chunks).into_iter().enumerate()
                                 {
-                                    done(p + i as u32, Ok(crate::hash::sha1(chunk)));
+                                    done(p + i as u32, Ok(h));
                                 }
                             }
                             // Retry piece by piece, so one bad piece spoils only itself.
