@@ -70,6 +70,7 @@ fn bench(c: &mut Criterion) {
             n
         })
     });
+    g.finish();
     let mut g2 = c.benchmark_group("wire_requests");
     g2.throughput(Throughput::Elements(1000));
     g2.bench_function("Message::encode (1000 requests)", |b| {
@@ -87,7 +88,6 @@ fn bench(c: &mut Criterion) {
             out.len()
         })
     });
-    g.finish();
     g2.finish();
 }
 

@@ -12,7 +12,7 @@ fn bench(c: &mut Criterion) {
         .map(|p| {
             let mut b = Bitfield::new(N);
             for i in 0..N {
-                if (i.wrapping_mul(2_654_435_761) ^ p * 7919) % 2 == 0 {
+                if (i.wrapping_mul(2_654_435_761) ^ (p * 7919)) % 2 == 0 {
                     b.set(i);
                 }
             }

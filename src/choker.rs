@@ -107,7 +107,10 @@ impl Choker {
         let still_there = self
             .optimistic
             .filter(|k| eligible.iter().any(|p| p.key == *k) && !unchoked.contains(k));
-        let rotate = still_there.is_none() || self.round % self.config.optimistic_every.max(1) == 0;
+        let rotate = still_there.is_none()
+            || self
+                .round
+                .is_multiple_of(self.config.optimistic_every.max(1));
         self.optimistic = if rotate {
             let left_out: Vec<PeerKey> = ranked
                 .iter()

@@ -68,7 +68,7 @@ impl Download {
 
     /// The block index for a block reference, if it is one of ours exactly.
     fn index(&self, b: &BlockRef) -> Option<usize> {
-        if b.piece != self.piece || b.begin % BLOCK_SIZE != 0 {
+        if b.piece != self.piece || !b.begin.is_multiple_of(BLOCK_SIZE) {
             return None;
         }
         let i = b.begin / BLOCK_SIZE;

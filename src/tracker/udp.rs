@@ -283,7 +283,7 @@ pub fn parse_announce(p: &[u8], ipv6: bool) -> Result<AnnounceResponse, TrackerE
     }
     let peers_raw = &p[20..];
     let width = if ipv6 { 18 } else { 6 };
-    if peers_raw.len() % width != 0 {
+    if !peers_raw.len().is_multiple_of(width) {
         return Err(TrackerError::BadPacket(
             "announce reply has a partial peer entry",
         ));
