@@ -31,17 +31,29 @@ fn bench(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("picker_100k");
     g.bench_function("Picker::new + 55 peers", |b| b.iter(setup));
-    g.bench_function("Picker::pick (seed peer)", |b| {
-        b.iter_batched(
-            setup,
-            |mut pk| pk.pick(PeerPieces::All),
-            criterion::BatchSize::LargeInput,
-        )
+    let mut warm = setup();
+    g.bench_function("Picker::pick + abort (seed peer)", |b| {
+        b.iter(|| {
+            let p = warm.pick(PeerPieces::All);
+            if let Some(p) = p {
+                warm.abort(p);
+            }
+            p
+        })
+    });
+    g.bench_function("Picker::pick + abort (half-set peer)", |b| {
+        b.iter(|| {
+            let p = warm.pick(PeerPieces::Some(&peers[3]));
+            if let Some(p) = p {
+                warm.abort(p);
+            }
+            p
+        })
     });
     g.bench_function("Picker::pick (half-set peer) + complete x1000", |b| {
-        b.iter_batched(
+        b.iter_batched_ref(
             setup,
-            |mut pk| {
+            |pk| {
                 for _ in 0..1000 {
                     if let Some(p) = pk.pick(PeerPieces::Some(&peers[3])) {
                         pk.complete(p);

@@ -8,11 +8,19 @@ use crate::bencode::{self, Dict, Value};
 
 type Result<T> = std::result::Result<T, MetainfoError>;
 
+/// A field's name for error messages, built only when an error needs it: a
+/// torrent of a million files should not format a million names.
+type Name<'a> = &'a dyn Fn() -> String;
+
+fn named(s: &str) -> impl Fn() -> String + '_ {
+    move || s.to_owned()
+}
+
 pub(super) fn metainfo(bytes: &[u8]) -> Result<Metainfo> {
     let root = bencode::decode(bytes)?;
     let root = root
         .as_dict()
-        .ok_or_else(|| wrong("(torrent)", "a dictionary"))?;
+        .ok_or_else(|| wrong(&named("(torrent)"), "a dictionary"))?;
     let info_value = root
         .get(b"info")
         .ok_or_else(|| MetainfoError::Missing("info".into()))?;
@@ -29,9 +37,9 @@ pub(super) fn metainfo(bytes: &[u8]) -> Result<Metainfo> {
             Some(items) => items
                 .iter()
                 .enumerate()
-                .map(|(i, u)| string(u, &format!("url-list[{i}]")))
+                .map(|(i, u)| string(u, &|| format!("url-list[{i}]")))
                 .collect::<Result<_>>()?,
-            None => vec![string(v, "url-list")?]
+            None => vec![string(v, &named("url-list"))?]
                 .into_iter()
                 .filter(|s| !s.is_empty())
                 .collect(),
@@ -65,11 +73,11 @@ pub(super) fn metainfo(bytes: &[u8]) -> Result<Metainfo> {
 pub(crate) fn parse_info(value: &Value<'_>) -> Result<Info> {
     let info = value
         .as_dict()
-        .ok_or_else(|| wrong("info", "a dictionary"))?;
+        .ok_or_else(|| wrong(&named("info"), "a dictionary"))?;
 
     let name = utf8_field(info, "info.name", b"name", b"name.utf-8")?
         .ok_or_else(|| MetainfoError::Missing("info.name".into()))?;
-    check_component(&name, "info.name")?;
+    check_component(&name, &named("info.name"))?;
 
     let piece_length = int(info, "info.piece length", b"piece length")?
         .ok_or_else(|| MetainfoError::Missing("info.piece length".into()))?;
@@ -82,7 +90,7 @@ pub(crate) fn parse_info(value: &Value<'_>) -> Result<Info> {
         .get(b"pieces")
         .ok_or_else(|| MetainfoError::Missing("info.pieces".into()))?
         .as_bytes()
-        .ok_or_else(|| wrong("info.pieces", "a byte string"))?;
+        .ok_or_else(|| wrong(&named("info.pieces"), "a byte string"))?;
     if pieces_raw.len() % 20 != 0 {
         return Err(MetainfoError::PiecesLength(pieces_raw.len()));
     }
@@ -93,8 +101,8 @@ pub(crate) fn parse_info(value: &Value<'_>) -> Result<Info> {
         (Some(_), Some(_)) => return Err(MetainfoError::LengthAndFiles),
         (None, None) => return Err(MetainfoError::NoLengthOrFiles),
         (Some(len), None) => {
-            let length = length(len, "info.length")?;
-            let attr = attr(info, "info.attr")?;
+            let length = length(len, &named("info.length"))?;
+            let attr = attr(info, &named("info.attr"))?;
             let file = FileEntry {
                 path: vec![name.clone()],
                 length,
@@ -147,37 +155,37 @@ pub(crate) fn parse_info(value: &Value<'_>) -> Result<Info> {
 fn file_list(list: &Value<'_>, name: &str) -> Result<Vec<FileEntry>> {
     let items = list
         .as_list()
-        .ok_or_else(|| wrong("info.files", "a list"))?;
+        .ok_or_else(|| wrong(&named("info.files"), "a list"))?;
     if items.is_empty() {
         return Err(MetainfoError::NoFiles);
     }
     let mut files = Vec::with_capacity(items.len());
     let mut offset: u64 = 0;
     for (i, item) in items.iter().enumerate() {
-        let field = format!("info.files[{i}]");
+        let field = || format!("info.files[{i}]");
         let d = item
             .as_dict()
             .ok_or_else(|| wrong(&field, "a dictionary"))?;
-        let len_field = format!("{field}.length");
+        let len_field = || format!("{}.length", field());
         let length = length(
             d.get(b"length")
-                .ok_or_else(|| MetainfoError::Missing(len_field.clone()))?,
+                .ok_or_else(|| MetainfoError::Missing(len_field()))?,
             &len_field,
         )?;
-        let path_field = format!("{field}.path");
+        let path_field = || format!("{}.path", field());
         let components = match d.get(b"path.utf-8") {
-            Some(v) => path_components(v, &format!("{field}.path.utf-8")).ok(),
+            Some(v) => path_components(v, &|| format!("{}.path.utf-8", field())).ok(),
             None => None,
         };
         let components = match components {
             Some(c) => c,
             None => path_components(
                 d.get(b"path")
-                    .ok_or_else(|| MetainfoError::Missing(path_field.clone()))?,
+                    .ok_or_else(|| MetainfoError::Missing(path_field()))?,
                 &path_field,
             )?,
         };
-        let attr = attr(d, &format!("{field}.attr"))?;
+        let attr = attr(d, &|| format!("{}.attr", field()))?;
         let mut path = Vec::with_capacity(components.len() + 1);
         path.push(name.to_owned());
         path.extend(components);
@@ -196,13 +204,13 @@ fn file_list(list: &Value<'_>, name: &str) -> Result<Vec<FileEntry>> {
     Ok(files)
 }
 
-fn path_components(v: &Value<'_>, field: &str) -> Result<Vec<String>> {
+fn path_components(v: &Value<'_>, field: Name<'_>) -> Result<Vec<String>> {
     let list = v
         .as_list()
         .ok_or_else(|| wrong(field, "a list of strings"))?;
     if list.is_empty() {
         return Err(MetainfoError::UnsafePath {
-            field: field.to_owned(),
+            field: field(),
             component: String::new(),
             reason: "is empty (a file needs a name)",
         });
@@ -210,7 +218,7 @@ fn path_components(v: &Value<'_>, field: &str) -> Result<Vec<String>> {
     list.iter()
         .enumerate()
         .map(|(j, c)| {
-            let cfield = format!("{field}[{j}]");
+            let cfield = || format!("{}[{j}]", field());
             let s = string(c, &cfield)?;
             check_component(&s, &cfield)?;
             Ok(s)
@@ -239,7 +247,7 @@ fn check_unique_paths(files: &[FileEntry]) -> Result<()> {
 }
 
 /// A path component must name exactly one entry inside its parent directory.
-fn check_component(c: &str, field: &str) -> Result<()> {
+fn check_component(c: &str, field: Name<'_>) -> Result<()> {
     let reason = if c.is_empty() {
         Some("is empty")
     } else if c == "." || c == ".." {
@@ -255,7 +263,7 @@ fn check_component(c: &str, field: &str) -> Result<()> {
     };
     match reason {
         Some(reason) => Err(MetainfoError::UnsafePath {
-            field: field.to_owned(),
+            field: field(),
             component: c.to_owned(),
             reason,
         }),
@@ -263,7 +271,7 @@ fn check_component(c: &str, field: &str) -> Result<()> {
     }
 }
 
-fn attr(d: &Dict<'_>, field: &str) -> Result<FileAttr> {
+fn attr(d: &Dict<'_>, field: Name<'_>) -> Result<FileAttr> {
     let Some(v) = d.get(b"attr") else {
         return Ok(FileAttr::default());
     };
@@ -279,15 +287,15 @@ fn attr(d: &Dict<'_>, field: &str) -> Result<FileAttr> {
 fn tiers(v: &Value<'_>) -> Result<Vec<Vec<String>>> {
     let list = v
         .as_list()
-        .ok_or_else(|| wrong("announce-list", "a list of lists"))?;
+        .ok_or_else(|| wrong(&named("announce-list"), "a list of lists"))?;
     let mut out = Vec::new();
     for (i, tier) in list.iter().enumerate() {
-        let field = format!("announce-list[{i}]");
+        let field = || format!("announce-list[{i}]");
         let urls = tier.as_list().ok_or_else(|| wrong(&field, "a list"))?;
         let urls: Vec<String> = urls
             .iter()
             .enumerate()
-            .map(|(j, u)| string(u, &format!("{field}[{j}]")))
+            .map(|(j, u)| string(u, &|| format!("{}[{j}]", field())))
             .filter(|r| !matches!(r, Ok(s) if s.is_empty()))
             .collect::<Result<_>>()?;
         if !urls.is_empty() {
@@ -297,10 +305,10 @@ fn tiers(v: &Value<'_>) -> Result<Vec<Vec<String>>> {
     Ok(out)
 }
 
-fn length(v: &Value<'_>, field: &str) -> Result<u64> {
+fn length(v: &Value<'_>, field: Name<'_>) -> Result<u64> {
     let n = v.as_int().ok_or_else(|| wrong(field, "an integer"))?;
     let n = u64::try_from(n).map_err(|_| MetainfoError::NegativeLength {
-        field: field.to_owned(),
+        field: field(),
         value: n,
     })?;
     if n > MAX_TOTAL_LENGTH {
@@ -311,17 +319,19 @@ fn length(v: &Value<'_>, field: &str) -> Result<u64> {
 
 fn int(d: &Dict<'_>, field: &str, key: &[u8]) -> Result<Option<i64>> {
     d.get(key)
-        .map(|v| v.as_int().ok_or_else(|| wrong(field, "an integer")))
+        .map(|v| v.as_int().ok_or_else(|| wrong(&named(field), "an integer")))
         .transpose()
 }
 
-fn string(v: &Value<'_>, field: &str) -> Result<String> {
+fn string(v: &Value<'_>, field: Name<'_>) -> Result<String> {
     let b = v.as_bytes().ok_or_else(|| wrong(field, "a byte string"))?;
-    String::from_utf8(b.to_vec()).map_err(|_| MetainfoError::NotUtf8(field.to_owned()))
+    String::from_utf8(b.to_vec()).map_err(|_| MetainfoError::NotUtf8(field()))
 }
 
 fn opt_string(d: &Dict<'_>, key: &str) -> Result<Option<String>> {
-    d.get(key.as_bytes()).map(|v| string(v, key)).transpose()
+    d.get(key.as_bytes())
+        .map(|v| string(v, &named(key)))
+        .transpose()
 }
 
 /// A text field that may have a `.utf-8` twin (older clients wrote local
@@ -330,12 +340,12 @@ fn utf8_field(d: &Dict<'_>, field: &str, key: &[u8], utf8_key: &[u8]) -> Result<
     if let Some(s) = d.get(utf8_key).and_then(Value::as_str) {
         return Ok(Some(s.to_owned()));
     }
-    d.get(key).map(|v| string(v, field)).transpose()
+    d.get(key).map(|v| string(v, &named(field))).transpose()
 }
 
-fn wrong(field: &str, expected: &'static str) -> MetainfoError {
+fn wrong(field: Name<'_>, expected: &'static str) -> MetainfoError {
     MetainfoError::WrongType {
-        field: field.to_owned(),
+        field: field(),
         expected,
     }
 }
