@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// Extra options for every ringtorrent process (split on spaces).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
     extra: String,
     /// Work directory (default: a temporary one, removed afterwards).
     #[arg(long)]
@@ -47,7 +47,6 @@ struct Finished {
     ok: bool,
     wall: Duration,
     cpu: Duration,
-    max_rss_kib: u64,
     stdout: String,
     stderr: String,
 }
@@ -167,6 +166,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("{}", failures.join("; "));
     }
 
+    let seed_rss = serde_json::from_str::<serde_json::Value>(seed.stdout.trim())
+        .ok()
+        .and_then(|v| v["peak_rss_kib"].as_u64())
+        .unwrap_or(0);
     let summaries: Vec<serde_json::Value> = results
         .iter()
         .map(|(_, r)| serde_json::from_str(r.stdout.trim()).unwrap_or(serde_json::Value::Null))
@@ -180,12 +183,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "seed_ready_seconds": seed_ready.as_secs_f64(),
         "wall_seconds": total_wall.as_secs_f64(),
         "aggregate_mib_per_second": mib * args.leechers as f64 / total_wall.as_secs_f64(),
-        "seeder": {"cpu_seconds": seed.cpu.as_secs_f64(), "max_rss_kib": seed.max_rss_kib},
+        "seeder": {"cpu_seconds": seed.cpu.as_secs_f64(), "peak_rss_kib": seed_rss},
         "leecher_processes": results.iter().map(|(_, r)| serde_json::json!({
             "wall_seconds": r.wall.as_secs_f64(),
             "mib_per_second": mib / r.wall.as_secs_f64(),
             "cpu_seconds": r.cpu.as_secs_f64(),
-            "max_rss_kib": r.max_rss_kib,
         })).collect::<Vec<_>>(),
         "leecher_summaries": summaries,
         "verified": true,
@@ -204,13 +206,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for (i, ((_, r), s)) in results.iter().zip(&summaries).enumerate() {
         let lat = &s["block_latency_us"];
         text += &format!(
-            "  leecher {i}: {:.2} s, {:.0} MiB/s (transfer {:.2} s, {:.0} MiB/s); cpu {:.2} s; peak rss {} MiB\n",
+            "  leecher {i}: {:.2} s, {:.0} MiB/s (transfer {:.2} s, {:.0} MiB/s); cpu {:.2} s; peak rss {:.1} MiB\n",
             r.wall.as_secs_f64(),
             mib / r.wall.as_secs_f64(),
             s["seconds"].as_f64().unwrap_or(0.0),
             s["mib_per_second"].as_f64().unwrap_or(0.0),
             r.cpu.as_secs_f64(),
-            r.max_rss_kib / 1024,
+            s["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0,
         );
         text += &format!(
             "    block latency: p50 {} us, p99 {} us, p99.9 {} us ({} blocks)\n",
@@ -227,9 +229,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     text += &format!(
-        "  seeder: cpu {:.2} s (check included); peak rss {} MiB\n  aggregate: {:.0} MiB/s\n",
+        "  seeder: cpu {:.2} s (check included); peak rss {:.1} MiB\n  aggregate: {:.0} MiB/s\n",
         seed.cpu.as_secs_f64(),
-        seed.max_rss_kib / 1024,
+        seed_rss as f64 / 1024.0,
         mib * args.leechers as f64 / total_wall.as_secs_f64()
     );
     fmt::out(&text)?;
@@ -260,7 +262,9 @@ fn wait_listening(addr: SocketAddr, child: &mut Child) -> anyhow::Result<()> {
     bail!("the seeder did not start listening on {addr}")
 }
 
-/// Waits for a child, collecting its output and its resource usage.
+/// Waits for a child, collecting its output and its CPU time. (Its peak
+/// memory comes from its own `--json` summary: `ru_maxrss` would include
+/// this process's memory at fork.)
 fn wait(mut child: Child, start: Instant) -> anyhow::Result<Finished> {
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
@@ -295,7 +299,6 @@ fn wait(mut child: Child, start: Instant) -> anyhow::Result<Finished> {
         ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         wall,
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-        max_rss_kib: usage.ru_maxrss as u64,
         stdout: t_out.join().unwrap_or_default(),
         stderr: t_err.join().unwrap_or_default(),
     })

@@ -102,6 +102,21 @@ pub struct Summary {
     pub recv_ops: u64,
     pub send_ops: u64,
     pub disk_ops: u64,
+    /// Peak resident memory of this process (`VmHWM`), KiB.
+    pub peak_rss_kib: u64,
+}
+
+/// This process's peak resident set since exec, from `/proc/self/status`.
+/// (`getrusage` would include the parent's memory at fork.)
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -394,6 +409,7 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
         recv_ops: loops.recv_ops,
         send_ops: loops.send_ops,
         disk_ops: loops.disk_ops,
+        peak_rss_kib: peak_rss_kib(),
     })
 }
 

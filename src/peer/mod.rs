@@ -136,6 +136,8 @@ pub struct PeerState {
     current_block_requested: bool,
     unrequested: u32,
     pub connected_at: Instant,
+    /// When we last unchoked the peer.
+    pub unchoked_at: Instant,
     pub last_recv: Instant,
     pub last_send: Instant,
     /// Last time a requested block completed (snub detection).
@@ -168,6 +170,7 @@ impl PeerState {
             current_block_requested: false,
             unrequested: 0,
             connected_at: now,
+            unchoked_at: now,
             last_recv: now,
             last_send: now,
             last_block: now,

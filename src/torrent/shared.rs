@@ -31,8 +31,10 @@ pub enum ShardMsg {
     Adopt(OwnedFd, SocketAddr),
     /// A piece was verified and written (by any shard).
     Have(u32),
-    /// Choker decision: the peers of this shard to have unchoked.
-    Unchoke(Vec<ConnId>),
+    /// Choker decision made at `decided`: the peers of this shard to have
+    /// unchoked. Peers unchoked after `decided` keep their slot until the
+    /// next round.
+    Unchoke { keep: Vec<ConnId>, decided: Instant },
     /// A hash job finished (when hashing runs off the shard).
     Hashed {
         piece: u32,
@@ -144,7 +146,7 @@ impl Shared {
             choke: Mutex::new(ChokeBoard {
                 choker: Choker::new(config.choker),
                 candidates: HashMap::new(),
-                next_round: Instant::now(),
+                next_round: Instant::now() + config.rechoke_interval,
             }),
             unchoked: AtomicUsize::new(0),
             stats: Stats::default(),

@@ -37,6 +37,7 @@ impl Shard {
             return;
         }
         c.peer.am_choking = false;
+        c.peer.unchoked_at = now;
         if count {
             self.shared.unchoked.fetch_add(1, Ordering::AcqRel);
         }
@@ -63,8 +64,10 @@ impl Shard {
         }
     }
 
-    /// A choker decision for this shard's peers.
-    pub(super) fn apply_choke(&mut self, unchoke: Vec<ConnId>) {
+    /// A choker decision for this shard's peers. A peer unchoked since the
+    /// decision was made (newly interested, a free slot) was not among its
+    /// candidates and keeps its slot until the next round.
+    pub(super) fn apply_choke(&mut self, unchoke: Vec<ConnId>, decided: Instant) {
         let now = Instant::now();
         for id in self.conn_ids() {
             let Some(c) = self.conn(id) else { continue };
@@ -74,7 +77,7 @@ impl Shard {
             let want = unchoke.contains(&id);
             if want && c.peer.am_choking {
                 self.unchoke_peer(now, id, true);
-            } else if !want && !c.peer.am_choking {
+            } else if !want && !c.peer.am_choking && c.peer.unchoked_at <= decided {
                 self.choke_peer(id);
             }
         }
@@ -178,11 +181,11 @@ impl Shard {
                 v.push(id);
             }
         }
-        for (shard, ids) in per_shard.into_iter().enumerate() {
+        for (shard, keep) in per_shard.into_iter().enumerate() {
             if shard == self.id {
-                self.apply_choke(ids);
+                self.apply_choke(keep, now);
             } else {
-                self.shared.inboxes[shard].post(ShardMsg::Unchoke(ids));
+                self.shared.inboxes[shard].post(ShardMsg::Unchoke { keep, decided: now });
             }
         }
     }

@@ -221,7 +221,7 @@ impl Shard {
             }
             ShardMsg::Adopt(..) => debug_assert!(false, "the driver handles Adopt"),
             ShardMsg::Have(piece) => self.piece_completed(now, piece),
-            ShardMsg::Unchoke(keys) => self.apply_choke(keys),
+            ShardMsg::Unchoke { keep, decided } => self.apply_choke(keep, decided),
             ShardMsg::Hashed { piece, buf, ok } => self.handle_hashed(now, piece, buf, ok),
             ShardMsg::Ban(ip) => {
                 for id in self.conn_ids() {
