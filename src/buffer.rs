@@ -106,3 +106,87 @@ mod tests {
         PieceBuf::new(4096, 0).set_len(4097);
     }
 }
+
+/// Spare piece buffers, shared by threads. Reusing them keeps allocation,
+/// zeroing and page faults off the transfer path.
+pub struct BufPool {
+    free: std::sync::Mutex<Vec<PieceBuf>>,
+    buf_size: usize,
+    /// Most spare buffers kept; beyond that, returned buffers are freed.
+    max_spare: usize,
+}
+
+impl BufPool {
+    pub fn new(buf_size: usize, max_spare: usize) -> std::sync::Arc<BufPool> {
+        std::sync::Arc::new(BufPool {
+            free: std::sync::Mutex::new(Vec::new()),
+            buf_size,
+            max_spare,
+        })
+    }
+
+    /// A buffer of `len` bytes (at most the pool's buffer size), reused if
+    /// one is spare. Its contents are whatever it last held.
+    pub fn take(&self, len: usize) -> PieceBuf {
+        let spare = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut b = spare.unwrap_or_else(|| PieceBuf::new(self.buf_size, 0));
+        b.set_len(len);
+        b
+    }
+
+    pub fn put(&self, buf: PieceBuf) {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        if free.len() < self.max_spare && buf.capacity() >= self.buf_size {
+            free.push(buf);
+        }
+    }
+
+    /// Shares a filled buffer as `Bytes`; it comes back to the pool when
+    /// the last slice of it is dropped (after the sends that used it).
+    pub fn share(self: &std::sync::Arc<Self>, buf: PieceBuf) -> bytes::Bytes {
+        bytes::Bytes::from_owner(Pooled {
+            buf: Some(buf),
+            pool: self.clone(),
+        })
+    }
+}
+
+struct Pooled {
+    buf: Option<PieceBuf>,
+    pool: std::sync::Arc<BufPool>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        self.buf.as_deref().unwrap_or(&[])
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(b) = self.buf.take() {
+            self.pool.put(b);
+        }
+    }
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+
+    #[test]
+    fn shared_buffers_return_to_the_pool() {
+        let pool = BufPool::new(8192, 2);
+        let mut b = pool.take(5000);
+        b[0] = 42;
+        let ptr = b.as_ptr();
+        let bytes = pool.share(b);
+        let slice = bytes.slice(0..10);
+        drop(bytes);
+        assert_eq!(slice[0], 42, "a slice keeps the buffer alive");
+        drop(slice);
+        let again = pool.take(100);
+        assert_eq!(again.as_ptr(), ptr, "the buffer was reused");
+        assert_eq!(again.len(), 100);
+    }
+}

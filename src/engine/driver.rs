@@ -84,10 +84,10 @@ enum Op {
     },
 }
 
-/// A piece read (into a plain buffer, to become shared `Bytes`) or a
-/// verified piece to write (from its aligned download buffer).
+/// A piece read (into a pooled buffer, to become shared `Bytes`) or a
+/// verified piece to write (from its download buffer).
 enum JobBuf {
-    Read(Vec<u8>),
+    Read(PieceBuf),
     Write(PieceBuf),
 }
 

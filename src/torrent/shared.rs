@@ -16,7 +16,7 @@ use super::config::TorrentConfig;
 use super::registry::Registry;
 use super::stats::Stats;
 use crate::bitfield::{AtomicBitfield, Bitfield};
-use crate::buffer::PieceBuf;
+use crate::buffer::{BufPool, PieceBuf};
 use crate::choker::{Candidate, Choker, PeerKey};
 use crate::metainfo::{Info, InfoHash};
 use crate::picker::Picker;
@@ -117,10 +117,12 @@ pub struct Shared {
     pub stats: Stats,
     /// Bytes of piece buffers in use, all shards together.
     pub buffers_used: AtomicU64,
-    /// Piece buffers not in use. Buffers are only allocated while the budget
-    /// has room and are reused after, so memory stays within the budget
-    /// (plus one piece per shard) however long the torrent.
+    /// Download buffers not in use. Buffers are only allocated while the
+    /// budget has room and are reused after, so memory stays within the
+    /// budget (plus one piece per shard) however long the torrent.
     pool: Mutex<Vec<PieceBuf>>,
+    /// Buffers for pieces read to serve uploads (bounded by the read caches).
+    pub read_pool: Arc<BufPool>,
     pub inboxes: Vec<Inbox>,
     events: Mutex<Option<std::sync::mpsc::Sender<TorrentEvent>>>,
     completed: AtomicBool,
@@ -152,6 +154,11 @@ impl Shared {
             stats: Stats::default(),
             buffers_used: AtomicU64::new(0),
             pool: Mutex::new(Vec::new()),
+            read_pool: BufPool::new(
+                info.piece_length as usize,
+                (config.read_cache / u64::from(info.piece_length).max(1)) as usize * shards
+                    + shards,
+            ),
             listen_port: AtomicU64::new(0),
             completed: AtomicBool::new(have.is_full()),
             inboxes,

@@ -35,7 +35,7 @@ pub enum Action {
     /// Close the socket. The shard has forgotten the connection already.
     Close { conn: ConnId },
     /// Read piece `piece` into `buf` (sized to the piece); report with `handle_read`.
-    Read { piece: u32, buf: Vec<u8> },
+    Read { piece: u32, buf: PieceBuf },
     /// Verify `buf` against piece `piece`'s hash; report with `handle_hashed`.
     Hash { piece: u32, buf: PieceBuf },
     /// Write the verified piece; report with `handle_written`.

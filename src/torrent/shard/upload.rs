@@ -3,9 +3,8 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use super::{Action, Shard};
+use crate::buffer::PieceBuf;
 use crate::torrent::ConnId;
 use crate::torrent::cache::Lookup;
 use crate::torrent::stats::Stats;
@@ -62,7 +61,7 @@ impl Shard {
                     let len = self.info.piece_len(req.piece) as usize;
                     self.actions.push_back(Action::Read {
                         piece: req.piece,
-                        buf: vec![0u8; len],
+                        buf: self.shared.read_pool.take(len),
                     });
                     self.mark_waiting(id);
                     return;
@@ -86,11 +85,11 @@ impl Shard {
         &mut self,
         now: Instant,
         piece: u32,
-        buf: Vec<u8>,
+        buf: PieceBuf,
         result: Result<(), String>,
     ) {
         let data = match result {
-            Ok(()) => Some(Bytes::from(buf)),
+            Ok(()) => Some(self.shared.read_pool.share(buf)),
             Err(e) => {
                 log::error!("cannot read piece {piece} to upload it: {e}");
                 None
