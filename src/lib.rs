@@ -19,7 +19,20 @@ pub mod magnet;
 pub mod metainfo;
 pub mod peer;
 pub mod picker;
+pub mod resume;
 pub mod storage;
 pub mod torrent;
 pub mod tracker;
 pub mod wire;
+
+/// An error and its sources on one line (`a: b: c`), for logs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

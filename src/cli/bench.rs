@@ -84,6 +84,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     std::fs::write(&torrent, &created.bytes)?;
 
     let exe = std::env::current_exe()?;
+    // Fresh resume state each run, so every run transfers everything.
+    let state = dir.join("state");
+    let _ = std::fs::remove_dir_all(&state);
     let threads = args.threads.to_string();
     let extra: Vec<&str> = args.extra.split_whitespace().collect();
     let seed_port = free_port()?;
@@ -93,6 +96,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .arg(&torrent)
         .arg("--data-dir")
         .arg(&seed_dir)
+        .arg("--state-dir")
+        .arg(&state)
         .args([
             "--listen",
             &seed_addr.to_string(),
@@ -122,6 +127,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .arg(&torrent)
             .arg("--out-dir")
             .arg(&out)
+            .arg("--state-dir")
+            .arg(&state)
             .args([
                 "--listen",
                 &format!("127.0.0.1:{port}"),

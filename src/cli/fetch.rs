@@ -28,7 +28,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         seed_after: args.seed_after,
     };
     let stall = Duration::from_secs(args.timeout);
-    let summary = transfer::run(&args.torrent, args.out_dir, mode, &args.common, stall)?;
+    let summary = transfer::run(
+        &args.torrent,
+        args.out_dir,
+        mode,
+        &args.common,
+        stall,
+        false,
+    )?;
     transfer::report(&summary, args.common.json, "fetched")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,10 @@ pub struct Args {
     /// The payload is DATA_DIR/<name>.
     #[arg(long)]
     data_dir: PathBuf,
+    /// Skip the full check when the resume state matches the files' sizes
+    /// and modification times (any mismatch falls back to a check).
+    #[arg(long)]
+    trust_resume: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -24,6 +28,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Mode::Seed,
         &args.common,
         Duration::MAX,
+        args.trust_resume,
     )?;
     transfer::report(&summary, args.common.json, "seeded")?;
     Ok(ExitCode::SUCCESS)

@@ -2,13 +2,15 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
-use ringtorrent::engine::{self, EngineConfig, Mode, Progress, Summary};
+use ringtorrent::engine::{self, EngineConfig, Mode, Progress, ResumeConfig, Summary};
 use ringtorrent::metainfo::Metainfo;
+use ringtorrent::resume::store;
 use ringtorrent::torrent::TorrentConfig;
 use ringtorrent::tracker::client::TrackerConfig;
 
@@ -42,6 +44,12 @@ pub struct Common {
     /// timeout (it doubles on each of 4 attempts).
     #[arg(long, default_value_t = 15.0)]
     pub tracker_timeout: f64,
+    /// Where resume state is kept [default: $XDG_STATE_HOME/ringtorrent].
+    #[arg(long, env = "RINGTORRENT_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Keep no resume state: always check the data on start.
+    #[arg(long, conflicts_with = "state_dir")]
+    pub no_resume: bool,
     /// Print a JSON summary on stdout at the end.
     #[arg(long)]
     pub json: bool,
@@ -65,6 +73,7 @@ pub fn run(
     mode: Mode,
     common: &Common,
     stall: Duration,
+    trust_resume: bool,
 ) -> anyhow::Result<Summary> {
     super::init_logging(common.verbose);
     let metainfo = Metainfo::from_file(torrent)?;
@@ -96,6 +105,7 @@ pub fn run(
             ..TrackerConfig::default()
         },
         stop: stop_on_signals()?,
+        resume: resume_config(common, trust_resume),
     };
     let bar = (std::io::stderr().is_terminal() && !common.json).then(|| {
         let b = indicatif::ProgressBar::new(total);
@@ -120,6 +130,21 @@ pub fn run(
         b.finish_and_clear();
     }
     Ok(result?)
+}
+
+fn resume_config(common: &Common, trust: bool) -> Option<ResumeConfig> {
+    if common.no_resume {
+        return None;
+    }
+    let dir = common.state_dir.clone().or_else(store::default_dir);
+    if dir.is_none() {
+        log::warn!("no state directory (set --state-dir or $HOME): resume state is off");
+    }
+    Some(ResumeConfig {
+        dir: dir?,
+        trust,
+        interval: Duration::from_secs(1),
+    })
 }
 
 /// Prints the summary: JSON for scripts, one line for people.

@@ -7,6 +7,7 @@
 
 mod driver;
 mod hasher;
+mod resume_saver;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,12 +21,14 @@ use std::time::{Duration, Instant};
 pub use driver::LoopStats;
 
 use crate::bitfield::Bitfield;
-use crate::metainfo::Metainfo;
+use crate::metainfo::{Info, Metainfo};
+use crate::resume::{ResumeState, store};
 use crate::storage::{OpenMode, Storage, StorageError};
 use crate::torrent::shared::lock;
 use crate::torrent::stats::Stats;
 use crate::torrent::{Inbox, Shard, ShardMsg, Shared, TorrentConfig, TorrentEvent};
 use crate::tracker::client::{Announcer, Totals, TrackerConfig, TrackerSetup};
+use resume_saver::SaveTarget;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -53,6 +56,18 @@ pub struct EngineConfig {
     pub tracker: TrackerConfig,
     /// Set from outside (a signal) to stop.
     pub stop: Arc<AtomicBool>,
+    /// Where resume state lives (`None`: no resume state).
+    pub resume: Option<ResumeConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResumeConfig {
+    pub dir: PathBuf,
+    /// Seed: skip the full check when the files' sizes and mtimes match the
+    /// state. (A fetch always trusts a state that matches its files.)
+    pub trust: bool,
+    /// How often a download saves its progress.
+    pub interval: Duration,
 }
 
 /// What a progress callback sees, a few times a second.
@@ -81,6 +96,8 @@ pub struct Summary {
     pub run_seconds: f64,
     /// Seconds spent checking existing data before the transfer.
     pub check_seconds: f64,
+    /// Pieces taken from resume state instead of being checked.
+    pub resumed_pieces: u64,
     pub downloaded: u64,
     pub uploaded: u64,
     pub wasted: u64,
@@ -153,6 +170,8 @@ pub enum EngineError {
         connected: u64,
         tracker_failures: u64,
     },
+    #[error("resume state")]
+    Resume(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("stopped before the download completed ({have} of {total} pieces)")]
     Interrupted { have: u32, total: u32 },
 }
@@ -171,13 +190,44 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
         Mode::Fetch { .. } => OpenMode::Fetch,
     };
     let storage = Arc::new(Storage::open(&info, &cfg.dir, open_mode)?);
-    let have: Bitfield = storage.check(&info, threads, &cfg.stop)?;
+    let target = match &cfg.resume {
+        Some(r) => {
+            store::prepare_dir(&r.dir).map_err(|e| EngineError::Resume(Box::new(e)))?;
+            let root = storage
+                .root()
+                .canonicalize()
+                .unwrap_or_else(|_| storage.root().to_path_buf());
+            Some(SaveTarget {
+                path: r
+                    .dir
+                    .join(ResumeState::file_name(&cfg.metainfo.info_hash, &root)),
+                root,
+            })
+        }
+        None => None,
+    };
+    let trusted = match (&cfg.resume, &target) {
+        (Some(r), Some(t)) if r.trust || cfg.mode != Mode::Seed => {
+            resumed(&cfg, &info, &storage, t)
+        }
+        _ => None,
+    };
+    let resumed_pieces = trusted.as_ref().map_or(0, Bitfield::count_ones);
+    let have: Bitfield = match trusted {
+        Some(have) => have,
+        None => storage.check(&info, threads, &cfg.stop)?,
+    };
     let check_seconds = start.elapsed().as_secs_f64();
     log::info!(
-        "{}: {} of {} pieces present (checked in {check_seconds:.2} s)",
+        "{}: {} of {} pieces present ({} in {check_seconds:.2} s)",
         storage.root().display(),
         have.count_ones(),
-        info.piece_count()
+        info.piece_count(),
+        if resumed_pieces > 0 {
+            "from resume state"
+        } else {
+            "checked"
+        },
     );
     if cfg.mode == Mode::Seed && have.count_ones() == 0 {
         return Err(EngineError::NoData(storage.root().to_path_buf()));
@@ -215,6 +265,28 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
         events_tx,
     ));
     shared.listen_port.store(u64::from(port), Ordering::Relaxed);
+
+    // Seeding never changes the files: one save after a check is enough.
+    // Downloads save as they go.
+    let saver = match (target, cfg.mode) {
+        (Some(t), Mode::Seed) => {
+            if resumed_pieces == 0 {
+                save_seed_state(&t, &shared, &storage);
+            }
+            None
+        }
+        (Some(t), Mode::Fetch { .. }) => {
+            let interval = cfg
+                .resume
+                .as_ref()
+                .map_or(Duration::from_secs(1), |r| r.interval);
+            Some(
+                resume_saver::Saver::spawn(t, shared.clone(), storage.clone(), interval)
+                    .map_err(EngineError::Start)?,
+            )
+        }
+        (None, _) => None,
+    };
 
     let pool = match cfg.hash_threads {
         0 => None,
@@ -361,6 +433,9 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
         }
     }
     log::debug!("shards stopped");
+    if let Some(s) = saver {
+        s.finish();
+    }
     if let Some(p) = pool {
         p.stop();
     }
@@ -380,6 +455,7 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
         seconds,
         run_seconds: start.elapsed().as_secs_f64(),
         check_seconds,
+        resumed_pieces: u64::from(resumed_pieces),
         downloaded,
         uploaded: Stats::get(&st.uploaded),
         wasted: Stats::get(&st.wasted),
@@ -411,6 +487,38 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
         disk_ops: loops.disk_ops,
         peak_rss_kib: peak_rss_kib(),
     })
+}
+
+/// The pieces the saved resume state vouches for, if it matches the files.
+fn resumed(cfg: &EngineConfig, info: &Info, storage: &Storage, t: &SaveTarget) -> Option<Bitfield> {
+    let state = store::load(&t.path)?;
+    let strict = cfg.mode == Mode::Seed;
+    match state.usable(
+        &cfg.metainfo.info_hash,
+        info,
+        &t.root,
+        &storage.stamps(),
+        storage.preexisting(),
+        strict,
+    ) {
+        Ok(have) => Some(have),
+        Err(why) => {
+            log::warn!("not using the resume state: {why}; checking the data");
+            None
+        }
+    }
+}
+
+fn save_seed_state(t: &SaveTarget, shared: &Shared, storage: &Storage) {
+    let state = ResumeState {
+        info_hash: shared.info_hash,
+        root: t.root.clone(),
+        have: shared.have.snapshot(),
+        files: storage.stamps(),
+    };
+    if let Err(e) = store::save(&t.path, &state) {
+        log::warn!("{}", crate::error_chain(&e));
+    }
 }
 
 fn listen(addr: SocketAddr) -> Result<OwnedFd, EngineError> {

@@ -20,6 +20,7 @@ use rustix::io::Errno;
 
 use crate::bitfield::Bitfield;
 use crate::metainfo::Info;
+use crate::resume::FileStamp;
 use hashing::Source;
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +98,46 @@ impl Storage {
     /// Where the payload lives (`DIR/<name>`).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Which files held data before this run opened them.
+    pub fn preexisting(&self) -> &[bool] {
+        &self.preexisting
+    }
+
+    /// Each open file's length and modification time, for resume state.
+    pub fn stamps(&self) -> Vec<Option<FileStamp>> {
+        use std::os::unix::fs::MetadataExt;
+        self.files
+            .iter()
+            .map(|f| {
+                let m = f.as_ref()?.metadata().ok()?;
+                Some(FileStamp {
+                    length: m.len(),
+                    mtime_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
+                })
+            })
+            .collect()
+    }
+
+    /// Flushes every written file to stable storage, so that pieces recorded
+    /// as written afterwards survive a crash.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        for f in self.files.iter().flatten() {
+            f.sync_data().map_err(io_err(&self.root))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the payload's top entry still is the one this run opened
+    /// (a removed or replaced output directory would swallow every write).
+    pub fn still_in_place(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        // A file whose directory was removed has no links left.
+        self.files
+            .iter()
+            .flatten()
+            .all(|f| f.metadata().is_ok_and(|m| m.nlink() > 0))
     }
 
     /// Hashes the pieces that may hold data already, on `threads` threads,

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod fake_peer;
 pub mod tracker;
 
 use std::path::{Path, PathBuf};
@@ -210,6 +211,15 @@ pub fn wait_listening(addr: SocketAddr, p: &mut Proc, limit: Duration) {
     panic!("{} is not listening on {addr} after {limit:?}", p.name);
 }
 
+/// Resume state beside the payload directory (inside the test's temp dir),
+/// never in the user's home.
+pub fn state_dir(payload_dir: &Path) -> PathBuf {
+    payload_dir
+        .parent()
+        .unwrap_or(payload_dir)
+        .join("resume-state")
+}
+
 /// Starts `ringtorrent seed` on a free port and waits until it listens.
 pub fn rt_seed(torrent: &Path, data_dir: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
     let addr = local(free_port());
@@ -219,6 +229,7 @@ pub fn rt_seed(torrent: &Path, data_dir: &Path, extra: &[&str]) -> (Proc, Socket
             .arg(torrent)
             .arg("--data-dir")
             .arg(data_dir)
+            .env("RINGTORRENT_STATE_DIR", state_dir(data_dir))
             .args(["--listen", &addr.to_string()])
             .args(extra),
         "ringtorrent seed",
@@ -240,6 +251,7 @@ pub fn rt_fetch_cmd(
         .arg(torrent)
         .arg("--out-dir")
         .arg(out_dir)
+        .env("RINGTORRENT_STATE_DIR", state_dir(out_dir))
         .args(["--listen", &local(port).to_string()])
         .args(extra);
     for p in peers {
