@@ -58,3 +58,143 @@ pub fn magnet(data: &[u8]) {
         let _ = crate::magnet::Magnet::parse(s);
     }
 }
+
+/// A peer's byte stream: the decoder never panics, yields the same events
+/// however the stream is cut into reads, and the connection state machine
+/// accepts or refuses each event without panicking.
+///
+/// Input: byte 0 picks the torrent's piece count, byte 1 the read size; the
+/// rest is the stream (a handshake is prepended so the messages are reached).
+pub fn wire(data: &[u8]) {
+    use crate::wire::Event;
+    let [pieces, chunk, stream @ ..] = data else {
+        return;
+    };
+    let piece_count = u32::from(*pieces) + 1;
+    let mut input = Vec::with_capacity(68 + stream.len());
+    input.push(19);
+    input.extend_from_slice(b"BitTorrent protocol");
+    input.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0x04]);
+    input.extend_from_slice(&[0; 40]);
+    input.extend_from_slice(stream);
+
+    /// Events as comparable values; block runs merged into whole blocks.
+    fn collect(input: &[u8], chunk: usize, piece_count: u32) -> (Vec<String>, bool) {
+        let info = fuzz_info(piece_count);
+        let mut dec = crate::wire::Decoder::new(crate::wire::Limits::for_pieces(piece_count));
+        let now = std::time::Instant::now();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let mut peer = crate::peer::PeerState::new(now, addr, true, piece_count);
+        let mut peer_ok = true;
+        let mut out: Vec<String> = Vec::new();
+        let mut block: Option<(u32, u32, u32, Vec<u8>)> = None;
+        for mut part in input.chunks(chunk) {
+            loop {
+                match dec.decode(&mut part) {
+                    Ok(None) => break,
+                    Ok(Some(ev)) => {
+                        if let Event::Block {
+                            piece,
+                            begin,
+                            len,
+                            offset,
+                            data,
+                        } = ev
+                        {
+                            let b = block.get_or_insert_with(|| (piece, begin, len, Vec::new()));
+                            assert_eq!((b.0, b.1, b.2), (piece, begin, len));
+                            assert_eq!(offset as usize, b.3.len(), "block runs are contiguous");
+                            b.3.extend_from_slice(data);
+                            if b.3.len() == len as usize {
+                                out.push(format!("{:?}", block.take()));
+                            }
+                        } else {
+                            assert!(block.is_none(), "a block's runs are not interleaved");
+                            out.push(format!("{ev:?}"));
+                        }
+                        if peer_ok && peer.accept(now, ev, &info).is_err() {
+                            peer_ok = false;
+                        }
+                    }
+                    Err(e) => {
+                        out.push(format!("error {e}"));
+                        return (out, peer_ok);
+                    }
+                }
+            }
+        }
+        (out, peer_ok)
+    }
+
+    let whole = collect(&input, input.len().max(1), piece_count);
+    let pieces = collect(&input, usize::from(*chunk % 64) + 1, piece_count);
+    assert_eq!(whole.0, pieces.0, "the events depend on how reads cut the stream");
+}
+
+/// A small torrent shape for the wire target: `piece_count` pieces of 32 KiB.
+fn fuzz_info(piece_count: u32) -> crate::metainfo::Info {
+    let total = u64::from(piece_count) * 32768;
+    crate::metainfo::Info {
+        name: "fuzz".into(),
+        piece_length: 32768,
+        pieces: vec![[0; 20]; piece_count as usize],
+        files: vec![crate::metainfo::FileEntry {
+            path: vec!["fuzz".into()],
+            length: total,
+            offset: 0,
+            attr: Default::default(),
+        }],
+        private: false,
+        multi_file: false,
+        total_length: total,
+    }
+}
+
+/// An HTTP tracker's response body: parsing never panics, and every peer it
+/// yields has a port.
+pub fn http_tracker(data: &[u8]) {
+    if let Ok(r) = crate::tracker::http::parse_announce(data) {
+        assert!(r.peers.iter().all(|p| p.port() != 0));
+    }
+    let _ = crate::tracker::http::parse_scrape(data, &crate::metainfo::InfoHash([0; 20]));
+}
+
+/// UDP tracker datagrams fed to the client state machine during an
+/// announce. Each packet is `[len, flags, bytes...]`; with flag bit 0 the
+/// transaction id of the request in flight is patched in, so the fuzzer
+/// reaches the states past the id check. Never panics, never loops.
+pub fn udp_tracker(data: &[u8]) {
+    use crate::tracker::udp::{Request, Step, UdpTracker};
+    let now = std::time::Instant::now();
+    let mut t = UdpTracker::new(std::time::Duration::from_secs(1), 4, data.first() == Some(&1));
+    let req = crate::tracker::AnnounceRequest {
+        info_hash: crate::metainfo::InfoHash([1; 20]),
+        peer_id: crate::wire::PeerId([2; 20]),
+        port: 6881,
+        uploaded: 0,
+        downloaded: 0,
+        left: 1,
+        event: crate::tracker::Event::Started,
+        num_want: 50,
+        key: 3,
+        tracker_id: None,
+    };
+    let mut last_sent = match t.start(now, Request::Announce(req)) {
+        Step::Send(p, _) => p,
+        other => panic!("a request starts with a datagram, not {other:?}"),
+    };
+    let mut rest = data.get(1..).unwrap_or_default();
+    while let [len, flags, tail @ ..] = rest {
+        let n = usize::from(*len).min(tail.len());
+        let mut packet = tail[..n].to_vec();
+        rest = &tail[n..];
+        if flags & 1 == 1 && packet.len() >= 8 && last_sent.len() >= 16 {
+            packet[4..8].copy_from_slice(&last_sent[12..16]);
+        }
+        match t.handle_packet(now, &packet) {
+            Ok(Step::Send(p, _)) => last_sent = p,
+            Ok(Step::Done(_)) => return,
+            Ok(Step::Wait(_)) | Err(_) => {}
+        }
+    }
+}

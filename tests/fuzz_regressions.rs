@@ -36,3 +36,18 @@ fn metainfo_regressions() {
 fn magnet_regressions() {
     assert!(replay("magnet", ringtorrent::fuzzing::magnet) > 0);
 }
+
+#[test]
+fn wire_regressions() {
+    assert!(replay("wire", ringtorrent::fuzzing::wire) > 0);
+}
+
+#[test]
+fn http_tracker_regressions() {
+    assert!(replay("http_tracker", ringtorrent::fuzzing::http_tracker) > 0);
+}
+
+#[test]
+fn udp_tracker_regressions() {
+    assert!(replay("udp_tracker", ringtorrent::fuzzing::udp_tracker) > 0);
+}
