@@ -128,7 +128,10 @@ pub fn wire(data: &[u8]) {
 
     let whole = collect(&input, input.len().max(1), piece_count);
     let pieces = collect(&input, usize::from(*chunk % 64) + 1, piece_count);
-    assert_eq!(whole.0, pieces.0, "the events depend on how reads cut the stream");
+    assert_eq!(
+        whole.0, pieces.0,
+        "the events depend on how reads cut the stream"
+    );
 }
 
 /// A small torrent shape for the wire target: `piece_count` pieces of 32 KiB.
@@ -166,7 +169,11 @@ pub fn http_tracker(data: &[u8]) {
 pub fn udp_tracker(data: &[u8]) {
     use crate::tracker::udp::{Request, Step, UdpTracker};
     let now = std::time::Instant::now();
-    let mut t = UdpTracker::new(std::time::Duration::from_secs(1), 4, data.first() == Some(&1));
+    let mut t = UdpTracker::new(
+        std::time::Duration::from_secs(1),
+        4,
+        data.first() == Some(&1),
+    );
     let req = crate::tracker::AnnounceRequest {
         info_hash: crate::metainfo::InfoHash([1; 20]),
         peer_id: crate::wire::PeerId([2; 20]),

@@ -45,6 +45,7 @@ fn sigkill_at_random_moments_then_resume() {
         piece_length: PIECE as u32,
         behavior: Behavior::Honest,
         block_delay: Duration::from_millis(4),
+        ip: [127, 0, 0, 1],
     });
     let out = tmp.path().join("out");
     let state = tmp.path().join("state");

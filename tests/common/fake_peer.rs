@@ -33,6 +33,8 @@ pub struct SeederSpec {
     pub behavior: Behavior,
     /// Pause before each block sent (paces the transfer).
     pub block_delay: Duration,
+    /// A loopback address of its own, so bans by IP hit only this peer.
+    pub ip: [u8; 4],
 }
 
 /// A fake seeder listening on 127.0.0.1; it stops when dropped.
@@ -48,7 +50,7 @@ pub struct FakeSeeder {
 
 impl FakeSeeder {
     pub fn start(spec: SeederSpec) -> FakeSeeder {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = TcpListener::bind(SocketAddr::from((spec.ip, 0))).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let pieces = spec.data.len().div_ceil(spec.piece_length as usize);
@@ -169,7 +171,11 @@ fn serve(
     if spec.behavior == Behavior::WrongInfoHash {
         ours[0] ^= 0xff;
     }
-    s.write_all(&handshake(&ours, b"-FK0001-fakefakefake"))?;
+    // A peer id of its own (clients drop a second connection to one id).
+    let mut id = *b"-FK0001-seeder000000";
+    let port = s.local_addr()?.port().to_string();
+    id[20 - port.len()..].copy_from_slice(port.as_bytes());
+    s.write_all(&handshake(&ours, &id))?;
     let pieces = spec.data.len().div_ceil(spec.piece_length as usize);
     let mut bits = vec![0u8; pieces.div_ceil(8)];
     for p in 0..pieces {
@@ -215,7 +221,10 @@ pub fn connect_and_handshake(
 ) -> std::io::Result<(TcpStream, [u8; 68])> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(&handshake(info_hash, b"-FK0001-hostilepeer1"))?;
+    let mut id = *b"-FK0001-hostile00000";
+    let n = fastrand::u32(..).to_string();
+    id[20 - n.len()..].copy_from_slice(n.as_bytes());
+    s.write_all(&handshake(info_hash, &id))?;
     let mut theirs = [0; 68];
     s.read_exact(&mut theirs)?;
     Ok((s, theirs))
