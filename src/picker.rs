@@ -151,6 +151,11 @@ impl Picker {
     /// Picks the rarest wanted piece the peer has, at random among equals, and
     /// marks it in progress.
     pub fn pick(&mut self, peer: PeerPieces<'_>) -> Option<u32> {
+        self.pick_where(|p| peer.has(p))
+    }
+
+    /// Like `pick`, over the pieces for which `offered` holds.
+    pub fn pick_where(&mut self, offered: impl Fn(u32) -> bool) -> Option<u32> {
         for a in 0..self.buckets.len() {
             let bucket = &self.buckets[a];
             if bucket.is_empty() || (a == 0 && self.seeds == 0) {
@@ -159,7 +164,7 @@ impl Picker {
             let start = fastrand::usize(..bucket.len());
             let found = (0..bucket.len())
                 .map(|k| bucket[(start + k) % bucket.len()])
-                .find(|&p| peer.has(p));
+                .find(|&p| offered(p));
             if let Some(p) = found {
                 self.remove(p);
                 self.state[p as usize] = PieceState::InProgress(1);

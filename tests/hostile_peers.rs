@@ -99,7 +99,8 @@ fn a_peer_that_stalls_with_requests_outstanding_does_not_hold_the_download() {
 fn a_handshake_for_another_torrent_is_refused_and_counted() {
     let f = fixture(1024 * 1024);
     let wrong = f.fake(Behavior::WrongInfoHash, [127, 0, 0, 6], 0);
-    let honest = f.fake(Behavior::Honest, [127, 0, 0, 7], 0);
+    // Paced, so the download cannot end before the other handshake is seen.
+    let honest = f.fake(Behavior::Honest, [127, 0, 0, 7], 5000);
     let s = f.fetch(&[wrong.addr, honest.addr]);
     assert_eq!(s["disconnects"]["wrong_info_hash"], 1, "{s}");
     assert!(s["protocol_errors"].as_u64().unwrap() >= 1, "{s}");

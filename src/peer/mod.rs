@@ -126,6 +126,9 @@ pub struct PeerState {
     pub peer_interested: bool,
     has_all: bool,
     bitfield: Bitfield,
+    /// Pieces not to ask this peer for until the given time (it rejected
+    /// them while unchoking us).
+    avoid: Vec<(u32, Instant)>,
     /// Our requests, in the order sent.
     pub requests_out: VecDeque<Outstanding>,
     /// The peer's requests, in the order received.
@@ -164,6 +167,7 @@ impl PeerState {
             peer_interested: false,
             has_all: false,
             bitfield: Bitfield::new(piece_count),
+            avoid: Vec::new(),
             requests_out: VecDeque::new(),
             requests_in: VecDeque::new(),
             allowed_fast: Vec::new(),
@@ -203,6 +207,26 @@ impl PeerState {
 
     pub fn has(&self, piece: u32) -> bool {
         self.has_all || self.bitfield.get(piece)
+    }
+
+    /// Whether to ask this peer for `piece` now: it has it and did not
+    /// recently reject it.
+    pub fn offers(&self, piece: u32, now: Instant) -> bool {
+        self.has(piece)
+            && !self
+                .avoid
+                .iter()
+                .any(|&(p, until)| p == piece && now < until)
+    }
+
+    /// Stops asking for `piece` until `until` (bounded: the oldest entry
+    /// goes when a peer rejects many pieces).
+    pub fn avoid_piece(&mut self, piece: u32, until: Instant) {
+        self.avoid.retain(|&(p, _)| p != piece);
+        if self.avoid.len() >= 256 {
+            self.avoid.remove(0);
+        }
+        self.avoid.push((piece, until));
     }
 
     pub fn is_seed(&self) -> bool {

@@ -16,6 +16,8 @@ pub struct Stats {
     /// Bytes written to disk after verification.
     pub written: AtomicU64,
     pub hash_failures: AtomicU64,
+    /// Pieces that could not be read from disk to serve a request.
+    pub read_errors: AtomicU64,
     pub pieces_verified: AtomicU64,
     pub peers_connected: AtomicU64,
     pub peers_seen: AtomicU64,

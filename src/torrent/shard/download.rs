@@ -81,7 +81,7 @@ impl Shard {
             .conn(id)
             .is_some_and(|c| c.peer.requests_out.len() < limit)
         {
-            let Some(block) = self.next_block(id) else {
+            let Some(block) = self.next_block(now, id) else {
                 break;
             };
             if let Some(c) = self.conn_mut(id) {
@@ -117,12 +117,12 @@ impl Shard {
     /// The next block to request from peer `id`: a missing block of a piece
     /// already under way here, else a new piece from the picker, else (in
     /// endgame) a block someone else is already fetching.
-    fn next_block(&mut self, id: ConnId) -> Option<BlockRef> {
+    fn next_block(&mut self, now: Instant, id: ConnId) -> Option<BlockRef> {
         // Borrow the slot table, not all of `self`: downloads change below.
         let p = &super::slot_conn(&self.slots, id)?.peer;
         for piece in &self.order {
             if let Some(d) = self.downloads.get_mut(piece)
-                && p.has(*piece)
+                && p.offers(*piece, now)
                 && p.can_request(*piece)
                 && let Some(b) = d.next_missing()
             {
@@ -141,7 +141,7 @@ impl Shard {
                 None
             } else {
                 self.has_budget_for_new()
-                    .then(|| picker.pick(p.pieces()))
+                    .then(|| picker.pick_where(|x| p.offers(x, now)))
                     .flatten()
             };
             (picked, endgame)
@@ -156,7 +156,7 @@ impl Shard {
         let own: Vec<BlockRef> = p.requests_out.iter().map(|o| o.block).collect();
         for piece in &self.order {
             if let Some(d) = self.downloads.get_mut(piece)
-                && p.has(*piece)
+                && p.offers(*piece, now)
                 && let Some(b) = d.next_duplicate(|b| own.contains(b))
             {
                 return Some(b);

@@ -65,6 +65,10 @@ fn slot_conn(slots: &[Slot], id: ConnId) -> Option<&Conn> {
     slot.conn.as_ref()
 }
 
+/// How long a peer is not asked again for a piece it rejected, and a piece
+/// that could not be read is not read again.
+pub(crate) const REJECT_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct Shard {
     pub id: usize,
     shared: Arc<Shared>,
@@ -86,6 +90,9 @@ pub struct Shard {
     budget_blocked: bool,
     shutting_down: bool,
     limits: wire::Limits,
+    /// Pieces whose read failed, until when requests for them are refused
+    /// without another read (the file may be repaired meanwhile).
+    unreadable: HashMap<u32, Instant>,
 }
 
 impl Shard {
@@ -106,6 +113,7 @@ impl Shard {
             latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
             last_second: now,
             budget_blocked: false,
+            unreadable: HashMap::new(),
             shutting_down: false,
         }
     }
@@ -386,6 +394,13 @@ impl Shard {
             Input::Rejected(b) => {
                 if let Some(d) = self.downloads.get_mut(&b.piece) {
                     d.unrequest(&b);
+                }
+                // Rejected while unchoked: the peer cannot serve this piece
+                // now (a read error on its side, say). Ask elsewhere first.
+                if let Some(c) = self.conn_mut(id)
+                    && !c.peer.peer_choking
+                {
+                    c.peer.avoid_piece(b.piece, now + REJECT_BACKOFF);
                 }
                 self.fill(now, id);
                 Ok(())

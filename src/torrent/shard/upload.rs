@@ -12,7 +12,15 @@ use crate::wire::{BlockRef, Message, encode_piece_header};
 
 impl Shard {
     pub(super) fn on_request(&mut self, now: Instant, id: ConnId, b: BlockRef) {
-        let have = self.shared.have.get(b.piece);
+        let readable = match self.unreadable.get(&b.piece) {
+            Some(&until) if now < until => false,
+            Some(_) => {
+                self.unreadable.remove(&b.piece);
+                true
+            }
+            None => true,
+        };
+        let have = self.shared.have.get(b.piece) && readable;
         let Some(c) = self.conn_mut(id) else { return };
         if c.peer.am_choking || !have {
             // BEP 6: a fast peer is told; others just lose the request.
@@ -91,7 +99,14 @@ impl Shard {
         let data = match result {
             Ok(()) => Some(self.shared.read_pool.share(buf)),
             Err(e) => {
-                log::error!("cannot read piece {piece} to upload it: {e}");
+                if self
+                    .unreadable
+                    .insert(piece, now + super::REJECT_BACKOFF)
+                    .is_none()
+                {
+                    log::error!("cannot read piece {piece} to upload it: {e}");
+                }
+                Stats::add(&self.shared.stats.read_errors, 1);
                 None
             }
         };

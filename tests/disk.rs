@@ -1,0 +1,265 @@
+//! Disks that fail: full, read-only, removed under a download, truncated
+//! under a seeder. Each gives a clear error and a non-zero exit where the
+//! work cannot go on, keeps the resume state, and a later run completes
+//! once the cause is gone.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::fake_peer::{Behavior, FakeSeeder, SeederSpec};
+use common::*;
+use ringtorrent::metainfo::Metainfo;
+use ringtorrent::resume::ResumeState;
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+struct Fixture {
+    tmp: tempfile::TempDir,
+    src: PathBuf,
+    torrent: PathBuf,
+    meta: Metainfo,
+    data: Arc<Vec<u8>>,
+}
+
+fn fixture(len: usize) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let data = random_bytes(len, 5);
+    std::fs::write(src.join("data.bin"), &data).unwrap();
+    let torrent = tmp.path().join("t.torrent");
+    rt_create(&src.join("data.bin"), &torrent, "64K");
+    let meta = Metainfo::from_file(&torrent).unwrap();
+    Fixture {
+        tmp,
+        src,
+        torrent,
+        meta,
+        data: Arc::new(data),
+    }
+}
+
+impl Fixture {
+    /// A seeder paced to about `mib_s` MiB/s, so a test can act mid-transfer.
+    fn slow_seeder(&self, mib_s: u64) -> FakeSeeder {
+        FakeSeeder::start(SeederSpec {
+            info_hash: self.meta.info_hash.0,
+            data: self.data.clone(),
+            piece_length: 65536,
+            behavior: Behavior::Honest,
+            block_delay: Duration::from_micros(16_000 / mib_s),
+            ip: [127, 0, 0, 1],
+        })
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.tmp.path().join("state")
+    }
+
+    fn fetch(&self, out: &Path, peer: std::net::SocketAddr) -> Command {
+        let mut c = rt_fetch_cmd(&self.torrent, out, free_port(), &[peer], &["--json"]);
+        c.arg("--state-dir").arg(self.state_dir());
+        c
+    }
+
+    fn saved_pieces(&self) -> u32 {
+        let name = std::fs::read_dir(self.state_dir())
+            .unwrap()
+            .flatten()
+            .find(|e| e.path().extension().is_some_and(|x| x == "resume"))
+            .expect("a resume file")
+            .path();
+        ResumeState::decode(&std::fs::read(name).unwrap())
+            .expect("the resume state is intact")
+            .have
+            .count_ones()
+    }
+}
+
+fn failed_with(o: &Output, expect: &str) -> String {
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "succeeded; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains(expect), "expected {expect:?} in: {stderr}");
+    stderr
+}
+
+/// A tmpfs of `size` at `dir` (root only), unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, options: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn wait_for_data(seeder: &FakeSeeder, p: &mut Proc) {
+    let start = Instant::now();
+    while seeder.served.lock().unwrap().concat().iter().sum::<u32>() < 64 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no data flowed");
+        assert!(p.child.try_wait().unwrap().is_none(), "fetch exited early");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn wait_output(mut p: Proc) -> Output {
+    let start = Instant::now();
+    while p.child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < LIMIT, "fetch did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stderr = Vec::new();
+    std::io::Read::read_to_end(p.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    Output {
+        status: p.child.wait().unwrap(),
+        stdout: Vec::new(),
+        stderr,
+    }
+}
+
+#[test]
+fn a_disk_that_fills_up_mid_download() {
+    let f = fixture(8 * 1024 * 1024);
+    let mnt = f.tmp.path().join("small");
+    let Some(_fs) = Tmpfs::mount(&mnt, "size=12m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); ENOSPC is not tested");
+        return;
+    };
+    let seeder = f.slow_seeder(4);
+    let out = mnt.join("out");
+    let mut p = Proc::spawn(&mut f.fetch(&out, seeder.addr), "fetch");
+    wait_for_data(&seeder, &mut p);
+    std::thread::sleep(Duration::from_millis(1200)); // let a resume save happen
+    // Take every free byte.
+    let filler = mnt.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .output();
+    let o = wait_output(p);
+    failed_with(&o, "No space left on device");
+    let saved = f.saved_pieces();
+    assert!(saved > 0, "no progress was saved");
+
+    // Space again: the next run completes, fetching none of the saved pieces.
+    std::fs::remove_file(&filler).unwrap();
+    seeder.next_epoch();
+    let o = run_limited(&mut f.fetch(&out, seeder.addr), LIMIT);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["resumed_pieces"], saved);
+    assert_same_tree(&f.src.join("data.bin"), &out.join("data.bin"));
+}
+
+#[test]
+fn a_torrent_larger_than_the_disk_is_refused_before_anything_is_written() {
+    // 64 TiB in 256 MiB pieces: valid metainfo, but no disk here holds it.
+    let pieces = (64u64 << 40) / (256 << 20);
+    let mut t =
+        b"d4:infod6:lengthi70368744177664e4:name4:huge12:piece lengthi268435456e6:pieces".to_vec();
+    t.extend_from_slice(format!("{}:", pieces * 20).as_bytes());
+    t.resize(t.len() + pieces as usize * 20, 7);
+    t.extend_from_slice(b"ee");
+    let tmp = tempfile::tempdir().unwrap();
+    let torrent = tmp.path().join("huge.torrent");
+    std::fs::write(&torrent, t).unwrap();
+    let out = tmp.path().join("out");
+    let mut cmd = rt_fetch_cmd(&torrent, &out, free_port(), &[local(1)], &[]);
+    let o = run_limited(&mut cmd, LIMIT);
+    failed_with(&o, "not enough space");
+    assert!(!out.join("huge").exists(), "a file was created anyway");
+}
+
+#[test]
+fn a_read_only_output_directory() {
+    let f = fixture(256 * 1024);
+    let out = f.tmp.path().join("ro");
+    let _fs = Tmpfs::mount(&out, "ro,size=1m");
+    if _fs.is_none() {
+        // Not root: permissions make it read-only.
+        std::fs::create_dir_all(&out).unwrap();
+        let mut perm = std::fs::metadata(&out).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o555);
+        std::fs::set_permissions(&out, perm).unwrap();
+    }
+    let o = run_limited(&mut f.fetch(&out, local(1)), LIMIT);
+    let err = failed_with(&o, &out.display().to_string());
+    assert!(
+        err.contains("Read-only file system") || err.contains("Permission denied"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_output_directory_removed_mid_download() {
+    let f = fixture(8 * 1024 * 1024);
+    let seeder = f.slow_seeder(4);
+    let parent = f.tmp.path().join("parent");
+    let out = parent.join("out");
+    let mut p = Proc::spawn(&mut f.fetch(&out, seeder.addr), "fetch");
+    wait_for_data(&seeder, &mut p);
+    std::fs::remove_dir_all(&parent).unwrap();
+    let o = wait_output(p);
+    failed_with(&o, "was removed while downloading into it");
+
+    // The next run starts over in a fresh directory and completes.
+    let o = run_limited(&mut f.fetch(&out, seeder.addr), LIMIT);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["resumed_pieces"], 0);
+    assert_same_tree(&f.src.join("data.bin"), &out.join("data.bin"));
+}
+
+#[test]
+fn a_file_truncated_under_a_running_seeder() {
+    let f = fixture(4 * 1024 * 1024);
+    let file = f.src.join("data.bin");
+    let (mut seeder, addr) = rt_seed(&f.torrent, &f.src, &[]);
+    // Half the payload disappears after the seeder checked it.
+    let half = 2 * 1024 * 1024;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(half)
+        .unwrap();
+    let out = f.tmp.path().join("out");
+    let mut cmd = f.fetch(&out, addr);
+    cmd.args(["--timeout", "3"]);
+    let o = run_limited(&mut cmd, LIMIT);
+    failed_with(&o, "nothing received for 3 s");
+    assert!(
+        seeder.child.try_wait().unwrap().is_none(),
+        "the seeder died: {}",
+        seeder.stderr()
+    );
+    let saved = f.saved_pieces();
+    assert_eq!(saved, 32, "the intact half was saved");
+
+    // The data is back: the download completes from where it stopped.
+    std::fs::write(&file, &*f.data).unwrap();
+    let o = run_limited(&mut f.fetch(&out, addr), LIMIT);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["resumed_pieces"], saved);
+    assert_same_tree(&file, &out.join("data.bin"));
+    let (st, _) = seeder.terminate(Duration::from_secs(5));
+    assert!(st.success());
+    assert!(
+        seeder.stderr().contains("shorter than the torrent says"),
+        "the read error was not reported"
+    );
+}
