@@ -111,6 +111,9 @@ impl JobBuf {
 struct DiskJob {
     piece: u32,
     buf: JobBuf,
+    /// Bytes the piece was moved up in its buffer to line up with its file
+    /// for direct I/O (undone when the job ends).
+    shift: usize,
     outstanding: u32,
     error: Option<String>,
     started: Instant,
@@ -431,11 +434,15 @@ impl Driver {
     /// page cache), through the buffered one for unaligned heads and tails.
     fn disk(&mut self, piece: u32, mut buf: JobBuf) {
         let write = matches!(buf, JobBuf::Write(_));
-        let base = buf.as_mut_ptr() as usize;
         let spans: Vec<_> = self.info.block_spans(piece, 0, buf.len() as u32).collect();
+        let shift = match &mut buf {
+            JobBuf::Write(b) => self.align_for_direct(b, &spans),
+            JobBuf::Read(_) => 0,
+        };
+        let base = buf.as_mut_ptr() as usize;
         let mut ops: Vec<(usize, bool, u64, usize, usize)> = Vec::new();
         let mut error = None;
-        let mut at = 0usize;
+        let mut at = shift;
         for s in spans {
             let len = s.len as usize;
             let entry = &self.info.files[s.file];
@@ -479,6 +486,7 @@ impl Driver {
         let job = self.jobs.insert(DiskJob {
             piece,
             buf,
+            shift,
             outstanding: ops.len() as u32,
             error,
             started: Instant::now(),
@@ -490,6 +498,38 @@ impl Driver {
         for (file, direct, file_offset, buf_offset, len) in ops {
             self.submit_disk(job, file, direct, file_offset, buf_offset, len);
         }
+    }
+
+    /// In a multi-file torrent most files start at offsets that are not
+    /// block-aligned, so a piece's bytes never line up with their file and
+    /// would all go through the page cache. Moving the piece up by less than
+    /// a block inside its buffer lines up its largest span: one memmove
+    /// instead of a page-cache copy (and its page faults) for that span.
+    /// Returns the shift; the data then starts at `buf[shift..]`.
+    fn align_for_direct(&self, buf: &mut PieceBuf, spans: &[crate::metainfo::FileSpan]) -> usize {
+        const WORTH_IT: u64 = 16 * ALIGN as u64;
+        let Some(big) = spans
+            .iter()
+            .filter(|s| s.len >= WORTH_IT && self.storage.direct_fd(s.file).is_some())
+            .max_by_key(|s| s.len)
+        else {
+            return 0;
+        };
+        let before: u64 = spans
+            .iter()
+            .take_while(|s| !std::ptr::eq(*s, big))
+            .map(|s| s.len)
+            .sum();
+        let base = buf.as_ptr() as usize % ALIGN;
+        let want = (big.offset % ALIGN as u64) as usize;
+        let shift = (want + ALIGN - (base + before as usize) % ALIGN) % ALIGN;
+        let len = buf.len();
+        if shift == 0 || len + shift > buf.capacity() {
+            return 0;
+        }
+        buf.set_len(len + shift);
+        buf.copy_within(0..len, shift);
+        shift
     }
 
     fn submit_disk(
@@ -554,7 +594,11 @@ impl Driver {
         };
         let now = Instant::now();
         match j.buf {
-            JobBuf::Write(buf) => self.shard.handle_written(now, j.piece, buf, result),
+            JobBuf::Write(mut buf) => {
+                // The bytes are on disk; the buffer goes back to the pool.
+                buf.set_len(buf.len() - j.shift);
+                self.shard.handle_written(now, j.piece, buf, result)
+            }
             JobBuf::Read(buf) => self.shard.handle_read(now, j.piece, buf, result),
         }
     }

@@ -245,7 +245,11 @@ impl Shared {
     pub fn take_buffer(&self) -> PieceBuf {
         lock(&self.pool)
             .pop()
-            .unwrap_or_else(|| PieceBuf::new(self.info.piece_length as usize, 0))
+            // One block of slack lets the driver shift a piece into
+            // alignment with its file for a direct write.
+            .unwrap_or_else(|| {
+                PieceBuf::new(self.info.piece_length as usize + crate::buffer::ALIGN, 0)
+            })
     }
 
     pub fn return_buffer(&self, buf: PieceBuf) {
