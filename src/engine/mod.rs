@@ -171,7 +171,7 @@ pub enum EngineError {
         connected: u64,
         tracker_failures: u64,
     },
-    #[error("resume state")]
+    #[error("resume state (choose another --state-dir, or --no-resume)")]
     Resume(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("stopped before the download completed ({have} of {total} pieces)")]
     Interrupted { have: u32, total: u32 },
@@ -213,6 +213,7 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
         }
         _ => None,
     };
+    let from_state = trusted.is_some();
     let resumed_pieces = trusted.as_ref().map_or(0, Bitfield::count_ones);
     let have: Bitfield = match trusted {
         Some(have) => have,
@@ -224,7 +225,7 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
         storage.root().display(),
         have.count_ones(),
         info.piece_count(),
-        if resumed_pieces > 0 {
+        if from_state {
             "from resume state"
         } else {
             "checked"
@@ -271,7 +272,7 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
     // Downloads save as they go.
     let saver = match (target, cfg.mode) {
         (Some(t), Mode::Seed) => {
-            if resumed_pieces == 0 {
+            if !from_state {
                 save_seed_state(&t, &shared, &storage);
             }
             None
