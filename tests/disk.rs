@@ -263,3 +263,47 @@ fn a_file_truncated_under_a_running_seeder() {
         "the read error was not reported"
     );
 }
+
+#[test]
+fn symlinks_planted_in_the_payload_path_are_not_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = tmp.path().join("seed");
+    let payload = make_multi(&seed, "tree", 100_000);
+    let torrent = tmp.path().join("t.torrent");
+    rt_create(&payload, &torrent, "16K");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("precious"), b"keep me").unwrap();
+
+    // A directory of the payload that is a symlink to elsewhere.
+    let out = tmp.path().join("out1");
+    std::fs::create_dir_all(out.join("tree")).unwrap();
+    std::os::unix::fs::symlink(&outside, out.join("tree/a")).unwrap();
+    let o = run_limited(
+        &mut rt_fetch_cmd(&torrent, &out, free_port(), &[local(1)], &[]),
+        LIMIT,
+    );
+    failed_with(&o, "is a symlink; refusing to follow it");
+
+    // A file of the payload that is a symlink to a file elsewhere.
+    let out = tmp.path().join("out2");
+    std::fs::create_dir_all(out.join("tree")).unwrap();
+    std::os::unix::fs::symlink(outside.join("precious"), out.join("tree/big.bin")).unwrap();
+    let o = run_limited(
+        &mut rt_fetch_cmd(&torrent, &out, free_port(), &[local(1)], &[]),
+        LIMIT,
+    );
+    failed_with(&o, "is a symlink; refusing to follow it");
+
+    // Where a file should be, a directory: not replaced, not written into.
+    let out = tmp.path().join("out3");
+    std::fs::create_dir_all(out.join("tree/big.bin")).unwrap();
+    let o = run_limited(
+        &mut rt_fetch_cmd(&torrent, &out, free_port(), &[local(1)], &[]),
+        LIMIT,
+    );
+    failed_with(&o, "is not a regular file");
+
+    assert_eq!(std::fs::read(outside.join("precious")).unwrap(), b"keep me");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+}
