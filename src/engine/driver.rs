@@ -717,6 +717,10 @@ impl Driver {
                 let Some(j) = self.jobs.get_mut(job) else {
                     return;
                 };
+                if res > 0 && matches!(j.buf, JobBuf::Write(_)) {
+                    // Before the piece can be marked had: see `Storage::sync`.
+                    self.storage.mark_written(file);
+                }
                 match res {
                     n if n < 0 => {
                         let err = std::io::Error::from_raw_os_error(-n);

@@ -178,3 +178,27 @@ fn seed_with_missing_files() {
         Err(StorageError::NoData(_))
     ));
 }
+
+#[test]
+fn sync_flushes_only_files_written_since_the_last_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let i = info(&[(&["a"], 100, false), (&["b"], 100, false)], 1024);
+    let s = Storage::open(&i, tmp.path(), OpenMode::Fetch).unwrap();
+    let pending = |s: &Storage| -> Vec<bool> {
+        s.written
+            .iter()
+            .map(|w| w.load(std::sync::atomic::Ordering::Acquire))
+            .collect()
+    };
+    assert_eq!(pending(&s), [false, false]);
+    s.mark_written(1);
+    s.mark_written(7); // out of range: ignored
+    assert_eq!(pending(&s), [false, true]);
+    s.sync().unwrap();
+    assert_eq!(pending(&s), [false, false]);
+    // The state on disk is still right: still in place, full length.
+    assert!(s.still_in_place());
+    assert_eq!(s.stamps()[1].unwrap().length, 100);
+    std::fs::remove_dir_all(tmp.path().join("top")).unwrap();
+    assert!(!s.still_in_place(), "a removed payload is noticed");
+}
