@@ -7,77 +7,42 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::fake_peer::{Behavior, FakeSeeder, SeederSpec};
+use common::fake_peer::{Behavior, FakeSeeder};
+use common::single_file::{SingleFile, saved_state};
 use common::*;
-use ringtorrent::metainfo::Metainfo;
-use ringtorrent::resume::ResumeState;
 
 const LIMIT: Duration = Duration::from_secs(90);
 
-struct Fixture {
-    tmp: tempfile::TempDir,
-    src: PathBuf,
-    torrent: PathBuf,
-    meta: Metainfo,
-    data: Arc<Vec<u8>>,
+fn fixture(len: usize) -> SingleFile {
+    SingleFile::new(len, 5, "64K")
 }
 
-fn fixture(len: usize) -> Fixture {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    let data = random_bytes(len, 5);
-    std::fs::write(src.join("data.bin"), &data).unwrap();
-    let torrent = tmp.path().join("t.torrent");
-    rt_create(&src.join("data.bin"), &torrent, "64K");
-    let meta = Metainfo::from_file(&torrent).unwrap();
-    Fixture {
-        tmp,
-        src,
-        torrent,
-        meta,
-        data: Arc::new(data),
-    }
+/// A seeder paced to about `mib_s` MiB/s, so a test can act mid-transfer.
+fn slow_seeder(f: &SingleFile, mib_s: u64) -> FakeSeeder {
+    f.fake_seeder(
+        Behavior::Honest,
+        [127, 0, 0, 1],
+        Duration::from_micros(16_000 / mib_s),
+    )
 }
 
-impl Fixture {
-    /// A seeder paced to about `mib_s` MiB/s, so a test can act mid-transfer.
-    fn slow_seeder(&self, mib_s: u64) -> FakeSeeder {
-        FakeSeeder::start(SeederSpec {
-            info_hash: self.meta.info_hash.0,
-            data: self.data.clone(),
-            piece_length: 65536,
-            behavior: Behavior::Honest,
-            block_delay: Duration::from_micros(16_000 / mib_s),
-            ip: [127, 0, 0, 1],
-        })
-    }
+fn state_dir(f: &SingleFile) -> PathBuf {
+    f.tmp.path().join("state")
+}
 
-    fn state_dir(&self) -> PathBuf {
-        self.tmp.path().join("state")
-    }
+fn fetch(f: &SingleFile, out: &Path, peer: std::net::SocketAddr) -> Command {
+    let mut c = rt_fetch_cmd(&f.torrent, out, free_port(), &[peer], &["--json"]);
+    c.arg("--state-dir").arg(state_dir(f));
+    c
+}
 
-    fn fetch(&self, out: &Path, peer: std::net::SocketAddr) -> Command {
-        let mut c = rt_fetch_cmd(&self.torrent, out, free_port(), &[peer], &["--json"]);
-        c.arg("--state-dir").arg(self.state_dir());
-        c
-    }
-
-    fn saved_pieces(&self) -> u32 {
-        let name = std::fs::read_dir(self.state_dir())
-            .unwrap()
-            .flatten()
-            .find(|e| e.path().extension().is_some_and(|x| x == "resume"))
-            .expect("a resume file")
-            .path();
-        ResumeState::decode(&std::fs::read(name).unwrap())
-            .expect("the resume state is intact")
-            .have
-            .count_ones()
-    }
+fn saved_pieces(f: &SingleFile) -> u32 {
+    saved_state(&state_dir(f))
+        .expect("the resume state is intact")
+        .have
+        .count_ones()
 }
 
 fn failed_with(o: &Output, expect: &str) -> String {
@@ -141,9 +106,9 @@ fn a_disk_that_fills_up_mid_download() {
         eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); ENOSPC is not tested");
         return;
     };
-    let seeder = f.slow_seeder(4);
+    let seeder = slow_seeder(&f, 4);
     let out = mnt.join("out");
-    let mut p = Proc::spawn(&mut f.fetch(&out, seeder.addr), "fetch");
+    let mut p = Proc::spawn(&mut fetch(&f, &out, seeder.addr), "fetch");
     wait_for_data(&seeder, &mut p);
     std::thread::sleep(Duration::from_millis(1200)); // let a resume save happen
     // Take every free byte.
@@ -154,13 +119,13 @@ fn a_disk_that_fills_up_mid_download() {
         .output();
     let o = wait_output(p);
     failed_with(&o, "No space left on device");
-    let saved = f.saved_pieces();
+    let saved = saved_pieces(&f);
     assert!(saved > 0, "no progress was saved");
 
     // Space again: the next run completes, fetching none of the saved pieces.
     std::fs::remove_file(&filler).unwrap();
     seeder.next_epoch();
-    let o = run_limited(&mut f.fetch(&out, seeder.addr), LIMIT);
+    let o = run_limited(&mut fetch(&f, &out, seeder.addr), LIMIT);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(json(&o)["resumed_pieces"], saved);
     assert_same_tree(&f.src.join("data.bin"), &out.join("data.bin"));
@@ -197,7 +162,7 @@ fn a_read_only_output_directory() {
         std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o555);
         std::fs::set_permissions(&out, perm).unwrap();
     }
-    let o = run_limited(&mut f.fetch(&out, local(1)), LIMIT);
+    let o = run_limited(&mut fetch(&f, &out, local(1)), LIMIT);
     let err = failed_with(&o, &out.display().to_string());
     assert!(
         err.contains("Read-only file system") || err.contains("Permission denied"),
@@ -208,17 +173,17 @@ fn a_read_only_output_directory() {
 #[test]
 fn an_output_directory_removed_mid_download() {
     let f = fixture(8 * 1024 * 1024);
-    let seeder = f.slow_seeder(4);
+    let seeder = slow_seeder(&f, 4);
     let parent = f.tmp.path().join("parent");
     let out = parent.join("out");
-    let mut p = Proc::spawn(&mut f.fetch(&out, seeder.addr), "fetch");
+    let mut p = Proc::spawn(&mut fetch(&f, &out, seeder.addr), "fetch");
     wait_for_data(&seeder, &mut p);
     std::fs::remove_dir_all(&parent).unwrap();
     let o = wait_output(p);
     failed_with(&o, "was removed while downloading into it");
 
     // The next run starts over in a fresh directory and completes.
-    let o = run_limited(&mut f.fetch(&out, seeder.addr), LIMIT);
+    let o = run_limited(&mut fetch(&f, &out, seeder.addr), LIMIT);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(json(&o)["resumed_pieces"], 0);
     assert_same_tree(&f.src.join("data.bin"), &out.join("data.bin"));
@@ -238,7 +203,7 @@ fn a_file_truncated_under_a_running_seeder() {
         .set_len(half)
         .unwrap();
     let out = f.tmp.path().join("out");
-    let mut cmd = f.fetch(&out, addr);
+    let mut cmd = fetch(&f, &out, addr);
     cmd.args(["--timeout", "3"]);
     let o = run_limited(&mut cmd, LIMIT);
     failed_with(&o, "nothing received for 3 s");
@@ -247,12 +212,12 @@ fn a_file_truncated_under_a_running_seeder() {
         "the seeder died: {}",
         seeder.stderr()
     );
-    let saved = f.saved_pieces();
+    let saved = saved_pieces(&f);
     assert_eq!(saved, 32, "the intact half was saved");
 
     // The data is back: the download completes from where it stopped.
     std::fs::write(&file, &*f.data).unwrap();
-    let o = run_limited(&mut f.fetch(&out, addr), LIMIT);
+    let o = run_limited(&mut fetch(&f, &out, addr), LIMIT);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(json(&o)["resumed_pieces"], saved);
     assert_same_tree(&file, &out.join("data.bin"));

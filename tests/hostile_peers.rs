@@ -6,75 +6,43 @@ mod common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fake_peer::*;
+use common::single_file::SingleFile;
 use common::*;
 use ringtorrent::metainfo::Metainfo;
 
 const PIECE: u32 = 64 * 1024;
 
-struct Fixture {
-    _tmp: tempfile::TempDir,
-    src: PathBuf,
-    torrent: PathBuf,
-    out: PathBuf,
-    meta: Metainfo,
-    data: Arc<Vec<u8>>,
+fn fixture(len: usize) -> SingleFile {
+    SingleFile::new(len, 99, "64K")
 }
 
-fn fixture(len: usize) -> Fixture {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    let data = random_bytes(len, 99);
-    std::fs::write(src.join("data.bin"), &data).unwrap();
-    let torrent = tmp.path().join("t.torrent");
-    rt_create(&src.join("data.bin"), &torrent, "64K");
-    let meta = Metainfo::from_file(&torrent).unwrap();
-    Fixture {
-        out: tmp.path().join("out"),
-        src,
-        torrent,
-        meta,
-        data: Arc::new(data),
-        _tmp: tmp,
-    }
+fn fake(f: &SingleFile, behavior: Behavior, ip: [u8; 4], delay_us: u64) -> FakeSeeder {
+    f.fake_seeder(behavior, ip, Duration::from_micros(delay_us))
 }
 
-impl Fixture {
-    fn fake(&self, behavior: Behavior, ip: [u8; 4], delay_us: u64) -> FakeSeeder {
-        FakeSeeder::start(SeederSpec {
-            info_hash: self.meta.info_hash.0,
-            data: self.data.clone(),
-            piece_length: PIECE,
-            behavior,
-            block_delay: Duration::from_micros(delay_us),
-            ip,
-        })
-    }
-
-    fn fetch(&self, peers: &[SocketAddr]) -> serde_json::Value {
-        let mut cmd = rt_fetch_cmd(&self.torrent, &self.out, free_port(), peers, &["--json"]);
-        let o = run_limited(&mut cmd, Duration::from_secs(60));
-        assert!(
-            o.status.success(),
-            "fetch failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert_same_tree(&self.src.join("data.bin"), &self.out.join("data.bin"));
-        json(&o)
-    }
+/// Fetches from `peers`, checks every byte, returns the summary.
+fn fetch(f: &SingleFile, peers: &[SocketAddr]) -> serde_json::Value {
+    let out = f.tmp.path().join("out");
+    let mut cmd = rt_fetch_cmd(&f.torrent, &out, free_port(), peers, &["--json"]);
+    let o = run_limited(&mut cmd, Duration::from_secs(60));
+    assert!(
+        o.status.success(),
+        "fetch failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_same_tree(&f.src.join("data.bin"), &out.join("data.bin"));
+    json(&o)
 }
 
 #[test]
 fn a_peer_sending_bad_data_is_banned_and_the_pieces_come_from_others() {
     let f = fixture(4 * 1024 * 1024);
-    let liar = f.fake(Behavior::Corrupt, [127, 0, 0, 2], 0);
-    let honest = f.fake(Behavior::Honest, [127, 0, 0, 3], 200);
-    let s = f.fetch(&[liar.addr, honest.addr]);
+    let liar = fake(&f, Behavior::Corrupt, [127, 0, 0, 2], 0);
+    let honest = fake(&f, Behavior::Honest, [127, 0, 0, 3], 200);
+    let s = fetch(&f, &[liar.addr, honest.addr]);
     assert!(s["hash_failures"].as_u64().unwrap() >= 1, "{s}");
     assert_eq!(s["peers_banned"], 1, "{s}");
     assert!(s["wasted"].as_u64().unwrap() >= u64::from(PIECE), "{s}");
@@ -83,10 +51,10 @@ fn a_peer_sending_bad_data_is_banned_and_the_pieces_come_from_others() {
 #[test]
 fn a_peer_that_stalls_with_requests_outstanding_does_not_hold_the_download() {
     let f = fixture(4 * 1024 * 1024);
-    let staller = f.fake(Behavior::Stall, [127, 0, 0, 4], 0);
-    let honest = f.fake(Behavior::Honest, [127, 0, 0, 5], 100);
+    let staller = fake(&f, Behavior::Stall, [127, 0, 0, 4], 0);
+    let honest = fake(&f, Behavior::Honest, [127, 0, 0, 5], 100);
     let start = Instant::now();
-    f.fetch(&[staller.addr, honest.addr]);
+    fetch(&f, &[staller.addr, honest.addr]);
     // The honest peer alone needs ~1 s; the snub timeout is 20 s.
     assert!(
         start.elapsed() < Duration::from_secs(15),
@@ -98,10 +66,10 @@ fn a_peer_that_stalls_with_requests_outstanding_does_not_hold_the_download() {
 #[test]
 fn a_handshake_for_another_torrent_is_refused_and_counted() {
     let f = fixture(1024 * 1024);
-    let wrong = f.fake(Behavior::WrongInfoHash, [127, 0, 0, 6], 0);
+    let wrong = fake(&f, Behavior::WrongInfoHash, [127, 0, 0, 6], 0);
     // Paced, so the download cannot end before the other handshake is seen.
-    let honest = f.fake(Behavior::Honest, [127, 0, 0, 7], 5000);
-    let s = f.fetch(&[wrong.addr, honest.addr]);
+    let honest = fake(&f, Behavior::Honest, [127, 0, 0, 7], 5000);
+    let s = fetch(&f, &[wrong.addr, honest.addr]);
     assert_eq!(s["disconnects"]["wrong_info_hash"], 1, "{s}");
     assert!(s["protocol_errors"].as_u64().unwrap() >= 1, "{s}");
 }
@@ -112,14 +80,6 @@ fn leecher(addr: SocketAddr, meta: &Metainfo) -> TcpStream {
     let (s, theirs) = connect_and_handshake(addr, &meta.info_hash.0).unwrap();
     assert_eq!(&theirs[28..48], &meta.info_hash.0);
     s
-}
-
-fn seed_summary(p: &mut Proc) -> serde_json::Value {
-    let (st, _) = p.terminate(Duration::from_secs(5));
-    assert!(st.success(), "{}", p.stderr());
-    let mut text = String::new();
-    std::io::Read::read_to_string(p.child.stdout.as_mut().unwrap(), &mut text).unwrap();
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 #[test]
@@ -189,9 +149,9 @@ fn hostile_leechers_are_cut_off_and_the_seeder_keeps_serving() {
 
     // Still serving.
     std::thread::sleep(Duration::from_millis(300));
-    f.fetch(&[addr]);
+    fetch(&f, &[addr]);
 
-    let s = seed_summary(&mut seeder);
+    let s = seeder.terminate_json();
     let d = &s["disconnects"];
     for kind in [
         "wrong_info_hash",

@@ -5,52 +5,28 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::fake_peer::{Behavior, FakeSeeder, SeederSpec};
+use common::fake_peer::Behavior;
+use common::single_file::{SingleFile, saved_state};
 use common::*;
 use ringtorrent::bitfield::Bitfield;
 use ringtorrent::metainfo::Metainfo;
-use ringtorrent::resume::ResumeState;
 
 const PIECE: usize = 128 * 1024;
 
-fn saved_state(state_dir: &Path) -> Option<ResumeState> {
-    let entry = std::fs::read_dir(state_dir)
-        .ok()?
-        .flatten()
-        .find(|e| e.path().extension().is_some_and(|x| x == "resume"))?;
-    let bytes = std::fs::read(entry.path()).ok()?;
-    Some(ResumeState::decode(&bytes).expect("a saved state always decodes"))
-}
-
 #[test]
 fn sigkill_at_random_moments_then_resume() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    let data = random_bytes(32 * 1024 * 1024 + 777, 41);
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("data.bin"), &data).unwrap();
-    let torrent = tmp.path().join("t.torrent");
-    rt_create(&src.join("data.bin"), &torrent, "128K");
-    let meta = Metainfo::from_file(&torrent).unwrap();
-    let pieces = meta.info.piece_count() as usize;
+    let f = SingleFile::new(32 * 1024 * 1024 + 777, 41, "128K");
+    let pieces = f.meta.info.piece_count() as usize;
     // About 4 MiB/s: an 8 s transfer to interrupt.
-    let seeder = FakeSeeder::start(SeederSpec {
-        info_hash: meta.info_hash.0,
-        data: Arc::new(data),
-        piece_length: PIECE as u32,
-        behavior: Behavior::Honest,
-        block_delay: Duration::from_millis(4),
-        ip: [127, 0, 0, 1],
-    });
+    let seeder = f.fake_seeder(Behavior::Honest, [127, 0, 0, 1], Duration::from_millis(4));
+    let (tmp, torrent, src) = (&f.tmp, &f.torrent, &f.src);
     let out = tmp.path().join("out");
     let state = tmp.path().join("state");
     let fetch = || {
-        let mut c = rt_fetch_cmd(&torrent, &out, free_port(), &[seeder.addr], &[]);
+        let mut c = rt_fetch_cmd(torrent, &out, free_port(), &[seeder.addr], &[]);
         c.arg("--state-dir").arg(&state);
         c
     };
@@ -112,7 +88,7 @@ fn sigkill_at_random_moments_then_resume() {
             );
         }
     }
-    let blocks = |p: usize| (PIECE.min(32 * 1024 * 1024 + 777 - p * PIECE)).div_ceil(16384) as u32;
+    let blocks = |p: usize| (PIECE.min(f.data.len() - p * PIECE)).div_ceil(16384) as u32;
     let twice = (0..pieces)
         .filter(|&p| served.iter().map(|e| e[p]).sum::<u32>() > blocks(p))
         .count();
@@ -151,11 +127,7 @@ fn seed_trusts_resume_state_only_while_files_are_unchanged() {
             "seed",
         );
         std::thread::sleep(Duration::from_millis(500));
-        let (st, _) = p.terminate(Duration::from_secs(5));
-        assert!(st.success(), "{}", p.stderr());
-        let mut text = String::new();
-        std::io::Read::read_to_string(p.child.stdout.as_mut().unwrap(), &mut text).unwrap();
-        serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        p.terminate_json()
     };
     let pieces = Metainfo::from_file(&torrent).unwrap().info.piece_count();
     // The download's final state vouches for everything: no check.

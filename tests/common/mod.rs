@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fake_peer;
+pub mod single_file;
 pub mod tracker;
 
 use std::path::{Path, PathBuf};
@@ -165,6 +166,21 @@ impl Proc {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Stops a `--json` process with SIGTERM, checks it exited 0 and returns
+    /// its summary.
+    pub fn terminate_json(&mut self) -> serde_json::Value {
+        let (st, _) = self.terminate(Duration::from_secs(5));
+        if !st.success() {
+            let err = self.stderr();
+            panic!("{} failed ({st}): {err}", self.name);
+        }
+        let mut text = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            out.read_to_string(&mut text).unwrap();
+        }
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
     }
 
     pub fn stderr(&mut self) -> String {

@@ -1,0 +1,68 @@
+//! A single-file payload of random bytes with its torrent, and the fake
+//! peers and resume state that tests built around it need.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringtorrent::metainfo::Metainfo;
+use ringtorrent::resume::ResumeState;
+
+use super::fake_peer::{Behavior, FakeSeeder, SeederSpec};
+use super::{random_bytes, rt_create};
+
+/// `src/data.bin` in a temp dir, and `t.torrent` for it.
+pub struct SingleFile {
+    pub tmp: tempfile::TempDir,
+    pub src: PathBuf,
+    pub torrent: PathBuf,
+    pub meta: Metainfo,
+    pub data: Arc<Vec<u8>>,
+}
+
+impl SingleFile {
+    pub fn new(len: usize, seed: u64, piece: &str) -> SingleFile {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let data = random_bytes(len, seed);
+        std::fs::write(src.join("data.bin"), &data).unwrap();
+        let torrent = tmp.path().join("t.torrent");
+        rt_create(&src.join("data.bin"), &torrent, piece);
+        let meta = Metainfo::from_file(&torrent).unwrap();
+        SingleFile {
+            tmp,
+            src,
+            torrent,
+            meta,
+            data: Arc::new(data),
+        }
+    }
+
+    /// A fake peer serving this payload from its own loopback address.
+    pub fn fake_seeder(
+        &self,
+        behavior: Behavior,
+        ip: [u8; 4],
+        block_delay: Duration,
+    ) -> FakeSeeder {
+        FakeSeeder::start(SeederSpec {
+            info_hash: self.meta.info_hash.0,
+            data: self.data.clone(),
+            piece_length: self.meta.info.piece_length,
+            behavior,
+            block_delay,
+            ip,
+        })
+    }
+}
+
+/// The resume state saved in `state_dir`, if there is one yet.
+pub fn saved_state(state_dir: &Path) -> Option<ResumeState> {
+    let entry = std::fs::read_dir(state_dir)
+        .ok()?
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "resume"))?;
+    let bytes = std::fs::read(entry.path()).ok()?;
+    Some(ResumeState::decode(&bytes).expect("a saved state always decodes"))
+}
