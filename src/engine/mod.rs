@@ -191,26 +191,23 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
         Mode::Fetch { .. } => OpenMode::Fetch,
     };
     let storage = Arc::new(Storage::open(&info, &cfg.dir, open_mode)?);
-    let target = match &cfg.resume {
+    // Where this payload's resume state lives, if resume state is on.
+    let resume = match &cfg.resume {
         Some(r) => {
             store::prepare_dir(&r.dir).map_err(|e| EngineError::Resume(Box::new(e)))?;
             let root = storage
                 .root()
                 .canonicalize()
                 .unwrap_or_else(|_| storage.root().to_path_buf());
-            Some(SaveTarget {
-                path: r
-                    .dir
-                    .join(ResumeState::file_name(&cfg.metainfo.info_hash, &root)),
-                root,
-            })
+            let path = r
+                .dir
+                .join(ResumeState::file_name(&cfg.metainfo.info_hash, &root));
+            Some((r, SaveTarget { path, root }))
         }
         None => None,
     };
-    let trusted = match (&cfg.resume, &target) {
-        (Some(r), Some(t)) if r.trust || cfg.mode != Mode::Seed => {
-            resumed(&cfg, &info, &storage, t)
-        }
+    let trusted = match &resume {
+        Some((r, t)) if r.trust || cfg.mode != Mode::Seed => resumed(&cfg, &info, &storage, t),
         _ => None,
     };
     let from_state = trusted.is_some();
@@ -270,23 +267,17 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
 
     // Seeding never changes the files: one save after a check is enough.
     // Downloads save as they go.
-    let saver = match (target, cfg.mode) {
-        (Some(t), Mode::Seed) => {
+    let saver = match (resume, cfg.mode) {
+        (Some((_, t)), Mode::Seed) => {
             if !from_state {
                 save_seed_state(&t, &shared, &storage);
             }
             None
         }
-        (Some(t), Mode::Fetch { .. }) => {
-            let interval = cfg
-                .resume
-                .as_ref()
-                .map_or(Duration::from_secs(1), |r| r.interval);
-            Some(
-                resume_saver::Saver::spawn(t, shared.clone(), storage.clone(), interval)
-                    .map_err(EngineError::Start)?,
-            )
-        }
+        (Some((r, t)), Mode::Fetch { .. }) => Some(
+            resume_saver::Saver::spawn(t, shared.clone(), storage.clone(), r.interval)
+                .map_err(EngineError::Start)?,
+        ),
         (None, _) => None,
     };
 

@@ -66,7 +66,7 @@ impl ResumeState {
     /// places keep separate states.
     pub fn file_name(info_hash: &InfoHash, root: &Path) -> String {
         let dir_hash = crate::hash::sha1(root.as_os_str().as_encoded_bytes());
-        let short: String = dir_hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let short = data_encoding::HEXLOWER.encode(&dir_hash[..6]);
         format!("{}-{short}.resume", info_hash.to_hex())
     }
 
