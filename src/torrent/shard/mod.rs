@@ -156,6 +156,20 @@ impl Shard {
         slot.conn.as_mut()
     }
 
+    /// Removes a connection from its slot (freeing the slot) and asks the
+    /// driver to close its socket.
+    fn take_conn(&mut self, id: ConnId) -> Option<Conn> {
+        let slot = self.slots.get_mut(id.slot as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        let c = slot.conn.take()?;
+        self.free.push(id.slot);
+        self.dirty.retain(|d| *d != id);
+        self.actions.push_back(Action::Close { conn: id });
+        Some(c)
+    }
+
     fn conn(&self, id: ConnId) -> Option<&Conn> {
         slot_conn(&self.slots, id)
     }
@@ -272,19 +286,10 @@ impl Shard {
 
     /// An outgoing dial failed: the address is retried later, with backoff.
     pub fn handle_connect_failed(&mut self, now: Instant, id: ConnId, why: &str) {
-        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
-            return;
-        };
-        if slot.generation != id.generation {
-            return;
-        }
-        let Some(c) = slot.conn.take() else { return };
-        self.free.push(id.slot);
+        let Some(c) = self.take_conn(id) else { return };
         log::debug!("cannot connect to {}: {why}", c.peer.addr);
         Stats::add(&self.shared.stats.connect_failures, 1);
         lock(&self.shared.registry).dial_failed(now, c.peer.addr, self.id);
-        self.dirty.retain(|d| *d != id);
-        self.actions.push_back(Action::Close { conn: id });
     }
 
     /// Bytes arrived on a connection.
@@ -502,14 +507,7 @@ impl Shard {
 
     /// Forgets a connection and asks the driver to close its socket.
     pub(super) fn close(&mut self, now: Instant, id: ConnId, why: PeerError) {
-        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
-            return;
-        };
-        if slot.generation != id.generation {
-            return;
-        }
-        let Some(c) = slot.conn.take() else { return };
-        self.free.push(id.slot);
+        let Some(c) = self.take_conn(id) else { return };
         let p = &c.peer;
         if why.is_violation() {
             log::info!("dropping peer {} ({}): {why}", p.addr, p.client());
@@ -546,8 +544,6 @@ impl Shard {
             p.handshake.map(|h| h.peer_id),
             self.id,
         );
-        self.dirty.retain(|d| *d != id);
-        self.actions.push_back(Action::Close { conn: id });
         if !p.requests_out.is_empty() {
             self.refill_all(now);
         }
