@@ -12,15 +12,7 @@ use crate::wire::{BlockRef, Message, encode_piece_header};
 
 impl Shard {
     pub(super) fn on_request(&mut self, now: Instant, id: ConnId, b: BlockRef) {
-        let readable = match self.unreadable.get(&b.piece) {
-            Some(&until) if now < until => false,
-            Some(_) => {
-                self.unreadable.remove(&b.piece);
-                true
-            }
-            None => true,
-        };
-        let have = self.shared.have.get(b.piece) && readable;
+        let have = self.shared.have.get(b.piece) && self.readable(now, b.piece);
         let Some(c) = self.conn_mut(id) else { return };
         if c.peer.am_choking || !have {
             // BEP 6: a fast peer is told; others just lose the request.
@@ -31,6 +23,22 @@ impl Shard {
         }
         c.peer.requests_in.push_back(b);
         self.serve(now, id);
+    }
+
+    /// False while a failed read of `piece` is recent. (Per request: the
+    /// empty map, the usual case, costs no hashing.)
+    fn readable(&mut self, now: Instant, piece: u32) -> bool {
+        if self.unreadable.is_empty() {
+            return true;
+        }
+        match self.unreadable.get(&piece) {
+            Some(&until) if now < until => false,
+            Some(_) => {
+                self.unreadable.remove(&piece);
+                true
+            }
+            None => true,
+        }
     }
 
     /// Answers queued requests while the peer is unchoked and its send queue
