@@ -5,11 +5,12 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::fake_peer::{Behavior, FakeSeeder};
+use common::fake_peer::{self, Behavior, FakeSeeder};
 use common::single_file::{SingleFile, saved_state};
 use common::*;
 
@@ -227,6 +228,81 @@ fn a_file_truncated_under_a_running_seeder() {
         seeder.stderr().contains("shorter than the torrent says"),
         "the read error was not reported"
     );
+}
+
+/// Reads messages until one with `id` arrives; returns its payload.
+fn read_until(s: &mut std::net::TcpStream, id: u8) -> Vec<u8> {
+    loop {
+        match fake_peer::read_message(s) {
+            Ok(Some((got, body))) if got == id => return body,
+            Ok(_) => {}
+            Err(e) => panic!("connection lost waiting for message {id}: {e}"),
+        }
+    }
+}
+
+/// A leecher connection that is unchoked and may request.
+fn unchoked_leecher(f: &SingleFile, addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let (mut s, _) = fake_peer::connect_and_handshake(addr, &f.meta.info_hash.0).unwrap();
+    s.write_all(&fake_peer::message(2, &[])).unwrap();
+    read_until(&mut s, 1);
+    s
+}
+
+#[test]
+fn a_file_truncated_under_pieces_being_uploaded() {
+    const BLOCK: u32 = 16384;
+    let f = fixture(4 * 1024 * 1024);
+    let file = f.src.join("data.bin");
+    let (mut seeder, addr) = rt_seed(&f.torrent, &f.src, &[]);
+    let last = f.meta.info.piece_count() - 1;
+    let at = |piece: u32, begin: u32| (piece * 65536 + begin) as usize;
+
+    // The last piece is in the page cache (just checked), so it is served
+    // from a mapping of the file, and stays mapped for its next blocks.
+    let mut s = unchoked_leecher(&f, addr);
+    s.write_all(&fake_peer::request(last, 0, BLOCK)).unwrap();
+    let body = read_until(&mut s, 7);
+    assert_eq!(&body[8..], &f.data[at(last, 0)..at(last, BLOCK)]);
+
+    // The file loses its second half: the mapped pages are gone. The next
+    // block of that piece cannot be sent; the connection is dropped
+    // rather than the seeder crashing or sending something else.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(2 * 1024 * 1024)
+        .unwrap();
+    s.write_all(&fake_peer::request(last, BLOCK, BLOCK))
+        .unwrap();
+    assert!(
+        fake_peer::closed_within(&mut s, Duration::from_secs(10)),
+        "a block of the truncated piece was sent"
+    );
+
+    // A new connection: the lost piece is refused (its size is checked
+    // again), the intact half is still served.
+    let mut s = unchoked_leecher(&f, addr);
+    s.write_all(&fake_peer::request(last, BLOCK, BLOCK))
+        .unwrap();
+    s.write_all(&fake_peer::request(0, BLOCK, BLOCK)).unwrap();
+    let body = read_until(&mut s, 7);
+    assert_eq!(
+        &body[..8],
+        &[0, 0, 0, 0, 0, 0, 0x40, 0],
+        "not the intact block"
+    );
+    assert_eq!(&body[8..], &f.data[at(0, BLOCK)..at(0, 2 * BLOCK)]);
+
+    let (st, _) = seeder.terminate(Duration::from_secs(5));
+    assert!(st.success(), "{}", seeder.stderr());
+    let stderr = seeder.stderr();
+    assert!(
+        stderr.contains("a file shrank under pieces being uploaded"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("shorter than the torrent says"), "{stderr}");
 }
 
 #[test]

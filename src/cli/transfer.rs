@@ -30,6 +30,10 @@ pub struct Common {
     /// Threads that verify pieces (0: the shard threads do it).
     #[arg(long)]
     pub hash_threads: Option<usize>,
+    /// Read every piece to upload into a buffer, instead of sending pieces
+    /// that are in the page cache straight from a mapping of the file.
+    #[arg(long)]
+    pub no_mmap: bool,
     /// Regular upload slots (one optimistic slot comes on top).
     #[arg(long, default_value_t = 8)]
     pub upload_slots: usize,
@@ -88,6 +92,7 @@ pub fn run(
         peers: common.peers.clone(),
         threads: common.threads,
         hash_threads: common.hash_threads.unwrap_or(cores),
+        map_uploads: !common.no_mmap,
         stall_timeout: stall,
         torrent: TorrentConfig {
             choker: ringtorrent::choker::ChokerConfig {

@@ -23,6 +23,7 @@ use crate::buffer::{ALIGN, PieceBuf};
 use crate::metainfo::Info;
 use crate::peer::PeerError;
 use crate::storage::Storage;
+use crate::storage::mapping::Mapping;
 use crate::torrent::shared::lock;
 use crate::torrent::stats::Stats;
 use crate::torrent::{Action, ConnId, Shard, ShardMsg, Shared};
@@ -158,6 +159,7 @@ pub struct Driver {
     listener: Option<OwnedFd>,
     eventfd: Arc<OwnedFd>,
     hasher: Option<Sender<Job>>,
+    map_uploads: bool,
     last_tick: Instant,
     stats: LoopStats,
     stopping: bool,
@@ -170,6 +172,7 @@ impl Driver {
         listener: Option<OwnedFd>,
         eventfd: Arc<OwnedFd>,
         hasher: Option<Sender<Job>>,
+        map_uploads: bool,
     ) -> std::io::Result<Driver> {
         // One thread submits, and completions run only when it asks for them.
         let ring = IoUring::builder()
@@ -190,6 +193,7 @@ impl Driver {
             listener,
             eventfd,
             hasher,
+            map_uploads,
             last_tick: Instant::now(),
             stats: LoopStats::default(),
             stopping: false,
@@ -361,7 +365,7 @@ impl Driver {
         match action {
             Action::Connect { conn, addr } => self.connect(conn, addr),
             Action::Close { conn } => self.close(conn),
-            Action::Read { piece, buf } => self.disk(piece, JobBuf::Read(buf)),
+            Action::Read { piece, buf } => self.read_piece(piece, buf),
             Action::Write { piece, buf } => self.disk(piece, JobBuf::Write(buf)),
             Action::Hash { piece, buf } => match &self.hasher {
                 Some(tx) => {
@@ -432,6 +436,36 @@ impl Driver {
     /// Reads or writes a piece, one op per file span. Writes go through the
     /// `O_DIRECT` descriptor for the 4 KiB-aligned middle of each span (no
     /// page cache), through the buffered one for unaligned heads and tails.
+    /// Maps a piece that lies within one file and is in the page cache (its
+    /// pages go to the socket without a copy into `buf`); reads the others,
+    /// through io_uring so that a cold piece does not stall the loop.
+    fn read_piece(&mut self, piece: u32, buf: PieceBuf) {
+        let single = {
+            let mut spans = self.info.block_spans(piece, 0, buf.len() as u32);
+            match (spans.next(), spans.next()) {
+                (Some(span), None) => Some((span.file, span.offset, span.len)),
+                _ => None,
+            }
+        };
+        if self.map_uploads
+            && let Some((file, offset, len)) = single
+            && let Some(file) = self.storage.file(file)
+        {
+            let data = match Mapping::cached(file, offset, len as usize) {
+                Ok(None) => None,
+                Ok(Some(m)) => Some(Ok(Bytes::from_owner(m))),
+                Err(e) => Some(Err(e.to_string())),
+            };
+            if let Some(data) = data {
+                self.shared.read_pool.put(buf);
+                self.stats.disk_ops += 1;
+                self.shard.handle_piece_data(Instant::now(), piece, data);
+                return;
+            }
+        }
+        self.disk(piece, JobBuf::Read(buf));
+    }
+
     fn disk(&mut self, piece: u32, mut buf: JobBuf) {
         let write = matches!(buf, JobBuf::Write(_));
         let spans: Vec<_> = self.info.block_spans(piece, 0, buf.len() as u32).collect();
@@ -696,6 +730,10 @@ impl Driver {
                     return;
                 }
                 if res < 0 {
+                    if res == -libc::EFAULT {
+                        // See `storage::mapping`: a mapped file shrank.
+                        self.shard.handle_upload_fault();
+                    }
                     let err = std::io::Error::from_raw_os_error(-res);
                     self.shard
                         .handle_closed(now, conn, PeerError::Io(err.to_string()));

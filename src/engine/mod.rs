@@ -50,6 +50,9 @@ pub struct EngineConfig {
     pub threads: usize,
     /// Hashing threads (0: hash on the shard threads).
     pub hash_threads: usize,
+    /// Upload pieces that are in the page cache from a mapping of the file
+    /// (no copy into a buffer); otherwise every upload is read.
+    pub map_uploads: bool,
     /// Fetch gives up when nothing arrives for this long.
     pub stall_timeout: Duration,
     pub torrent: TorrentConfig,
@@ -286,6 +289,7 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
         n => Some(hasher::HashPool::start(n, shared.clone()).map_err(EngineError::Start)?),
     };
     let mut listener = Some(listener);
+    let map_uploads = cfg.map_uploads;
     let mut shard_threads = Vec::with_capacity(threads);
     for (i, efd) in eventfds.into_iter().enumerate() {
         let shard = Shard::new(i, shared.clone(), Instant::now());
@@ -294,7 +298,7 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
         let tx = pool.as_ref().and_then(|p| p.sender());
         let t = std::thread::Builder::new()
             .name(format!("shard-{i}"))
-            .spawn(move || driver::Driver::new(shard, storage, l, efd, tx)?.run())
+            .spawn(move || driver::Driver::new(shard, storage, l, efd, tx, map_uploads)?.run())
             .map_err(EngineError::Start)?;
         shard_threads.push(t);
     }

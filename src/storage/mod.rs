@@ -7,6 +7,7 @@
 //! created. Seeding opens files read-only and never modifies them.
 
 pub mod hashing;
+pub mod mapping;
 
 use std::collections::HashMap;
 use std::fs::File;

@@ -85,6 +85,12 @@ impl ReadCache {
         waiters
     }
 
+    /// Forgets every piece held (reads under way still complete).
+    pub fn drop_ready(&mut self) {
+        self.entries.retain(|_, e| matches!(e, Entry::Reading(_)));
+        self.bytes = 0;
+    }
+
     /// Drops the least recently used pieces beyond the budget. Buffers still
     /// referenced by queued sends stay alive until those sends complete.
     fn evict(&mut self) {

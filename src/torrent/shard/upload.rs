@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use super::{Action, Shard};
 use crate::buffer::PieceBuf;
 use crate::torrent::ConnId;
@@ -104,8 +106,23 @@ impl Shard {
         buf: PieceBuf,
         result: Result<(), String>,
     ) {
-        let data = match result {
-            Ok(()) => Some(self.shared.read_pool.share(buf)),
+        let data = result.map(|()| self.shared.read_pool.share(buf));
+        self.handle_piece_data(now, piece, data);
+    }
+
+    /// A send from a mapped piece faulted: a file shrank after the piece was
+    /// mapped. Every cached piece is dropped, so that each is mapped again,
+    /// with its file's size checked, before it is served.
+    pub fn handle_upload_fault(&mut self) {
+        log::error!("a file shrank under pieces being uploaded; they will be read again");
+        Stats::add(&self.shared.stats.read_errors, 1);
+        self.cache.drop_ready();
+    }
+
+    /// A piece to upload is ready (read or mapped), or could not be had.
+    pub fn handle_piece_data(&mut self, now: Instant, piece: u32, data: Result<Bytes, String>) {
+        let data = match data {
+            Ok(data) => Some(data),
             Err(e) => {
                 if self
                     .unreadable
