@@ -88,3 +88,44 @@ fn create_refuses_to_overwrite_without_force() {
     );
     assert!(std::fs::read(&out).unwrap().starts_with(b"d"));
 }
+
+/// The README's first command, small: generated data, two seeders, two
+/// leechers that also trade, every byte checked by `bench` itself.
+#[test]
+fn bench_moves_a_dataset_between_several_seeders_and_leechers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args([
+            "bench",
+            "--size",
+            "6M",
+            "--piece-size",
+            "64K",
+            "--layout",
+            "multi",
+        ])
+        .args([
+            "--seeders",
+            "2",
+            "--leechers",
+            "2",
+            "--threads",
+            "2",
+            "--json",
+        ])
+        .arg("--dir")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["verified"], true, "{r}");
+    assert_eq!(r["seeder_processes"].as_array().unwrap().len(), 2, "{r}");
+    for s in r["leecher_summaries"].as_array().unwrap() {
+        assert_eq!(s["complete"], true, "{s}");
+        assert_eq!(s["hash_failures"], 0, "{s}");
+        // Both seeders and the other leecher were met.
+        assert!(s["peers_seen"].as_u64().unwrap() >= 2, "{s}");
+    }
+}

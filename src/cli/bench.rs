@@ -25,9 +25,13 @@ pub struct Args {
     /// directories and an empty file.
     #[arg(long, default_value = "single", value_parser = ["single", "multi"])]
     layout: String,
-    /// Leechers fetching from the one seeder at once (they also trade).
-    #[arg(long, default_value_t = 1)]
-    leechers: usize,
+    /// Leechers fetching at once (they also trade).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    leechers: u16,
+    /// Seeders, each a process with the whole dataset; every leecher
+    /// connects to all of them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    seeders: u16,
     /// Shard threads per process (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -89,29 +93,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&state);
     let threads = args.threads.to_string();
     let extra: Vec<&str> = args.extra.split_whitespace().collect();
-    let seed_port = free_port()?;
-    let seed_addr: SocketAddr = ([127, 0, 0, 1], seed_port).into();
-    let mut seeder = Command::new(&exe)
-        .arg("seed")
-        .arg(&torrent)
-        .arg("--data-dir")
-        .arg(&seed_dir)
-        .arg("--state-dir")
-        .arg(&state)
-        .args([
-            "--listen",
-            &seed_addr.to_string(),
-            "--threads",
-            &threads,
-            "--json",
-        ])
-        .args(&extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start the seeder")?;
     let seed_start = Instant::now();
-    wait_listening(seed_addr, &mut seeder)?;
+    let mut seeders = Vec::new();
+    for i in 0..args.seeders {
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        let child = Command::new(&exe)
+            .arg("seed")
+            .arg(&torrent)
+            .arg("--data-dir")
+            .arg(&seed_dir)
+            .arg("--state-dir")
+            .arg(state.join(format!("seed{i}")))
+            .args([
+                "--listen",
+                &addr.to_string(),
+                "--threads",
+                &threads,
+                "--json",
+            ])
+            .args(&extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start a seeder")?;
+        seeders.push((addr, child));
+    }
+    for (addr, child) in &mut seeders {
+        wait_listening(*addr, child)?;
+    }
     let seed_ready = seed_start.elapsed();
 
     let ports: Vec<u16> = (0..args.leechers)
@@ -135,8 +144,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "--threads",
                 &threads,
                 "--json",
-            ])
-            .args(["--peer", &seed_addr.to_string()]);
+            ]);
+        for (addr, _) in &seeders {
+            cmd.args(["--peer", &addr.to_string()]);
+        }
         // Leechers know each other, so they can trade pieces.
         for (j, other) in ports.iter().enumerate() {
             if j != i {
@@ -156,10 +167,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         results.push((out, wait(child, start)?));
     }
     let total_wall = start.elapsed();
-    // Stop the seeder the way an operator would.
-    // SAFETY: kill(2) on our own child's pid; it has not been reaped yet.
-    unsafe { libc::kill(seeder.id() as libc::pid_t, libc::SIGTERM) };
-    let seed = wait(seeder, seed_start)?;
+    // Stop the seeders the way an operator would.
+    let mut seeds = Vec::new();
+    for (_, child) in seeders {
+        // SAFETY: kill(2) on our own child's pid; it has not been reaped yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        seeds.push(wait(child, seed_start)?);
+    }
 
     let mut failures = Vec::new();
     for (i, (out, r)) in results.iter().enumerate() {
@@ -173,10 +187,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("{}", failures.join("; "));
     }
 
-    let seed_rss = serde_json::from_str::<serde_json::Value>(seed.stdout.trim())
-        .ok()
-        .and_then(|v| v["peak_rss_kib"].as_u64())
-        .unwrap_or(0);
+    let seed_rss = |seed: &Finished| {
+        serde_json::from_str::<serde_json::Value>(seed.stdout.trim())
+            .ok()
+            .and_then(|v| v["peak_rss_kib"].as_u64())
+            .unwrap_or(0)
+    };
     let summaries: Vec<serde_json::Value> = results
         .iter()
         .map(|(_, r)| serde_json::from_str(r.stdout.trim()).unwrap_or(serde_json::Value::Null))
@@ -187,10 +203,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "piece_bytes": args.piece_size,
         "layout": args.layout,
         "leechers": args.leechers,
+        "seeders": args.seeders,
         "seed_ready_seconds": seed_ready.as_secs_f64(),
         "wall_seconds": total_wall.as_secs_f64(),
-        "aggregate_mib_per_second": mib * args.leechers as f64 / total_wall.as_secs_f64(),
-        "seeder": {"cpu_seconds": seed.cpu.as_secs_f64(), "peak_rss_kib": seed_rss},
+        "aggregate_mib_per_second": mib * f64::from(args.leechers) / total_wall.as_secs_f64(),
+        "seeder_processes": seeds.iter().map(|s| serde_json::json!({
+            "cpu_seconds": s.cpu.as_secs_f64(),
+            "peak_rss_kib": seed_rss(s),
+        })).collect::<Vec<_>>(),
         "leecher_processes": results.iter().map(|(_, r)| serde_json::json!({
             "wall_seconds": r.wall.as_secs_f64(),
             "mib_per_second": mib / r.wall.as_secs_f64(),
@@ -204,10 +224,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut text = format!(
-        "bench: {} {} in pieces of {}, {} leecher(s), every byte verified\n",
+        "bench: {} {} in pieces of {}, {} seeder(s), {} leecher(s), every byte verified\n",
         fmt::bytes(args.size),
         args.layout,
         fmt::bytes(args.piece_size),
+        args.seeders,
         args.leechers
     );
     for (i, ((_, r), s)) in results.iter().zip(&summaries).enumerate() {
@@ -235,11 +256,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             s["disk_ops"],
         );
     }
+    for (i, s) in seeds.iter().enumerate() {
+        text += &format!(
+            "  seeder {i}: cpu {:.2} s (check included); peak rss {:.1} MiB\n",
+            s.cpu.as_secs_f64(),
+            seed_rss(s) as f64 / 1024.0,
+        );
+    }
     text += &format!(
-        "  seeder: cpu {:.2} s (check included); peak rss {:.1} MiB\n  aggregate: {:.0} MiB/s\n",
-        seed.cpu.as_secs_f64(),
-        seed_rss as f64 / 1024.0,
-        mib * args.leechers as f64 / total_wall.as_secs_f64()
+        "  aggregate: {:.0} MiB/s\n",
+        mib * f64::from(args.leechers) / total_wall.as_secs_f64()
     );
     fmt::out(&text)?;
     Ok(ExitCode::SUCCESS)
