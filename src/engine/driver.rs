@@ -433,9 +433,6 @@ impl Driver {
         }
     }
 
-    /// Reads or writes a piece, one op per file span. Writes go through the
-    /// `O_DIRECT` descriptor for the 4 KiB-aligned middle of each span (no
-    /// page cache), through the buffered one for unaligned heads and tails.
     /// Maps a piece that lies within one file and is in the page cache (its
     /// pages go to the socket without a copy into `buf`); reads the others,
     /// through io_uring so that a cold piece does not stall the loop.
@@ -466,6 +463,9 @@ impl Driver {
         self.disk(piece, JobBuf::Read(buf));
     }
 
+    /// Reads or writes a piece, one op per file span. Writes go through the
+    /// `O_DIRECT` descriptor for the 4 KiB-aligned middle of each span (no
+    /// page cache), through the buffered one for unaligned heads and tails.
     fn disk(&mut self, piece: u32, mut buf: JobBuf) {
         let write = matches!(buf, JobBuf::Write(_));
         let spans: Vec<_> = self.info.block_spans(piece, 0, buf.len() as u32).collect();

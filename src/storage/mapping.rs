@@ -83,9 +83,7 @@ impl Mapping {
             len,
         })
     }
-}
 
-impl Mapping {
     /// Maps the range if every page of it is in the page cache; `None` if
     /// some page is not (reading it through io_uring does not block).
     pub fn cached(file: &File, offset: u64, len: usize) -> Result<Option<Mapping>, MapError> {
@@ -126,9 +124,12 @@ impl Mapping {
 impl AsRef<[u8]> for Mapping {
     fn as_ref(&self) -> &[u8] {
         // SAFETY: `skip + len == mapped` bytes are mapped readable for the
-        // life of `self`. User space never reads them (only the kernel, in
-        // sendmsg), so a later truncation cannot fault here; see the module
-        // comment.
+        // life of `self`. As with any shared file mapping (memmap2's `map`
+        // is unsafe for this reason), another process may change or
+        // truncate the file meanwhile; the engine only hands these bytes to
+        // `sendmsg`, never reads or interprets them itself, so a change can
+        // only alter what is sent (the peer's hash check catches it) and a
+        // truncation fails that send (see the module comment).
         unsafe {
             std::slice::from_raw_parts(self.base.as_ptr().cast::<u8>().add(self.skip), self.len)
         }
