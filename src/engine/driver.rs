@@ -365,7 +365,7 @@ impl Driver {
         match action {
             Action::Connect { conn, addr } => self.connect(conn, addr),
             Action::Close { conn } => self.close(conn),
-            Action::Read { piece, buf } => self.read_piece(piece, buf),
+            Action::Read { piece } => self.read_piece(piece),
             Action::Write { piece, buf } => self.disk(piece, JobBuf::Write(buf)),
             Action::Hash { piece, buf } => match &self.hasher {
                 Some(tx) => {
@@ -434,33 +434,34 @@ impl Driver {
     }
 
     /// Maps a piece that lies within one file and is in the page cache (its
-    /// pages go to the socket without a copy into `buf`); reads the others,
-    /// through io_uring so that a cold piece does not stall the loop.
-    fn read_piece(&mut self, piece: u32, buf: PieceBuf) {
-        let single = {
-            let mut spans = self.info.block_spans(piece, 0, buf.len() as u32);
-            match (spans.next(), spans.next()) {
-                (Some(span), None) => Some((span.file, span.offset, span.len)),
-                _ => None,
-            }
-        };
+    /// pages go to the socket without a copy into a buffer); reads the
+    /// others, through io_uring so that a cold piece does not stall the loop.
+    fn read_piece(&mut self, piece: u32) {
+        let len = self.info.piece_len(piece);
         if self.map_uploads
-            && let Some((file, offset, len)) = single
-            && let Some(file) = self.storage.file(file)
+            && let Some(data) = self.map_piece(piece, len)
         {
-            let data = match Mapping::cached(file, offset, len as usize) {
-                Ok(None) => None,
-                Ok(Some(m)) => Some(Ok(Bytes::from_owner(m))),
-                Err(e) => Some(Err(e.to_string())),
-            };
-            if let Some(data) = data {
-                self.shared.read_pool.put(buf);
-                self.stats.disk_ops += 1;
-                self.shard.handle_piece_data(Instant::now(), piece, data);
-                return;
-            }
+            self.stats.disk_ops += 1;
+            self.shard.handle_piece_data(Instant::now(), piece, data);
+            return;
         }
+        let buf = self.shared.read_pool.take(len as usize);
         self.disk(piece, JobBuf::Read(buf));
+    }
+
+    /// The piece's bytes as a mapping, or why they cannot be had; `None`
+    /// when it must be read instead (it spans files, or is not all cached).
+    fn map_piece(&self, piece: u32, len: u32) -> Option<Result<Bytes, String>> {
+        let mut spans = self.info.block_spans(piece, 0, len);
+        let (Some(span), None) = (spans.next(), spans.next()) else {
+            return None;
+        };
+        let file = self.storage.file(span.file)?;
+        match Mapping::cached(file, span.offset, span.len as usize) {
+            Ok(None) => None,
+            Ok(Some(m)) => Some(Ok(Bytes::from_owner(m))),
+            Err(e) => Some(Err(e.to_string())),
+        }
     }
 
     /// Reads or writes a piece, one op per file span. Writes go through the

@@ -272,8 +272,9 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
     // Downloads save as they go.
     let saver = match (resume, cfg.mode) {
         (Some((_, t)), Mode::Seed) => {
-            if !from_state {
-                save_seed_state(&t, &shared, &storage);
+            // (A seed never writes, so there is nothing to flush first.)
+            if !from_state && let Err(e) = t.write(&shared, &storage, shared.have.snapshot()) {
+                log::warn!("{}", crate::error_chain(&e));
             }
             None
         }
@@ -504,18 +505,6 @@ fn resumed(cfg: &EngineConfig, info: &Info, storage: &Storage, t: &SaveTarget) -
             log::warn!("not using the resume state: {why}; checking the data");
             None
         }
-    }
-}
-
-fn save_seed_state(t: &SaveTarget, shared: &Shared, storage: &Storage) {
-    let state = ResumeState {
-        info_hash: shared.info_hash,
-        root: t.root.clone(),
-        have: shared.have.snapshot(),
-        files: storage.stamps(),
-    };
-    if let Err(e) = store::save(&t.path, &state) {
-        log::warn!("{}", crate::error_chain(&e));
     }
 }
 

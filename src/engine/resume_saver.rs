@@ -24,6 +24,25 @@ pub struct SaveTarget {
     pub root: PathBuf,
 }
 
+impl SaveTarget {
+    /// Writes a state claiming `have`, with the files as they are now. The
+    /// caller makes sure those pieces are on stable storage first.
+    pub fn write(
+        &self,
+        shared: &Shared,
+        storage: &Storage,
+        have: crate::bitfield::Bitfield,
+    ) -> Result<(), store::StoreError> {
+        let state = ResumeState {
+            info_hash: shared.info_hash,
+            root: self.root.clone(),
+            have,
+            files: storage.stamps(),
+        };
+        store::save(&self.path, &state)
+    }
+}
+
 impl Saver {
     pub fn spawn(
         target: SaveTarget,
@@ -94,12 +113,6 @@ fn save(
     have: crate::bitfield::Bitfield,
 ) -> Result<(), SaveError> {
     storage.sync()?;
-    let state = ResumeState {
-        info_hash: shared.info_hash,
-        root: target.root.clone(),
-        have,
-        files: storage.stamps(),
-    };
-    store::save(&target.path, &state)?;
+    target.write(shared, storage, have)?;
     Ok(())
 }

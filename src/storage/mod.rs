@@ -147,11 +147,11 @@ impl Storage {
         Ok(())
     }
 
-    /// Whether the payload's top entry still is the one this run opened
-    /// (a removed or replaced output directory would swallow every write).
+    /// Whether every file this run opened still has a name on disk (a
+    /// removed output directory would swallow every write): a file whose
+    /// directory was removed has no links left.
     pub fn still_in_place(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
-        // A file whose directory was removed has no links left.
         self.files
             .iter()
             .flatten()

@@ -120,7 +120,7 @@ pub struct Shared {
     /// Download buffers not in use. Buffers are only allocated while the
     /// budget has room and are reused after, so memory stays within the
     /// budget (plus one piece per shard) however long the torrent.
-    pool: Mutex<Vec<PieceBuf>>,
+    pool: Arc<BufPool>,
     /// Buffers for pieces read to serve uploads (bounded by the read caches).
     pub read_pool: Arc<BufPool>,
     pub inboxes: Vec<Inbox>,
@@ -153,7 +153,13 @@ impl Shared {
             unchoked: AtomicUsize::new(0),
             stats: Stats::default(),
             buffers_used: AtomicU64::new(0),
-            pool: Mutex::new(Vec::new()),
+            // One block of slack lets the driver shift a piece into
+            // alignment with its file for a direct write. Spare buffers
+            // are bounded by the budget, not by the pool.
+            pool: BufPool::new(
+                info.piece_length as usize + crate::buffer::ALIGN,
+                usize::MAX,
+            ),
             read_pool: BufPool::new(
                 info.piece_length as usize,
                 (config.read_cache / u64::from(info.piece_length).max(1)) as usize * shards
@@ -243,16 +249,10 @@ impl Shared {
     /// A piece buffer (capacity one piece), reused if one is spare. Call only
     /// with a reservation from `reserve_buffer` in hand.
     pub fn take_buffer(&self) -> PieceBuf {
-        lock(&self.pool)
-            .pop()
-            // One block of slack lets the driver shift a piece into
-            // alignment with its file for a direct write.
-            .unwrap_or_else(|| {
-                PieceBuf::new(self.info.piece_length as usize + crate::buffer::ALIGN, 0)
-            })
+        self.pool.take(0)
     }
 
     pub fn return_buffer(&self, buf: PieceBuf) {
-        lock(&self.pool).push(buf);
+        self.pool.put(buf);
     }
 }

@@ -34,8 +34,10 @@ pub enum Action {
     Connect { conn: ConnId, addr: SocketAddr },
     /// Close the socket. The shard has forgotten the connection already.
     Close { conn: ConnId },
-    /// Read piece `piece` into `buf` (sized to the piece); report with `handle_read`.
-    Read { piece: u32, buf: PieceBuf },
+    /// Get piece `piece` to upload: read it into a buffer from
+    /// `Shared::read_pool` and report with `handle_read`, or hand over its
+    /// bytes otherwise (a mapping) with `handle_piece_data`.
+    Read { piece: u32 },
     /// Verify `buf` against piece `piece`'s hash; report with `handle_hashed`.
     Hash { piece: u32, buf: PieceBuf },
     /// Write the verified piece; report with `handle_written`.

@@ -187,10 +187,11 @@ impl Sim {
                         .handle_closed(now, other, PeerError::Closed);
                 }
             }
-            Action::Read { piece, mut buf } => {
+            Action::Read { piece } => {
                 let n = &mut self.nodes[i];
                 let at = (u64::from(piece) * u64::from(n.shared.info.piece_length)) as usize;
-                let len = buf.len();
+                let len = n.shared.info.piece_len(piece) as usize;
+                let mut buf = n.shared.read_pool.take(len);
                 buf.copy_from_slice(&n.data[at..at + len]);
                 if n.liar {
                     buf.iter_mut().for_each(|b| *b ^= 0x55);

@@ -76,11 +76,7 @@ impl Shard {
                     }
                 }
                 Lookup::Read => {
-                    let len = self.info.piece_len(req.piece) as usize;
-                    self.actions.push_back(Action::Read {
-                        piece: req.piece,
-                        buf: self.shared.read_pool.take(len),
-                    });
+                    self.actions.push_back(Action::Read { piece: req.piece });
                     self.mark_waiting(id);
                     return;
                 }
