@@ -230,22 +230,11 @@ fn a_file_truncated_under_a_running_seeder() {
     );
 }
 
-/// Reads messages until one with `id` arrives; returns its payload.
-fn read_until(s: &mut std::net::TcpStream, id: u8) -> Vec<u8> {
-    loop {
-        match fake_peer::read_message(s) {
-            Ok(Some((got, body))) if got == id => return body,
-            Ok(_) => {}
-            Err(e) => panic!("connection lost waiting for message {id}: {e}"),
-        }
-    }
-}
-
 /// A leecher connection that is unchoked and may request.
 fn unchoked_leecher(f: &SingleFile, addr: std::net::SocketAddr) -> std::net::TcpStream {
     let (mut s, _) = fake_peer::connect_and_handshake(addr, &f.meta.info_hash.0).unwrap();
     s.write_all(&fake_peer::message(2, &[])).unwrap();
-    read_until(&mut s, 1);
+    fake_peer::read_until(&mut s, 1);
     s
 }
 
@@ -262,7 +251,7 @@ fn a_file_truncated_under_pieces_being_uploaded() {
     // from a mapping of the file, and stays mapped for its next blocks.
     let mut s = unchoked_leecher(&f, addr);
     s.write_all(&fake_peer::request(last, 0, BLOCK)).unwrap();
-    let body = read_until(&mut s, 7);
+    let body = fake_peer::read_until(&mut s, 7);
     assert_eq!(&body[8..], &f.data[at(last, 0)..at(last, BLOCK)]);
 
     // The file loses its second half: the mapped pages are gone. The next
@@ -287,7 +276,7 @@ fn a_file_truncated_under_pieces_being_uploaded() {
     s.write_all(&fake_peer::request(last, BLOCK, BLOCK))
         .unwrap();
     s.write_all(&fake_peer::request(0, BLOCK, BLOCK)).unwrap();
-    let body = read_until(&mut s, 7);
+    let body = fake_peer::read_until(&mut s, 7);
     assert_eq!(
         &body[..8],
         &[0, 0, 0, 0, 0, 0, 0x40, 0],
@@ -320,30 +309,25 @@ fn symlinks_planted_in_the_payload_path_are_not_followed() {
     let out = tmp.path().join("out1");
     std::fs::create_dir_all(out.join("tree")).unwrap();
     std::os::unix::fs::symlink(&outside, out.join("tree/a")).unwrap();
-    let o = run_limited(
-        &mut rt_fetch_cmd(&torrent, &out, free_port(), &[local(1)], &[]),
-        LIMIT,
-    );
-    failed_with(&o, "is a symlink; refusing to follow it");
+    // No peer is needed: the payload path is refused before any transfer.
+    let fetch_into = |out: &Path| {
+        run_limited(
+            &mut rt_fetch_cmd(&torrent, out, free_port(), &[local(1)], &[]),
+            LIMIT,
+        )
+    };
+    failed_with(&fetch_into(&out), "is a symlink; refusing to follow it");
 
     // A file of the payload that is a symlink to a file elsewhere.
     let out = tmp.path().join("out2");
     std::fs::create_dir_all(out.join("tree")).unwrap();
     std::os::unix::fs::symlink(outside.join("precious"), out.join("tree/big.bin")).unwrap();
-    let o = run_limited(
-        &mut rt_fetch_cmd(&torrent, &out, free_port(), &[local(1)], &[]),
-        LIMIT,
-    );
-    failed_with(&o, "is a symlink; refusing to follow it");
+    failed_with(&fetch_into(&out), "is a symlink; refusing to follow it");
 
     // Where a file should be, a directory: not replaced, not written into.
     let out = tmp.path().join("out3");
     std::fs::create_dir_all(out.join("tree/big.bin")).unwrap();
-    let o = run_limited(
-        &mut rt_fetch_cmd(&torrent, &out, free_port(), &[local(1)], &[]),
-        LIMIT,
-    );
-    failed_with(&o, "is not a regular file");
+    failed_with(&fetch_into(&out), "is not a regular file");
 
     assert_eq!(std::fs::read(outside.join("precious")).unwrap(), b"keep me");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);

@@ -93,30 +93,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&state);
     let threads = args.threads.to_string();
     let extra: Vec<&str> = args.extra.split_whitespace().collect();
+    // A seed or fetch process of this run, with the options all share.
+    let process = |verb: &str, dir_flag: &str, dir: &Path, state: &Path, listen: &str| {
+        let mut c = Command::new(&exe);
+        c.arg(verb)
+            .arg(&torrent)
+            .arg(dir_flag)
+            .arg(dir)
+            .arg("--state-dir")
+            .arg(state)
+            .args(["--listen", listen, "--threads", &threads, "--json"]);
+        c
+    };
+    let spawn = |mut c: Command, what: &str| {
+        c.args(&extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start a {what}"))
+    };
     let seed_start = Instant::now();
     let mut seeders = Vec::new();
     for i in 0..args.seeders {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-        let child = Command::new(&exe)
-            .arg("seed")
-            .arg(&torrent)
-            .arg("--data-dir")
-            .arg(&seed_dir)
-            .arg("--state-dir")
-            .arg(state.join(format!("seed{i}")))
-            .args([
-                "--listen",
-                &addr.to_string(),
-                "--threads",
-                &threads,
-                "--json",
-            ])
-            .args(&extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start a seeder")?;
-        seeders.push((addr, child));
+        let state = state.join(format!("seed{i}"));
+        let cmd = process("seed", "--data-dir", &seed_dir, &state, &addr.to_string());
+        seeders.push((addr, spawn(cmd, "seeder")?));
     }
     for (addr, child) in &mut seeders {
         wait_listening(*addr, child)?;
@@ -131,20 +133,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for (i, port) in ports.iter().enumerate() {
         let out = dir.join(format!("leech{i}"));
         let _ = std::fs::remove_dir_all(&out);
-        let mut cmd = Command::new(&exe);
-        cmd.arg("fetch")
-            .arg(&torrent)
-            .arg("--out-dir")
-            .arg(&out)
-            .arg("--state-dir")
-            .arg(&state)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--threads",
-                &threads,
-                "--json",
-            ]);
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = process("fetch", "--out-dir", &out, &state, &listen);
         for (addr, _) in &seeders {
             cmd.args(["--peer", &addr.to_string()]);
         }
@@ -154,13 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 cmd.args(["--peer", &format!("127.0.0.1:{other}")]);
             }
         }
-        let child = cmd
-            .args(&extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start a leecher")?;
-        leechers.push((out, child));
+        leechers.push((out, spawn(cmd, "leecher")?));
     }
     let mut results = Vec::new();
     for (out, child) in leechers {

@@ -156,6 +156,17 @@ pub fn read_message(s: &mut TcpStream) -> std::io::Result<Option<(u8, Vec<u8>)>>
     Ok(Some((id, body)))
 }
 
+/// Reads messages until one with `id` arrives; returns its payload.
+pub fn read_until(s: &mut TcpStream, id: u8) -> Vec<u8> {
+    loop {
+        match read_message(s) {
+            Ok(Some((got, body))) if got == id => return body,
+            Ok(_) => {}
+            Err(e) => panic!("connection lost waiting for message {id}: {e}"),
+        }
+    }
+}
+
 fn serve(
     mut s: TcpStream,
     spec: &SeederSpec,
