@@ -33,7 +33,7 @@ pub enum MagnetError {
     OnlyV2,
     #[error("magnet URI has two different `urn:btih` info-hashes")]
     ConflictingInfoHashes,
-    #[error("magnet `xt`: {0}")]
+    #[error("magnet `xt`")]
     InfoHash(#[from] InfoHashParseError),
     #[error("magnet parameter `{0}` is not valid percent-encoded UTF-8")]
     Encoding(String),

@@ -332,3 +332,76 @@ fn symlinks_planted_in_the_payload_path_are_not_followed() {
     assert_eq!(std::fs::read(outside.join("precious")).unwrap(), b"keep me");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
 }
+
+/// Fetches from a fake seeder into `out` with `--write-mode mode` (and odd
+/// file sizes, so heads and tails of spans go through the page cache);
+/// returns how the summary says pieces were written.
+fn fetch_with_write_mode(f: &SingleFile, out: &Path, mode: &str) -> String {
+    let seeder = f.fake_seeder(Behavior::Honest, [127, 0, 0, 1], Duration::ZERO);
+    let mut cmd = rt_fetch_cmd(
+        &f.torrent,
+        out,
+        free_port(),
+        &[seeder.addr],
+        &["--json", "--write-mode", mode],
+    );
+    let o = run_limited(&mut cmd, LIMIT);
+    assert!(
+        o.status.success(),
+        "{mode}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_same_tree(&f.src.join("data.bin"), &out.join("data.bin"));
+    json(&o)["write_path"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn both_write_paths_on_a_disk_file_system() {
+    // The temp dir is on the machine's disk (ext4 here), which takes O_DIRECT.
+    let f = SingleFile::new(6 * 1024 * 1024 + 4097, 8, "1M");
+    for (mode, path) in [("direct", "direct"), ("buffered", "buffered")] {
+        let out = f.tmp.path().join(format!("out-{mode}"));
+        assert_eq!(fetch_with_write_mode(&f, &out, mode), path, "{mode}");
+    }
+}
+
+/// Whether the file system at `dir` accepts `O_DIRECT`.
+fn takes_direct_io(dir: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    let probe = dir.join("direct-probe");
+    let ok = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&probe)
+        .is_ok();
+    let _ = std::fs::remove_file(probe);
+    ok
+}
+
+#[test]
+fn both_write_paths_on_tmpfs() {
+    // tmpfs refused O_DIRECT before Linux 6.6: there a direct download
+    // falls back to the page cache. Either way every byte must arrive.
+    let f = SingleFile::new(3 * 1024 * 1024 + 99, 9, "256K");
+    let mnt = f.tmp.path().join("tmpfs");
+    let Some(_fs) = Tmpfs::mount(&mnt, "size=16m") else {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (needs root); its write paths are not tested"
+        );
+        return;
+    };
+    let expect = if takes_direct_io(&mnt) {
+        "direct"
+    } else {
+        "buffered"
+    };
+    assert_eq!(
+        fetch_with_write_mode(&f, &mnt.join("out-d"), "direct"),
+        expect
+    );
+    assert_eq!(
+        fetch_with_write_mode(&f, &mnt.join("out-b"), "buffered"),
+        "buffered"
+    );
+}

@@ -3,55 +3,38 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 const LIMIT: Duration = Duration::from_secs(180);
 
-fn lt(args: &[&str]) -> Command {
-    let tool = lt_tool();
-    let mut cmd = Command::new(&tool[0]);
-    cmd.arg(&tool[1]).args(args);
-    cmd
-}
-
-/// Starts a libtorrent seeder and waits for it to report that it seeds.
-fn lt_seed(torrent: &std::path::Path, save: &std::path::Path) -> (Proc, std::net::SocketAddr) {
-    let port = free_port();
-    let mut p = Proc::spawn(
-        &mut lt(&[
-            "seed",
-            torrent.to_str().unwrap(),
-            save.to_str().unwrap(),
-            &port.to_string(),
-        ]),
-        "libtorrent seed",
+/// A libtorrent leecher fetching `torrent` from `peer` into `out` (at most
+/// `rate` bytes/s); panics with its stderr if it fails.
+fn lt_leech(
+    torrent: &std::path::Path,
+    out: &std::path::Path,
+    peer: std::net::SocketAddr,
+    rate: Option<u64>,
+) {
+    let port = free_port().to_string();
+    let peer = peer.to_string();
+    let rate = rate.map(|r| r.to_string());
+    let mut args = vec![
+        "leech",
+        torrent.to_str().unwrap(),
+        out.to_str().unwrap(),
+        &port,
+        &peer,
+    ];
+    args.extend(rate.as_deref());
+    let o = run_limited(&mut lt(&args), LIMIT);
+    assert!(
+        o.status.success(),
+        "libtorrent leech of {} failed: {}",
+        torrent.display(),
+        String::from_utf8_lossy(&o.stderr)
     );
-    let stdout = p.child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line == "READY" {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let start = Instant::now();
-    while rx.try_recv().is_err() {
-        if let Some(st) = p.child.try_wait().unwrap() {
-            let err = p.stderr();
-            panic!("libtorrent seeder exited ({st}): {err}");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "libtorrent seeder never became ready"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (p, local(port))
 }
 
 #[test]
@@ -100,21 +83,7 @@ fn libtorrent_leeches_from_ringtorrent() {
         rt_create(&payload, &torrent, piece);
         let (mut rt, addr) = rt_seed(&torrent, &seed, &[]);
         let out = tmp.path().join(format!("out-{name}"));
-        let o = run_limited(
-            &mut lt(&[
-                "leech",
-                torrent.to_str().unwrap(),
-                out.to_str().unwrap(),
-                &free_port().to_string(),
-                &addr.to_string(),
-            ]),
-            LIMIT,
-        );
-        assert!(
-            o.status.success(),
-            "libtorrent leech failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        lt_leech(&torrent, &out, addr, None);
         assert_same_tree(&payload, &out.join(name));
         let (status, _) = rt.terminate(Duration::from_secs(5));
         assert!(status.success());
@@ -125,4 +94,138 @@ fn libtorrent_leeches_from_ringtorrent() {
             "ringtorrent saw protocol errors: {err}"
         );
     }
+}
+
+/// Piece sizes users reach, each with a payload of a few pieces (the last
+/// one short) kept small enough for the suite.
+const PIECE_SIZES: [(&str, usize); 5] = [
+    ("16K", 3 << 20),
+    ("1M", 9 << 20),
+    ("4M", 18 << 20),
+    ("16M", 40 << 20),
+    ("64M", 72 << 20),
+];
+
+/// One payload per piece size and layout, with its torrent.
+struct Case {
+    piece: &'static str,
+    name: String,
+    payload: std::path::PathBuf,
+    torrent: std::path::PathBuf,
+}
+
+/// Single-file and multi-file payloads of every size in `PIECE_SIZES`.
+fn cases(seed_dir: &std::path::Path, torrents: &std::path::Path) -> Vec<Case> {
+    let mut out = Vec::new();
+    for (i, (piece, len)) in PIECE_SIZES.iter().enumerate() {
+        for multi in [false, true] {
+            let name = format!("{}-{piece}", if multi { "tree" } else { "file" });
+            let payload = if multi {
+                // A tree of odd sizes around one large file.
+                make_multi(seed_dir, &name, len - (1 << 20) + 13)
+            } else {
+                let p = seed_dir.join(&name);
+                write_random(&p, len + 1234, 40 + i as u64);
+                p
+            };
+            let torrent = torrents.join(format!("{name}.torrent"));
+            rt_create(&payload, &torrent, piece);
+            out.push(Case {
+                piece,
+                name,
+                payload,
+                torrent,
+            });
+        }
+    }
+    out
+}
+
+fn rt_fetch_ok(case: &Case, out: &std::path::Path, peer: std::net::SocketAddr) {
+    let mut cmd = rt_fetch_cmd(&case.torrent, out, free_port(), &[peer], &["--json"]);
+    let o = run_limited(&mut cmd, LIMIT);
+    assert!(
+        o.status.success(),
+        "{} ({} pieces): fetch failed: {}",
+        case.name,
+        case.piece,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s = json(&o);
+    assert_eq!(s["hash_failures"], 0, "{}: {s}", case.name);
+    assert_same_tree(&case.payload, &out.join(&case.name));
+}
+
+#[test]
+fn every_piece_size_from_ringtorrent_to_ringtorrent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = tmp.path().join("seed");
+    for case in cases(&seed, tmp.path()) {
+        let (mut rt, addr) = rt_seed(&case.torrent, &seed, &[]);
+        rt_fetch_ok(&case, &tmp.path().join(format!("out-{}", case.name)), addr);
+        let (status, _) = rt.terminate(Duration::from_secs(5));
+        assert!(status.success(), "{}: seeder failed", case.name);
+    }
+}
+
+#[test]
+fn every_piece_size_from_libtorrent_to_ringtorrent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = tmp.path().join("seed");
+    for case in cases(&seed, tmp.path()) {
+        let (_lt, addr) = lt_seed(&case.torrent, &seed);
+        rt_fetch_ok(&case, &tmp.path().join(format!("out-{}", case.name)), addr);
+    }
+}
+
+#[test]
+fn every_piece_size_from_ringtorrent_to_libtorrent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = tmp.path().join("seed");
+    for case in cases(&seed, tmp.path()) {
+        let (mut rt, addr) = rt_seed(&case.torrent, &seed, &[]);
+        let out = tmp.path().join(format!("out-{}", case.name));
+        lt_leech(&case.torrent, &out, addr, None);
+        assert_same_tree(&case.payload, &out.join(&case.name));
+        let (status, _) = rt.terminate(Duration::from_secs(5));
+        assert!(status.success(), "{}: seeder failed", case.name);
+    }
+}
+
+/// CPU seconds a process has used (user and system), from `/proc`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+#[test]
+fn a_seeder_of_large_pieces_idles_while_a_slow_leecher_fetches() {
+    // 16 MiB pieces to a leecher capped at 6 MiB/s: the seeder answers each
+    // request from a 1 MiB read unit and then waits; it must not spin.
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = tmp.path().join("seed");
+    let payload = seed.join("big.bin");
+    write_random(&payload, 24 << 20, 77);
+    let torrent = tmp.path().join("big.torrent");
+    rt_create(&payload, &torrent, "16M");
+    let (mut rt, addr) = rt_seed(&torrent, &seed, &[]);
+    let pid = rt.child.id();
+    let before = cpu_seconds(pid);
+    let start = Instant::now();
+    let out = tmp.path().join("out");
+    lt_leech(&torrent, &out, addr, Some(6 << 20));
+    let (wall, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds(pid) - before);
+    assert_same_tree(&payload, &out.join("big.bin"));
+    assert!(wall > 2.0, "the leecher was not slowed down ({wall:.1} s)");
+    assert!(
+        cpu < 0.25 * wall,
+        "the seeder used {cpu:.2} s of CPU in {wall:.1} s: it is spinning"
+    );
+    let (status, _) = rt.terminate(Duration::from_secs(5));
+    assert!(status.success());
 }

@@ -49,6 +49,39 @@ pub fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The progress bar on screen, if any: log lines are printed above it.
+static BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Shows `bar` (or none) under the log output from now on.
+pub fn set_progress_bar(bar: Option<indicatif::ProgressBar>) {
+    *BAR.lock().unwrap_or_else(|p| p.into_inner()) = bar;
+}
+
+/// env_logger, with the progress bar cleared around every line so a log line
+/// never leaves a stale copy of the bar above it.
+struct BarLogger(env_logger::Logger);
+
+impl log::Log for BarLogger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        self.0.enabled(m)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.0.matches(record) {
+            return;
+        }
+        let bar = BAR.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match bar {
+            Some(b) => b.suspend(|| self.0.log(record)),
+            None => self.0.log(record),
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
 /// Logs to stderr: warnings by default, more with -v, or as `RUST_LOG` says.
 pub fn init_logging(verbose: u8) {
     let level = match verbose {
@@ -57,10 +90,14 @@ pub fn init_logging(verbose: u8) {
         2 => log::LevelFilter::Debug,
         _ => log::LevelFilter::Trace,
     };
-    let _ = env_logger::Builder::new()
+    let logger = env_logger::Builder::new()
         .filter_level(level)
         .parse_env("RUST_LOG")
         .format_target(false)
         .format_timestamp_millis()
-        .try_init();
+        .build();
+    let max = logger.filter();
+    if log::set_boxed_logger(Box::new(BarLogger(logger))).is_ok() {
+        log::set_max_level(max);
+    }
 }

@@ -11,6 +11,7 @@ use anyhow::Context;
 use ringtorrent::engine::{self, EngineConfig, Mode, Progress, ResumeConfig, Summary};
 use ringtorrent::metainfo::Metainfo;
 use ringtorrent::resume::store;
+use ringtorrent::storage::WriteMode;
 use ringtorrent::torrent::TorrentConfig;
 use ringtorrent::tracker::client::TrackerConfig;
 
@@ -34,12 +35,21 @@ pub struct Common {
     /// that are in the page cache straight from a mapping of the file.
     #[arg(long)]
     pub no_mmap: bool,
+    /// How verified pieces are written: `direct` (O_DIRECT, no page-cache
+    /// copy; buffered where the file system refuses it) or `buffered` (page
+    /// cache with write-behind, for disks whose direct writes are slow).
+    #[arg(long, default_value = "direct", value_parser = parse_write_mode)]
+    pub write_mode: WriteMode,
     /// Regular upload slots (one optimistic slot comes on top).
     #[arg(long, default_value_t = 8)]
     pub upload_slots: usize,
     /// Most peer connections.
     #[arg(long, default_value_t = 200)]
     pub max_peers: usize,
+    /// Most connections from or to one IP address (NAT and containers put
+    /// several peers behind one).
+    #[arg(long, default_value_t = 32)]
+    pub max_peers_per_ip: usize,
     /// Memory for pieces in flight (e.g. 8M); raise it for links with a large
     /// bandwidth-delay product.
     #[arg(long, value_parser = fmt::parse_size, default_value = "8M")]
@@ -62,6 +72,14 @@ pub struct Common {
     pub verbose: u8,
 }
 
+fn parse_write_mode(s: &str) -> Result<WriteMode, String> {
+    match s {
+        "direct" => Ok(WriteMode::Direct),
+        "buffered" => Ok(WriteMode::Buffered),
+        _ => Err(format!("{s:?}: use direct or buffered")),
+    }
+}
+
 /// Stops the engine on SIGTERM or SIGINT.
 fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -80,6 +98,12 @@ pub fn run(
     trust_resume: bool,
 ) -> anyhow::Result<Summary> {
     super::init_logging(common.verbose);
+    if torrent.to_str().is_some_and(|t| t.starts_with("magnet:")) {
+        anyhow::bail!(
+            "{}: magnet links are not supported yet; give the .torrent file (`ringtorrent info` reads magnets)",
+            torrent.display()
+        );
+    }
     let metainfo = Metainfo::from_file(torrent)?;
     let total = metainfo.info.total_length;
     let name = metainfo.info.name.clone();
@@ -93,6 +117,7 @@ pub fn run(
         threads: common.threads,
         hash_threads: common.hash_threads.unwrap_or(cores),
         map_uploads: !common.no_mmap,
+        write_mode: common.write_mode,
         stall_timeout: stall,
         torrent: TorrentConfig {
             choker: ringtorrent::choker::ChokerConfig {
@@ -100,6 +125,7 @@ pub fn run(
                 ..Default::default()
             },
             max_connections: common.max_peers,
+            max_per_ip: common.max_peers_per_ip,
             buffer_budget: common.memory,
             ..TorrentConfig::default()
         },
@@ -124,6 +150,7 @@ pub fn run(
         b.set_prefix(name.clone());
         b
     });
+    super::set_progress_bar(bar.clone());
     let result = engine::run(cfg, |p: &Progress| {
         if let Some(b) = &bar {
             let done = u64::from(p.pieces_have) * total / u64::from(p.pieces_total.max(1));
@@ -131,6 +158,7 @@ pub fn run(
             b.set_message(format!("{} peers, up {}", p.peers, fmt::bytes(p.uploaded)));
         }
     });
+    super::set_progress_bar(None);
     if let Some(b) = bar {
         b.finish_and_clear();
     }

@@ -26,7 +26,7 @@ use crate::storage::Storage;
 use crate::storage::mapping::Mapping;
 use crate::torrent::shared::lock;
 use crate::torrent::stats::Stats;
-use crate::torrent::{Action, ConnId, Shard, ShardMsg, Shared};
+use crate::torrent::{Action, ConnId, ReadKey, Shard, ShardMsg, Shared};
 
 /// Bytes each connection receives into per `recv`.
 const RECV_BUFFER: usize = 128 * 1024;
@@ -85,25 +85,23 @@ enum Op {
     },
 }
 
-/// A piece read (into a pooled buffer, to become shared `Bytes`) or a
+/// A read unit read (into a pooled buffer, to become shared `Bytes`) or a
 /// verified piece to write (from its download buffer).
 enum JobBuf {
-    Read(PieceBuf),
+    Read(ReadKey, PieceBuf),
     Write(PieceBuf),
 }
 
 impl JobBuf {
     fn as_mut_ptr(&mut self) -> *mut u8 {
         match self {
-            JobBuf::Read(b) => b.as_mut_ptr(),
-            JobBuf::Write(b) => b.as_mut_ptr(),
+            JobBuf::Read(_, b) | JobBuf::Write(b) => b.as_mut_ptr(),
         }
     }
 
     fn len(&self) -> usize {
         match self {
-            JobBuf::Read(b) => b.len(),
-            JobBuf::Write(b) => b.len(),
+            JobBuf::Read(_, b) | JobBuf::Write(b) => b.len(),
         }
     }
 }
@@ -118,6 +116,8 @@ struct DiskJob {
     outstanding: u32,
     error: Option<String>,
     started: Instant,
+    /// Spans written through the page cache: (file, offset, length).
+    write_behind: Vec<(usize, u64, u32)>,
 }
 
 struct Sock {
@@ -147,6 +147,16 @@ impl Sock {
     }
 }
 
+/// How a driver does its I/O.
+#[derive(Debug, Clone, Copy)]
+pub struct DriverConfig {
+    /// Upload cached units from a mapping of the file.
+    pub map_uploads: bool,
+    /// Write the aligned middle of each span with `O_DIRECT` (where the file
+    /// has a direct descriptor); otherwise through the page cache.
+    pub direct_writes: bool,
+}
+
 pub struct Driver {
     ring: IoUring,
     shard: Shard,
@@ -159,7 +169,7 @@ pub struct Driver {
     listener: Option<OwnedFd>,
     eventfd: Arc<OwnedFd>,
     hasher: Option<Sender<Job>>,
-    map_uploads: bool,
+    cfg: DriverConfig,
     last_tick: Instant,
     stats: LoopStats,
     stopping: bool,
@@ -172,7 +182,7 @@ impl Driver {
         listener: Option<OwnedFd>,
         eventfd: Arc<OwnedFd>,
         hasher: Option<Sender<Job>>,
-        map_uploads: bool,
+        cfg: DriverConfig,
     ) -> std::io::Result<Driver> {
         // One thread submits, and completions run only when it asks for them.
         let ring = IoUring::builder()
@@ -193,7 +203,7 @@ impl Driver {
             listener,
             eventfd,
             hasher,
-            map_uploads,
+            cfg,
             last_tick: Instant::now(),
             stats: LoopStats::default(),
             stopping: false,
@@ -365,8 +375,8 @@ impl Driver {
         match action {
             Action::Connect { conn, addr } => self.connect(conn, addr),
             Action::Close { conn } => self.close(conn),
-            Action::Read { piece } => self.read_piece(piece),
-            Action::Write { piece, buf } => self.disk(piece, JobBuf::Write(buf)),
+            Action::Read { key, begin, len } => self.read_unit(key, begin, len),
+            Action::Write { piece, buf } => self.disk(piece, 0, JobBuf::Write(buf)),
             Action::Hash { piece, buf } => match &self.hasher {
                 Some(tx) => {
                     let job = Job {
@@ -433,26 +443,25 @@ impl Driver {
         }
     }
 
-    /// Maps a piece that lies within one file and is in the page cache (its
-    /// pages go to the socket without a copy into a buffer); reads the
-    /// others, through io_uring so that a cold piece does not stall the loop.
-    fn read_piece(&mut self, piece: u32) {
-        let len = self.info.piece_len(piece);
-        if self.map_uploads
-            && let Some(data) = self.map_piece(piece, len)
+    /// Maps a read unit that lies within one file and is in the page cache
+    /// (its pages go to the socket without a copy into a buffer); reads the
+    /// others, through io_uring so that a cold unit does not stall the loop.
+    fn read_unit(&mut self, key: ReadKey, begin: u32, len: u32) {
+        if self.cfg.map_uploads
+            && let Some(data) = self.map_unit(key.piece, begin, len)
         {
             self.stats.disk_ops += 1;
-            self.shard.handle_piece_data(Instant::now(), piece, data);
+            self.shard.handle_piece_data(Instant::now(), key, data);
             return;
         }
         let buf = self.shared.read_pool.take(len as usize);
-        self.disk(piece, JobBuf::Read(buf));
+        self.disk(key.piece, begin, JobBuf::Read(key, buf));
     }
 
-    /// The piece's bytes as a mapping, or why they cannot be had; `None`
+    /// The unit's bytes as a mapping, or why they cannot be had; `None`
     /// when it must be read instead (it spans files, or is not all cached).
-    fn map_piece(&self, piece: u32, len: u32) -> Option<Result<Bytes, String>> {
-        let mut spans = self.info.block_spans(piece, 0, len);
+    fn map_unit(&self, piece: u32, begin: u32, len: u32) -> Option<Result<Bytes, String>> {
+        let mut spans = self.info.block_spans(piece, begin, len);
         let (Some(span), None) = (spans.next(), spans.next()) else {
             return None;
         };
@@ -467,12 +476,16 @@ impl Driver {
     /// Reads or writes a piece, one op per file span. Writes go through the
     /// `O_DIRECT` descriptor for the 4 KiB-aligned middle of each span (no
     /// page cache), through the buffered one for unaligned heads and tails.
-    fn disk(&mut self, piece: u32, mut buf: JobBuf) {
+    fn disk(&mut self, piece: u32, begin: u32, mut buf: JobBuf) {
         let write = matches!(buf, JobBuf::Write(_));
-        let spans: Vec<_> = self.info.block_spans(piece, 0, buf.len() as u32).collect();
+        let direct = write && self.cfg.direct_writes;
+        let spans: Vec<_> = self
+            .info
+            .block_spans(piece, begin, buf.len() as u32)
+            .collect();
         let shift = match &mut buf {
-            JobBuf::Write(b) => self.align_for_direct(b, &spans),
-            JobBuf::Read(_) => 0,
+            JobBuf::Write(b) if direct => self.align_for_direct(b, &spans),
+            _ => 0,
         };
         let base = buf.as_mut_ptr() as usize;
         let mut ops: Vec<(usize, bool, u64, usize, usize)> = Vec::new();
@@ -484,7 +497,7 @@ impl Driver {
             if self.storage.fd(s.file).is_none() {
                 if entry.attr.pad {
                     // Padding is zeros on the wire and nothing on disk.
-                    if let JobBuf::Read(b) = &mut buf {
+                    if let JobBuf::Read(_, b) = &mut buf {
                         b[at..at + len].fill(0);
                     }
                 } else {
@@ -494,7 +507,7 @@ impl Driver {
                 continue;
             }
             let congruent = (base + at) % ALIGN == (s.offset % ALIGN as u64) as usize;
-            if write && congruent && self.storage.direct_fd(s.file).is_some() {
+            if direct && congruent && self.storage.direct_fd(s.file).is_some() {
                 let head = ((ALIGN - (s.offset % ALIGN as u64) as usize) % ALIGN).min(len);
                 let middle = (len - head) / ALIGN * ALIGN;
                 let tail = len - head - middle;
@@ -518,6 +531,14 @@ impl Driver {
             }
             at += len;
         }
+        let write_behind = if write {
+            ops.iter()
+                .filter(|o| !o.1)
+                .map(|&(file, _, offset, _, len)| (file, offset, len as u32))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let job = self.jobs.insert(DiskJob {
             piece,
             buf,
@@ -525,6 +546,7 @@ impl Driver {
             outstanding: ops.len() as u32,
             error,
             started: Instant::now(),
+            write_behind,
         });
         if ops.is_empty() {
             self.finish_job(job);
@@ -532,6 +554,22 @@ impl Driver {
         }
         for (file, direct, file_offset, buf_offset, len) in ops {
             self.submit_disk(job, file, direct, file_offset, buf_offset, len);
+        }
+    }
+
+    /// Starts writeback of what a buffered write left dirty, so pages are on
+    /// their way to disk at once instead of piling up until the kernel's
+    /// dirty limits stall the writers (and the next resume save's flush).
+    fn write_behind(&mut self, spans: &[(usize, u64, u32)]) {
+        for &(file, offset, len) in spans {
+            if let Some(fd) = self.storage.fd(file) {
+                let sqe = opcode::SyncFileRange::new(types::Fd(fd), len)
+                    .offset(offset)
+                    .flags(libc::SYNC_FILE_RANGE_WRITE)
+                    .build()
+                    .user_data(IGNORED);
+                self.push(sqe);
+            }
         }
     }
 
@@ -619,6 +657,9 @@ impl Driver {
 
     fn finish_job(&mut self, job: usize) {
         let j = self.jobs.remove(job);
+        if j.error.is_none() {
+            self.write_behind(&j.write_behind);
+        }
         Stats::add(
             &self.shared.stats.disk_nanos,
             j.started.elapsed().as_nanos() as u64,
@@ -634,7 +675,7 @@ impl Driver {
                 buf.set_len(buf.len() - j.shift);
                 self.shard.handle_written(now, j.piece, buf, result)
             }
-            JobBuf::Read(buf) => self.shard.handle_read(now, j.piece, buf, result),
+            JobBuf::Read(key, buf) => self.shard.handle_read(now, key, buf, result),
         }
     }
 
@@ -813,14 +854,25 @@ impl Driver {
         if self.stopping {
             return;
         }
-        let target = lock(&self.shared.registry).incoming(addr);
-        match target {
-            None => {
-                log::debug!("refusing {addr}: banned or at the connection limit");
-                self.shared.stats.disconnected("refused", false);
+        let admit = lock(&self.shared.registry).incoming(addr);
+        let Some(admit) = admit else {
+            log::debug!("refusing {addr}: at the connection limit");
+            self.shared.stats.disconnected("refused", false);
+            return;
+        };
+        if let Some((victim, shard)) = admit.displace {
+            log::debug!("{victim} never completed its handshake; making room for {addr}");
+            if shard == self.shard.id {
+                self.shard
+                    .handle_msg(Instant::now(), ShardMsg::Displace(victim));
+            } else {
+                self.shared.inboxes[shard].post(ShardMsg::Displace(victim));
             }
-            Some(shard) if shard == self.shard.id => self.adopt(fd, addr),
-            Some(shard) => self.shared.inboxes[shard].post(ShardMsg::Adopt(fd, addr)),
+        }
+        if admit.shard == self.shard.id {
+            self.adopt(fd, addr);
+        } else {
+            self.shared.inboxes[admit.shard].post(ShardMsg::Adopt(fd, addr));
         }
     }
 

@@ -23,7 +23,7 @@ pub use driver::LoopStats;
 use crate::bitfield::Bitfield;
 use crate::metainfo::{Info, Metainfo};
 use crate::resume::{ResumeState, store};
-use crate::storage::{OpenMode, Storage, StorageError};
+use crate::storage::{OpenMode, Storage, StorageError, WriteMode};
 use crate::torrent::shared::lock;
 use crate::torrent::stats::Stats;
 use crate::torrent::{Inbox, Shard, ShardMsg, Shared, TorrentConfig, TorrentEvent};
@@ -53,6 +53,7 @@ pub struct EngineConfig {
     /// Upload pieces that are in the page cache from a mapping of the file
     /// (no copy into a buffer); otherwise every upload is read.
     pub map_uploads: bool,
+    pub write_mode: WriteMode,
     /// Fetch gives up when nothing arrives for this long.
     pub stall_timeout: Duration,
     pub torrent: TorrentConfig,
@@ -111,6 +112,8 @@ pub struct Summary {
     pub protocol_errors: u64,
     pub peers_seen: u64,
     pub peers_banned: u64,
+    /// Where the banned peers' connections were.
+    pub banned_peers: Vec<String>,
     pub connect_failures: u64,
     pub tracker_announces: u64,
     pub tracker_failures: u64,
@@ -125,6 +128,8 @@ pub struct Summary {
     pub disk_ops: u64,
     /// Peak resident memory of this process (`VmHWM`), KiB.
     pub peak_rss_kib: u64,
+    /// How pieces were written: `direct`, `buffered`, or `none` (seeding).
+    pub write_path: &'static str,
 }
 
 /// This process's peak resident set since exec, from `/proc/self/status`.
@@ -290,7 +295,12 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
         n => Some(hasher::HashPool::start(n, shared.clone()).map_err(EngineError::Start)?),
     };
     let mut listener = Some(listener);
-    let map_uploads = cfg.map_uploads;
+    let direct_writes =
+        cfg.mode != Mode::Seed && cfg.write_mode == WriteMode::Direct && storage.has_direct();
+    let driver_cfg = driver::DriverConfig {
+        map_uploads: cfg.map_uploads,
+        direct_writes,
+    };
     let mut shard_threads = Vec::with_capacity(threads);
     for (i, efd) in eventfds.into_iter().enumerate() {
         let shard = Shard::new(i, shared.clone(), Instant::now());
@@ -299,7 +309,7 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
         let tx = pool.as_ref().and_then(|p| p.sender());
         let t = std::thread::Builder::new()
             .name(format!("shard-{i}"))
-            .spawn(move || driver::Driver::new(shard, storage, l, efd, tx, map_uploads)?.run())
+            .spawn(move || driver::Driver::new(shard, storage, l, efd, tx, driver_cfg)?.run())
             .map_err(EngineError::Start)?;
         shard_threads.push(t);
     }
@@ -464,6 +474,7 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
         protocol_errors: Stats::get(&st.protocol_errors),
         peers_seen: Stats::get(&st.peers_seen),
         peers_banned: Stats::get(&st.peers_banned),
+        banned_peers: lock(&st.banned).iter().map(ToString::to_string).collect(),
         connect_failures: Stats::get(&st.connect_failures),
         tracker_announces: Stats::get(&st.tracker_announces),
         tracker_failures: Stats::get(&st.tracker_failures),
@@ -485,6 +496,11 @@ pub fn run(cfg: EngineConfig, mut progress: impl FnMut(&Progress)) -> Result<Sum
         send_ops: loops.send_ops,
         disk_ops: loops.disk_ops,
         peak_rss_kib: peak_rss_kib(),
+        write_path: match (cfg.mode, direct_writes) {
+            (Mode::Seed, _) => "none",
+            (_, true) => "direct",
+            (_, false) => "buffered",
+        },
     })
 }
 

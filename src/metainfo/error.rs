@@ -13,7 +13,7 @@ pub enum MetainfoError {
     },
     #[error("torrent file is {0} bytes, more than the 100 MiB accepted")]
     FileTooLarge(u64),
-    #[error("not a torrent: {0}")]
+    #[error("not a torrent")]
     Bencode(#[from] DecodeError),
     #[error("missing field `{0}`")]
     Missing(String),

@@ -6,8 +6,9 @@ use crate::wire::{BlockRef, WireError};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PeerError {
+    // Not sources: a peer error is logged as one line, with its detail.
     #[error("wire protocol: {0}")]
-    Wire(#[from] WireError),
+    Wire(WireError),
     #[error("handshake for another torrent")]
     WrongInfoHash,
     #[error("connected to ourselves")]
@@ -15,7 +16,7 @@ pub enum PeerError {
     #[error("already connected to this peer")]
     Duplicate,
     #[error("bitfield: {0}")]
-    BadBitfield(#[from] BitfieldError),
+    BadBitfield(BitfieldError),
     #[error("{0} sent after other messages (it must come first)")]
     LateBitfield(&'static str),
     #[error("have for piece {0}, past the last piece")]
@@ -50,6 +51,18 @@ pub enum PeerError {
     ShuttingDown,
     #[error("socket: {0}")]
     Io(String),
+}
+
+impl From<WireError> for PeerError {
+    fn from(e: WireError) -> Self {
+        PeerError::Wire(e)
+    }
+}
+
+impl From<BitfieldError> for PeerError {
+    fn from(e: BitfieldError) -> Self {
+        PeerError::BadBitfield(e)
+    }
 }
 
 impl PeerError {

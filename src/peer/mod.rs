@@ -28,9 +28,14 @@ pub const MAX_REQUEST_LEN: u32 = 128 * 1024;
 /// The request queue we advertise (BEP 10 `reqq`) and accept from a peer.
 pub const MAX_QUEUED_REQUESTS: usize = 2000;
 
-/// Blocks we did not ask for, beyond which a peer is dropped. Some arrive
-/// legitimately after a cancel; a stream of them is abuse.
+/// Blocks we did not ask for, beyond which a peer is dropped. Blocks that
+/// cross our cancel (or a choke) are not counted: in endgame they are the
+/// norm. A stream of others is abuse.
 pub const MAX_UNREQUESTED: u32 = 256;
+
+/// Requests we withdrew that are remembered, so their blocks arriving late
+/// are not held against the peer.
+const MAX_WITHDRAWN: usize = 2048;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -131,12 +136,17 @@ pub struct PeerState {
     avoid: Vec<(u32, Instant)>,
     /// Our requests, in the order sent.
     pub requests_out: VecDeque<Outstanding>,
+    /// Requests we cancelled (or a choke dropped) whose blocks may still
+    /// arrive, oldest first.
+    withdrawn: VecDeque<BlockRef>,
     /// The peer's requests, in the order received.
     pub requests_in: VecDeque<BlockRef>,
     /// Pieces we may request while choked (BEP 6).
     pub allowed_fast: Vec<u32>,
     /// Whether the block arriving now was requested (decided on its first run).
     current_block_requested: bool,
+    /// Whether it answers a request we withdrew.
+    current_block_withdrawn: bool,
     unrequested: u32,
     pub connected_at: Instant,
     /// When we last unchoked the peer.
@@ -169,9 +179,11 @@ impl PeerState {
             bitfield: Bitfield::new(piece_count),
             avoid: Vec::new(),
             requests_out: VecDeque::new(),
+            withdrawn: VecDeque::new(),
             requests_in: VecDeque::new(),
             allowed_fast: Vec::new(),
             current_block_requested: false,
+            current_block_withdrawn: false,
             unrequested: 0,
             connected_at: now,
             unchoked_at: now,
@@ -297,7 +309,11 @@ impl PeerState {
                         dropped: Vec::new(),
                     }
                 } else {
-                    let dropped = self.requests_out.drain(..).map(|o| o.block).collect();
+                    let dropped: Vec<BlockRef> =
+                        self.requests_out.drain(..).map(|o| o.block).collect();
+                    for b in &dropped {
+                        self.withdrawn_push(*b);
+                    }
                     Input::Choked { dropped }
                 }
             }
@@ -434,6 +450,14 @@ impl PeerState {
         let completes = offset + data.len() as u32 == block.len;
         if offset == 0 {
             self.current_block_requested = self.requests_out.iter().any(|o| o.block == block);
+            self.current_block_withdrawn = !self.current_block_requested
+                && match self.withdrawn.iter().position(|b| *b == block) {
+                    Some(pos) => {
+                        self.withdrawn.remove(pos);
+                        true
+                    }
+                    None => false,
+                };
         }
         let mut sent_at = None;
         if completes {
@@ -443,7 +467,7 @@ impl PeerState {
                 }
                 self.last_block = now;
                 self.snubbed = false;
-            } else {
+            } else if !self.current_block_withdrawn {
                 self.unrequested += 1;
                 if self.unrequested > MAX_UNREQUESTED {
                     return Err(PeerError::UnrequestedBlocks(self.unrequested));
@@ -461,6 +485,34 @@ impl PeerState {
             completes,
             sent_at,
         })
+    }
+
+    /// Withdraws our request for `b` (we send a cancel): it is no longer
+    /// outstanding, and its block arriving anyway is no fault of the peer.
+    /// Returns whether it was outstanding.
+    pub fn withdraw(&mut self, b: &BlockRef) -> bool {
+        let Some(pos) = self.requests_out.iter().position(|o| o.block == *b) else {
+            return false;
+        };
+        self.requests_out.remove(pos);
+        self.withdrawn_push(*b);
+        true
+    }
+
+    /// Withdraws every outstanding request (a snubbing peer's).
+    pub fn withdraw_all(&mut self) -> Vec<BlockRef> {
+        let all: Vec<BlockRef> = self.requests_out.drain(..).map(|o| o.block).collect();
+        for b in &all {
+            self.withdrawn_push(*b);
+        }
+        all
+    }
+
+    fn withdrawn_push(&mut self, b: BlockRef) {
+        if self.withdrawn.len() >= MAX_WITHDRAWN {
+            self.withdrawn.pop_front();
+        }
+        self.withdrawn.push_back(b);
     }
 
     /// Whether the peer has been given a chance to send and has not: its

@@ -40,7 +40,7 @@ pub struct ResumeState {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResumeError {
-    #[error("resume state is not valid bencode: {0}")]
+    #[error("resume state is not valid bencode")]
     Decode(#[from] bencode::DecodeError),
     #[error("resume state: field `{0}` is missing or malformed")]
     Field(&'static str),

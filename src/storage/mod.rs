@@ -50,6 +50,18 @@ pub enum StorageError {
     NoData(PathBuf),
 }
 
+/// How verified pieces reach the disk (measured in `perf/RESULTS.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteMode {
+    /// `O_DIRECT` for the aligned middle of every span: no page-cache copy.
+    /// Where the file system refuses `O_DIRECT` (tmpfs), buffered.
+    #[default]
+    Direct,
+    /// Through the page cache, with write-behind (`sync_file_range`) so dirty
+    /// pages do not pile up.
+    Buffered,
+}
+
 /// How the payload is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
@@ -87,6 +99,11 @@ impl Storage {
     /// The file descriptor for `Info::files[i]`, if it is on disk.
     pub fn fd(&self, i: usize) -> Option<RawFd> {
         self.files.get(i)?.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    /// Whether any file has an `O_DIRECT` descriptor.
+    pub fn has_direct(&self) -> bool {
+        self.direct.iter().any(Option::is_some)
     }
 
     /// The `O_DIRECT` descriptor for `Info::files[i]`, if there is one.

@@ -20,15 +20,17 @@ pub struct TorrentConfig {
     /// Generous, because some clients answer in batches once a second
     /// (Transmission) and a short queue then caps the rate at queue/second.
     pub pipeline_time: Duration,
-    /// Memory for piece buffers (downloads and hashing), all shards together.
-    /// Each shard may always hold at least one piece, so very large pieces can
-    /// exceed it.
+    /// Memory for piece buffers (downloads and hashing), all shards together;
+    /// raised to [`MIN_PIECES_IN_FLIGHT`] pieces for torrents of large pieces
+    /// (see [`TorrentConfig::budget`]).
     pub buffer_budget: u64,
     /// Memory for pieces read to serve uploads, per shard.
     pub read_cache: u64,
     /// Send-queue depth above which we stop serving a peer's requests.
     pub send_high_water: usize,
     pub max_connections: usize,
+    /// Connections per IP address (several peers often share one).
+    pub max_per_ip: usize,
     /// A peer owing data that sends none for this long is snubbed.
     pub snub_after: Duration,
     pub handshake_timeout: Duration,
@@ -37,6 +39,21 @@ pub struct TorrentConfig {
     pub keepalive_interval: Duration,
     /// Hash failures a peer may be involved in before it is banned.
     pub max_hash_failures: u32,
+}
+
+/// Pieces that the download budget always has room for: one being received
+/// while the one before is hashed and the one before that is written, and
+/// one more so that requests never wait for a buffer. With fewer, large
+/// pieces go through one at a time and the request pipeline drains between
+/// them.
+pub const MIN_PIECES_IN_FLIGHT: u64 = 4;
+
+impl TorrentConfig {
+    /// The download budget in bytes for pieces of `piece_length` bytes.
+    pub fn budget(&self, piece_length: u32) -> u64 {
+        self.buffer_budget
+            .max(MIN_PIECES_IN_FLIGHT * u64::from(piece_length))
+    }
 }
 
 impl Default for TorrentConfig {
@@ -53,8 +70,9 @@ impl Default for TorrentConfig {
             read_cache: 8 * 1024 * 1024,
             send_high_water: 2 * 1024 * 1024,
             max_connections: 200,
+            max_per_ip: 32,
             snub_after: Duration::from_secs(20),
-            handshake_timeout: Duration::from_secs(15),
+            handshake_timeout: Duration::from_secs(5),
             inactivity_timeout: Duration::from_secs(180),
             keepalive_interval: Duration::from_secs(60),
             max_hash_failures: 3,

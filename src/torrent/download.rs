@@ -1,7 +1,7 @@
 //! A piece being assembled on one shard.
 
-use std::net::IpAddr;
-
+use super::ConnId;
+use super::registry::PeerIdent;
 use crate::buffer::PieceBuf;
 use crate::wire::{BLOCK_SIZE, BlockRef};
 
@@ -35,7 +35,14 @@ pub struct Download {
     cursor: u32,
     pub stage: Stage,
     /// Peers that sent blocks of it, blamed if the hash fails.
-    pub contributors: Vec<IpAddr>,
+    pub contributors: Vec<PeerIdent>,
+    /// Who sent each block: an index into `contributors` plus one (0: not
+    /// received), so a failed piece can say which peer sent which block.
+    senders: Vec<u8>,
+    /// An earlier copy failed with several contributors: this one comes
+    /// from a single peer (`owner`), so that it can settle who lied.
+    pub exclusive: bool,
+    pub owner: Option<ConnId>,
     /// Bytes reserved from the shared buffer budget.
     pub reserved: u64,
 }
@@ -53,6 +60,9 @@ impl Download {
             cursor: 0,
             stage: Stage::Receiving,
             contributors: Vec::new(),
+            senders: vec![0; n],
+            exclusive: false,
+            owner: None,
             reserved,
         }
     }
@@ -153,17 +163,35 @@ impl Download {
     }
 
     /// Marks a block complete; returns true if that completes the piece.
-    pub fn received(&mut self, b: &BlockRef, from: IpAddr) -> bool {
+    pub fn received(&mut self, b: &BlockRef, from: PeerIdent) -> bool {
         let Some(i) = self.index(b) else { return false };
         if self.blocks[i] == Block::Received {
             return false;
         }
         self.blocks[i] = Block::Received;
         self.received += 1;
-        if !self.contributors.contains(&from) {
-            self.contributors.push(from);
-        }
+        let k = match self.contributors.iter().position(|c| *c == from) {
+            Some(k) => k,
+            None => {
+                self.contributors.push(from);
+                self.contributors.len() - 1
+            }
+        };
+        // Past 255 senders of one piece, later ones go unnamed.
+        self.senders[i] = u8::try_from(k + 1).unwrap_or(0);
         self.received as usize == self.blocks.len()
+    }
+
+    /// The peer that sent each block.
+    pub fn senders(&self) -> impl Iterator<Item = Option<PeerIdent>> + '_ {
+        self.senders
+            .iter()
+            .map(|&k| k.checked_sub(1).map(|k| self.contributors[k as usize]))
+    }
+
+    /// Whether peer `id` may be asked for blocks of this piece.
+    pub fn open_to(&self, id: ConnId) -> bool {
+        !self.exclusive || self.owner.is_none_or(|o| o == id)
     }
 }
 
@@ -171,7 +199,10 @@ impl Download {
 mod tests {
     use super::*;
 
-    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    const IP: PeerIdent = PeerIdent {
+        ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        id: crate::wire::PeerId([1; 20]),
+    };
 
     #[test]
     fn requests_in_order_and_completes() {
@@ -194,6 +225,7 @@ mod tests {
         assert!(!d.wants(&a) && d.wants(&c));
         assert!(d.received(&c, IP));
         assert_eq!(d.contributors, vec![IP]);
+        assert_eq!(d.senders().collect::<Vec<_>>(), vec![Some(IP); 3]);
         assert_eq!(&d.buf.as_ref().unwrap()[..3], &[1, 1, 1]);
     }
 

@@ -13,11 +13,12 @@ pub mod registry;
 mod send_queue;
 mod shard;
 pub mod shared;
+mod smart_ban;
 pub mod stats;
 
 pub use config::TorrentConfig;
 pub use send_queue::SendQueue;
-pub use shard::{Action, Shard};
+pub use shard::{Action, ReadKey, Shard};
 pub use shared::{Inbox, ShardMsg, Shared, TorrentEvent};
 
 /// A connection on a shard: a slot and the slot's generation, so that a late

@@ -4,8 +4,12 @@
 //! dial each (at most one connection per address, retries with backoff, a
 //! cap on connections), spreads connections over shards, and remembers bans
 //! and addresses that turned out to be ourselves.
+//!
+//! Bans name a peer, not an address: several peers often share one IP (NAT,
+//! containers, many processes on one host), and an honest one must not go
+//! with a liar beside it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -26,6 +30,14 @@ enum State {
     Us,
 }
 
+/// A peer as bans and hash-failure strikes know it: its address and the id
+/// from its handshake. Another peer behind the same IP is another peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerIdent {
+    pub ip: IpAddr,
+    pub id: PeerId,
+}
+
 /// An established connection, as the registry knows it.
 #[derive(Debug, Clone, Copy)]
 struct Live {
@@ -35,12 +47,23 @@ struct Live {
     conn: ConnId,
 }
 
+/// Where an incoming connection goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admit {
+    pub shard: usize,
+    /// A connection to close to make room: the oldest one from the same
+    /// limit's scope still waiting for its handshake (remote address, shard).
+    pub displace: Option<(SocketAddr, usize)>,
+}
+
 /// What to do with a connection whose handshake just completed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Keep,
     /// Another connection to the same peer is the one to keep.
     Drop,
+    /// The peer was banned earlier in this session.
+    Banned,
     /// Keep this one and close the other (on `shard`).
     Replace {
         shard: usize,
@@ -53,14 +76,22 @@ pub struct Registry {
     addrs: HashMap<SocketAddr, State>,
     /// Connected peers by id, to refuse a second connection to the same peer.
     ids: HashMap<PeerId, Live>,
-    banned: HashSet<IpAddr>,
-    /// Hash-failure strikes per IP.
-    strikes: HashMap<IpAddr, u32>,
+    banned: HashSet<PeerIdent>,
+    /// Listen addresses of banned peers (never dialled again).
+    banned_addrs: HashSet<SocketAddr>,
+    /// Hash-failure strikes per peer.
+    strikes: HashMap<PeerIdent, u32>,
     /// Local address of each outgoing connection, to the address it dialled:
     /// an incoming self-connection comes from one of these.
     dialled_from: HashMap<SocketAddr, SocketAddr>,
     per_shard: Vec<usize>,
+    /// Connections per IP address, both directions.
+    per_ip: HashMap<IpAddr, usize>,
+    /// Incoming connections that have not completed their handshake, oldest
+    /// first: the ones displaced when a limit is reached.
+    pending: VecDeque<(SocketAddr, usize)>,
     max_connections: usize,
+    max_per_ip: usize,
     /// Failed dials are retried this many times.
     max_failures: u32,
 }
@@ -74,15 +105,19 @@ fn backoff(failures: u32) -> Duration {
 }
 
 impl Registry {
-    pub fn new(shards: usize, max_connections: usize) -> Registry {
+    pub fn new(shards: usize, max_connections: usize, max_per_ip: usize) -> Registry {
         Registry {
             addrs: HashMap::new(),
             ids: HashMap::new(),
             banned: HashSet::new(),
+            banned_addrs: HashSet::new(),
             strikes: HashMap::new(),
             dialled_from: HashMap::new(),
             per_shard: vec![0; shards.max(1)],
+            per_ip: HashMap::new(),
+            pending: VecDeque::new(),
             max_connections,
+            max_per_ip: max_per_ip.max(1),
             max_failures: 8,
         }
     }
@@ -91,7 +126,7 @@ impl Registry {
     pub fn add(&mut self, now: Instant, addrs: impl IntoIterator<Item = SocketAddr>) -> usize {
         let mut new = 0;
         for a in addrs {
-            if self.banned.contains(&a.ip()) {
+            if self.banned_addrs.contains(&a) {
                 continue;
             }
             if let std::collections::hash_map::Entry::Vacant(e) = self.addrs.entry(a) {
@@ -128,8 +163,12 @@ impl Registry {
             if self.connections() >= self.max_connections {
                 break;
             }
+            if self.per_ip.get(&a.ip()).copied().unwrap_or(0) >= self.max_per_ip {
+                continue;
+            }
             let shard = self.least_loaded();
             self.per_shard[shard] += 1;
+            *self.per_ip.entry(a.ip()).or_insert(0) += 1;
             let failures = match self.addrs.get(&a) {
                 Some(State::Idle { failures, .. }) => *failures,
                 _ => 0,
@@ -147,20 +186,38 @@ impl Registry {
     }
 
     /// An incoming connection from `addr`: the shard to hand it to, or None
-    /// to refuse it (banned, or at the connection cap).
-    pub fn incoming(&mut self, addr: SocketAddr) -> Option<usize> {
-        if self.banned.contains(&addr.ip()) || self.connections() >= self.max_connections {
-            return None;
-        }
+    /// to refuse it. At the connection cap, or at the cap for its IP, it
+    /// displaces the oldest connection (from that IP, for the per-IP cap)
+    /// that has not completed its handshake; with none to displace it is
+    /// refused. So silent connections cannot crowd out a peer that speaks.
+    /// Bans are checked at the handshake, when the peer has said who it is.
+    pub fn incoming(&mut self, addr: SocketAddr) -> Option<Admit> {
+        let ip = addr.ip();
+        let ip_full = self.per_ip.get(&ip).copied().unwrap_or(0) >= self.max_per_ip;
+        let displace = if ip_full {
+            Some(self.pending.iter().position(|(a, _)| a.ip() == ip)?)
+        } else if self.connections() >= self.max_connections {
+            Some(if self.pending.is_empty() {
+                return None;
+            } else {
+                0
+            })
+        } else {
+            None
+        };
+        // The displaced connection is released when its shard closes it.
+        let displace = displace.and_then(|i| self.pending.remove(i));
         let shard = self.least_loaded();
         self.per_shard[shard] += 1;
+        *self.per_ip.entry(ip).or_insert(0) += 1;
+        self.pending.push_back((addr, shard));
         // Incoming peers connect from ephemeral ports: not an address to dial.
-        Some(shard)
+        Some(Admit { shard, displace })
     }
 
     /// An outgoing dial failed.
     pub fn dial_failed(&mut self, now: Instant, addr: SocketAddr, shard: usize) {
-        self.release(shard);
+        self.release(addr, shard);
         let failures = match self.addrs.get(&addr) {
             Some(State::Idle { failures, .. } | State::Connecting { failures }) => *failures,
             _ => 0,
@@ -198,6 +255,12 @@ impl Registry {
             shard,
             conn,
         };
+        if !outgoing {
+            self.pending.retain(|(a, _)| *a != addr);
+        }
+        if self.banned.contains(&PeerIdent { ip: addr.ip(), id }) {
+            return Verdict::Banned;
+        }
         let verdict = match self.ids.get(&id) {
             None => Verdict::Keep,
             Some(old) if old.outgoing == outgoing => Verdict::Drop,
@@ -214,7 +277,7 @@ impl Registry {
                 }
             }
         };
-        if verdict != Verdict::Drop {
+        if verdict != Verdict::Drop && verdict != Verdict::Banned {
             self.ids.insert(id, new);
             if outgoing {
                 self.addrs.insert(addr, State::Connected);
@@ -251,7 +314,7 @@ impl Registry {
         id: Option<PeerId>,
         shard: usize,
     ) {
-        self.release(shard);
+        self.release(addr, shard);
         if outgoing {
             self.dialled_from.retain(|_, remote| *remote != addr);
         }
@@ -279,25 +342,46 @@ impl Registry {
         }
     }
 
-    /// Records a hash failure involving `ip`; returns true when that bans it.
-    pub fn strike(&mut self, ip: IpAddr, max: u32) -> bool {
-        let s = self.strikes.entry(ip).or_insert(0);
+    /// Records a hash failure that `peer` alone is to blame for; returns
+    /// true when that bans it.
+    pub fn strike(&mut self, peer: PeerIdent, max: u32) -> bool {
+        let s = self.strikes.entry(peer).or_insert(0);
         *s += 1;
-        if *s >= max && self.banned.insert(ip) {
-            self.addrs.retain(|a, _| a.ip() != ip);
-            return true;
+        *s >= max && self.ban(peer)
+    }
+
+    /// Bans `peer` for the session; returns false if it already was. Its
+    /// listen address is not dialled again; other peers on its IP are
+    /// unaffected.
+    pub fn ban(&mut self, peer: PeerIdent) -> bool {
+        if !self.banned.insert(peer) {
+            return false;
         }
-        false
+        if let Some(live) = self.ids.get(&peer.id)
+            && live.addr.ip() == peer.ip
+            && live.outgoing
+        {
+            self.banned_addrs.insert(live.addr);
+            self.addrs.remove(&live.addr);
+        }
+        true
     }
 
-    pub fn is_banned(&self, ip: &IpAddr) -> bool {
-        self.banned.contains(ip)
+    pub fn is_banned(&self, peer: &PeerIdent) -> bool {
+        self.banned.contains(peer)
     }
 
-    fn release(&mut self, shard: usize) {
+    fn release(&mut self, addr: SocketAddr, shard: usize) {
         if let Some(n) = self.per_shard.get_mut(shard) {
             *n = n.saturating_sub(1);
         }
+        if let Some(n) = self.per_ip.get_mut(&addr.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&addr.ip());
+            }
+        }
+        self.pending.retain(|(a, _)| *a != addr);
     }
 }
 
@@ -317,7 +401,7 @@ mod tests {
     #[test]
     fn dials_once_spreads_over_shards_and_caps() {
         let now = Instant::now();
-        let mut r = Registry::new(2, 3);
+        let mut r = Registry::new(2, 3, 10);
         assert_eq!(
             r.add(now, [a("10.0.0.1:1"), a("10.0.0.2:1"), a("10.0.0.1:1")]),
             2
@@ -336,9 +420,32 @@ mod tests {
     }
 
     #[test]
+    fn silent_connections_make_room_for_new_ones() {
+        let mut r = Registry::new(1, 3, 2);
+        let (x1, x2, x3) = (a("10.0.0.1:1001"), a("10.0.0.1:1002"), a("10.0.0.1:1003"));
+        assert_eq!(r.incoming(x1).unwrap().displace, None);
+        assert_eq!(r.incoming(x2).unwrap().displace, None);
+        // The per-IP cap: the oldest silent one from that IP goes.
+        assert_eq!(r.incoming(x3).unwrap().displace, Some((x1, 0)));
+        r.disconnected(Instant::now(), x1, false, None, 0);
+        // x3 speaks; x2 stays silent.
+        r.handshaken(x3, false, PeerId([3; 20]), PeerId([0; 20]), 0, C);
+        let y = a("10.0.0.2:1");
+        assert_eq!(r.incoming(y).unwrap().displace, None);
+        // The global cap: the oldest silent one anywhere.
+        let z = a("10.0.0.3:1");
+        assert_eq!(r.incoming(z).unwrap().displace, Some((x2, 0)));
+        r.disconnected(Instant::now(), x2, false, None, 0);
+        r.handshaken(y, false, PeerId([4; 20]), PeerId([0; 20]), 0, C);
+        r.handshaken(z, false, PeerId([5; 20]), PeerId([0; 20]), 0, C);
+        // Everyone has spoken: nothing to displace, so a newcomer is refused.
+        assert_eq!(r.incoming(a("10.0.0.4:1")), None);
+    }
+
+    #[test]
     fn failed_dials_back_off_and_reconnect_later() {
         let now = Instant::now();
-        let mut r = Registry::new(1, 10);
+        let mut r = Registry::new(1, 10, 10);
         r.add(now, [a("10.0.0.1:1")]);
         let (addr, shard) = r.due(now)[0];
         r.dial_failed(now, addr, shard);
@@ -360,7 +467,7 @@ mod tests {
     #[test]
     fn duplicate_ids_self_and_bans() {
         let now = Instant::now();
-        let mut r = Registry::new(1, 10);
+        let mut r = Registry::new(1, 10, 10);
         let (lo, hi) = (PeerId([1; 20]), PeerId([2; 20]));
         assert_eq!(
             r.handshaken(a("10.0.0.1:1"), true, hi, lo, 0, C),
@@ -377,7 +484,7 @@ mod tests {
             Verdict::Drop
         );
         // Seen from the other end (its id is larger): ours replaces its dial.
-        let mut other = Registry::new(2, 10);
+        let mut other = Registry::new(2, 10, 10);
         let d = ConnId {
             slot: 7,
             generation: 1,
@@ -402,11 +509,43 @@ mod tests {
             r.due(now + Duration::from_secs(100)).is_empty(),
             "never dial ourselves again"
         );
-        let ip: IpAddr = "10.0.0.7".parse().unwrap();
-        assert!(!r.strike(ip, 2));
-        assert!(r.strike(ip, 2));
-        assert!(r.is_banned(&ip));
-        assert_eq!(r.add(now, [a("10.0.0.7:1")]), 0);
-        assert_eq!(r.incoming(a("10.0.0.7:9")), None);
+    }
+
+    #[test]
+    fn a_ban_names_the_peer_not_its_address() {
+        let now = Instant::now();
+        let mut r = Registry::new(1, 10, 10);
+        let (liar, honest) = (PeerId([7; 20]), PeerId([8; 20]));
+        r.add(now, [a("10.0.0.7:1"), a("10.0.0.7:2")]);
+        r.due(now);
+        assert_eq!(
+            r.handshaken(a("10.0.0.7:1"), true, liar, PeerId([0; 20]), 0, C),
+            Verdict::Keep
+        );
+        let peer = PeerIdent {
+            ip: "10.0.0.7".parse().unwrap(),
+            id: liar,
+        };
+        assert!(!r.strike(peer, 2));
+        assert!(r.strike(peer, 2));
+        assert!(!r.ban(peer), "banned once");
+        assert!(r.is_banned(&peer));
+        r.disconnected(now, a("10.0.0.7:1"), true, Some(liar), 0);
+        assert_eq!(
+            r.add(now, [a("10.0.0.7:1")]),
+            0,
+            "its address is not dialled again"
+        );
+        assert_eq!(
+            r.handshaken(a("10.0.0.7:9"), false, liar, PeerId([0; 20]), 0, C),
+            Verdict::Banned,
+            "nor accepted from another port"
+        );
+        // Its neighbour on the same IP is untouched.
+        assert!(r.incoming(a("10.0.0.7:9")).is_some());
+        assert_eq!(
+            r.handshaken(a("10.0.0.7:2"), true, honest, PeerId([0; 20]), 0, C),
+            Verdict::Keep
+        );
     }
 }

@@ -14,6 +14,7 @@ use std::time::Instant;
 use super::ConnId;
 use super::config::TorrentConfig;
 use super::registry::Registry;
+use super::smart_ban::SmartBan;
 use super::stats::Stats;
 use crate::bitfield::{AtomicBitfield, Bitfield};
 use crate::buffer::{BufPool, PieceBuf};
@@ -41,10 +42,13 @@ pub enum ShardMsg {
         buf: crate::buffer::PieceBuf,
         ok: bool,
     },
-    /// This IP was banned: drop its connections.
-    Ban(std::net::IpAddr),
+    /// This peer was banned: drop its connections.
+    Ban(super::registry::PeerIdent),
     /// Another shard kept a newer connection to the same peer: close this one.
     CloseDuplicate(ConnId),
+    /// Close the incoming connection from this address, chosen because it had
+    /// not completed its handshake: a newer one needs its place.
+    Displace(SocketAddr),
     /// Close every connection and stop.
     Shutdown,
 }
@@ -111,12 +115,16 @@ pub struct Shared {
     pub have: AtomicBitfield,
     pub picker: Mutex<Picker>,
     pub registry: Mutex<Registry>,
+    /// Failed pieces with several contributors, until a good copy names the liar.
+    pub smart_ban: Mutex<SmartBan>,
     pub choke: Mutex<ChokeBoard>,
     /// Peers unchoked right now, across shards.
     pub unchoked: AtomicUsize,
     pub stats: Stats,
     /// Bytes of piece buffers in use, all shards together.
     pub buffers_used: AtomicU64,
+    /// Most bytes of piece buffers in use at once.
+    pub buffer_budget: u64,
     /// Download buffers not in use. Buffers are only allocated while the
     /// budget has room and are reused after, so memory stays within the
     /// budget (plus one piece per shard) however long the torrent.
@@ -144,7 +152,12 @@ impl Shared {
             peer_id: PeerId::generate(),
             have: AtomicBitfield::new(have),
             picker: Mutex::new(Picker::new(have)),
-            registry: Mutex::new(Registry::new(shards, config.max_connections)),
+            registry: Mutex::new(Registry::new(
+                shards,
+                config.max_connections,
+                config.max_per_ip,
+            )),
+            smart_ban: Mutex::new(SmartBan::default()),
             choke: Mutex::new(ChokeBoard {
                 choker: Choker::new(config.choker),
                 candidates: HashMap::new(),
@@ -153,6 +166,7 @@ impl Shared {
             unchoked: AtomicUsize::new(0),
             stats: Stats::default(),
             buffers_used: AtomicU64::new(0),
+            buffer_budget: config.budget(info.piece_length),
             // One block of slack lets the driver shift a piece into
             // alignment with its file for a direct write. Spare buffers
             // are bounded by the budget, not by the pool.
@@ -160,11 +174,13 @@ impl Shared {
                 info.piece_length as usize + crate::buffer::ALIGN,
                 usize::MAX,
             ),
-            read_pool: BufPool::new(
-                info.piece_length as usize,
-                (config.read_cache / u64::from(info.piece_length).max(1)) as usize * shards
-                    + shards,
-            ),
+            read_pool: {
+                let unit = u64::from(info.piece_length.clamp(1, super::cache::READ_UNIT));
+                BufPool::new(
+                    unit as usize,
+                    (config.read_cache / unit) as usize * shards + shards,
+                )
+            },
             listen_port: AtomicU64::new(0),
             completed: AtomicBool::new(have.is_full()),
             inboxes,
@@ -224,7 +240,7 @@ impl Shared {
     /// Reserves `bytes` of piece buffer memory. A shard holding no buffer may
     /// always take one, so every shard can make progress.
     pub fn reserve_buffer(&self, bytes: u64, shard_holds_none: bool) -> bool {
-        let max = self.config.buffer_budget;
+        let max = self.buffer_budget;
         let mut cur = self.buffers_used.load(Ordering::Relaxed);
         loop {
             if cur + bytes > max && !shard_holds_none {

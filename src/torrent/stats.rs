@@ -22,6 +22,8 @@ pub struct Stats {
     pub peers_connected: AtomicU64,
     pub peers_seen: AtomicU64,
     pub peers_banned: AtomicU64,
+    /// Addresses of the connections of banned peers (bounded).
+    pub banned: Mutex<Vec<std::net::SocketAddr>>,
     /// Disconnects by reason (`PeerError::kind`).
     pub disconnects: Mutex<BTreeMap<&'static str, u64>>,
     /// Disconnects that were protocol violations.

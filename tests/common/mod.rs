@@ -123,7 +123,7 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     }
 }
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -335,4 +335,48 @@ pub fn rt_create_with_trackers(payload: &Path, torrent: &Path, piece: &str, tier
         cmd.args(["-t", &tier.join(",")]);
     }
     run_ok(&mut cmd);
+}
+
+/// `lt_tool.py` with `args`.
+pub fn lt(args: &[&str]) -> Command {
+    let tool = lt_tool();
+    let mut cmd = Command::new(&tool[0]);
+    cmd.arg(&tool[1]).args(args);
+    cmd
+}
+
+/// Starts a libtorrent seeder and waits for it to report that it seeds.
+pub fn lt_seed(torrent: &std::path::Path, save: &std::path::Path) -> (Proc, std::net::SocketAddr) {
+    let port = free_port();
+    let mut p = Proc::spawn(
+        &mut lt(&[
+            "seed",
+            torrent.to_str().unwrap(),
+            save.to_str().unwrap(),
+            &port.to_string(),
+        ]),
+        "libtorrent seed",
+    );
+    let stdout = p.child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line == "READY" {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let start = Instant::now();
+    while rx.try_recv().is_err() {
+        if let Some(st) = p.child.try_wait().unwrap() {
+            let err = p.stderr();
+            panic!("libtorrent seeder exited ({st}): {err}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "libtorrent seeder never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (p, local(port))
 }

@@ -7,7 +7,9 @@ usage:
   lt_tool.py recheck TORRENT SAVE_PATH         JSON: num_pieces, have (after a full hash check)
   lt_tool.py seed TORRENT SAVE_PATH PORT       seed on 127.0.0.1:PORT; prints READY once seeding;
                                                runs until SIGTERM or stdin closes
-  lt_tool.py leech TORRENT SAVE_PATH PORT PEER download from PEER (host:port); exits 0 when complete
+  lt_tool.py leech TORRENT SAVE_PATH PORT PEER [RATE]
+                                               download from PEER (host:port), at most RATE bytes/s
+                                               if given; exits 0 when complete
 
 Runs on Debian's /usr/bin/python3 with python3-libtorrent (libtorrent 2.0).
 """
@@ -131,9 +133,11 @@ def seed(torrent, save_path, port):
             break
 
 
-def leech(torrent, save_path, port, peer, timeout=300):
+def leech(torrent, save_path, port, peer, rate=0, timeout=300):
     ses = session(port)
     h = add(ses, torrent, save_path)
+    if rate:
+        h.set_download_limit(rate)
     host, p = peer.rsplit(":", 1)
     deadline = time.monotonic() + timeout
     last_connect = 0
@@ -167,7 +171,7 @@ def main():
     elif a[0] == "seed":
         seed(a[1], a[2], int(a[3]))
     elif a[0] == "leech":
-        sys.exit(leech(a[1], a[2], int(a[3]), a[4]))
+        sys.exit(leech(a[1], a[2], int(a[3]), a[4], int(a[5]) if len(a) > 5 else 0))
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

@@ -1,7 +1,6 @@
 //! The download side: which blocks to request from whom, where arriving
 //! data goes, and a piece's way from its last block to disk.
 
-use std::net::IpAddr;
 use std::time::Instant;
 
 use super::{Action, Shard};
@@ -10,7 +9,9 @@ use crate::peer::{Outstanding, PeerError};
 use crate::picker::PeerPieces;
 use crate::torrent::ConnId;
 use crate::torrent::download::{Download, Stage};
+use crate::torrent::registry::PeerIdent;
 use crate::torrent::shared::{ShardMsg, lock};
+use crate::torrent::smart_ban::{BlockRecord, block_digests};
 use crate::torrent::stats::Stats;
 use crate::wire::{BlockRef, Message};
 
@@ -122,10 +123,14 @@ impl Shard {
         let p = &super::slot_conn(&self.slots, id)?.peer;
         for piece in &self.order {
             if let Some(d) = self.downloads.get_mut(piece)
+                && d.open_to(id)
                 && p.offers(*piece, now)
                 && p.can_request(*piece)
                 && let Some(b) = d.next_missing()
             {
+                if d.exclusive {
+                    d.owner = Some(id);
+                }
                 return Some(b);
             }
         }
@@ -147,7 +152,7 @@ impl Shard {
             (picked, endgame)
         };
         if let Some(piece) = picked {
-            return self.start_download(piece);
+            return self.start_download(piece, id);
         }
         if p.peer_choking || !endgame {
             return None;
@@ -156,6 +161,7 @@ impl Shard {
         let own: Vec<BlockRef> = p.requests_out.iter().map(|o| o.block).collect();
         for piece in &self.order {
             if let Some(d) = self.downloads.get_mut(piece)
+                && !d.exclusive
                 && p.offers(*piece, now)
                 && let Some(b) = d.next_duplicate(|b| own.contains(b))
             {
@@ -172,7 +178,7 @@ impl Shard {
                 })
                 .flatten()
         };
-        dup.and_then(|piece| self.start_download(piece))
+        dup.and_then(|piece| self.start_download(piece, id))
     }
 
     fn has_budget_for_new(&self) -> bool {
@@ -184,10 +190,11 @@ impl Shard {
                 .buffers_used
                 .load(std::sync::atomic::Ordering::Relaxed)
                 + len
-                <= self.shared.config.buffer_budget
+                <= self.shared.buffer_budget
     }
 
-    fn start_download(&mut self, piece: u32) -> Option<BlockRef> {
+    /// Starts assembling `piece`, asked for by peer `id`.
+    fn start_download(&mut self, piece: u32, id: ConnId) -> Option<BlockRef> {
         let len = self.info.piece_len(piece);
         let reserve = u64::from(self.info.piece_length);
         if !self
@@ -200,6 +207,10 @@ impl Shard {
         }
         let buf = self.shared.take_buffer();
         let mut d = Download::new(piece, len, buf, reserve);
+        if lock(&self.shared.smart_ban).is_suspect(piece) {
+            d.exclusive = true;
+            d.owner = Some(id);
+        }
         let first = d.next_missing();
         self.downloads.insert(piece, d);
         self.order.push_back(piece);
@@ -218,7 +229,12 @@ impl Shard {
         completes: bool,
         sent_at: Option<Instant>,
     ) {
-        let Some(ip) = self.conn(id).map(|c| c.peer.addr.ip()) else {
+        let Some(from) = self.conn(id).and_then(|c| {
+            c.peer.handshake.map(|h| PeerIdent {
+                ip: c.peer.addr.ip(),
+                id: h.peer_id,
+            })
+        }) else {
             return;
         };
         let wanted = self
@@ -246,7 +262,7 @@ impl Shard {
             // It came after we gave up on it (a cancel crossed it): still good.
             log::trace!("accepted an unrequested but wanted block {block:?}");
         }
-        if d.received(&block, ip) {
+        if d.received(&block, from) {
             self.cancel_elsewhere(id, &block);
             self.start_hash(block.piece);
         } else {
@@ -266,8 +282,7 @@ impl Shard {
                 continue;
             }
             let Some(c) = self.conn_mut(id) else { continue };
-            if let Some(pos) = c.peer.requests_out.iter().position(|o| o.block == *block) {
-                c.peer.requests_out.remove(pos);
+            if c.peer.withdraw(block) {
                 self.send(id, Message::Cancel(*block));
             }
         }
@@ -290,46 +305,78 @@ impl Shard {
                 self.finish_download(now, piece, Some(buf));
                 return;
             }
-            if let Some(d) = self.downloads.get_mut(&piece) {
-                d.stage = Stage::Writing;
+            let exclusive = match self.downloads.get_mut(&piece) {
+                Some(d) => {
+                    d.stage = Stage::Writing;
+                    d.exclusive
+                }
+                None => false,
+            };
+            if exclusive {
+                // The copy that settles an earlier failure.
+                let liars = lock(&self.shared.smart_ban).verified(piece, &block_digests(&buf));
+                for peer in liars {
+                    log::warn!(
+                        "piece {piece}: {} sent blocks that differ from the good copy",
+                        peer.ip
+                    );
+                    self.ban(now, peer);
+                }
             }
             self.actions.push_back(Action::Write { piece, buf });
             return;
         }
         Stats::add(&self.shared.stats.hash_failures, 1);
         Stats::add(&self.shared.stats.wasted, buf.len() as u64);
-        let contributors = self
-            .downloads
-            .get(&piece)
-            .map(|d| d.contributors.clone())
-            .unwrap_or_default();
+        let (contributors, record): (Vec<PeerIdent>, BlockRecord) = match self.downloads.get(&piece)
+        {
+            Some(d) => (
+                d.contributors.clone(),
+                d.senders().zip(block_digests(&buf)).collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
         log::warn!(
-            "piece {piece} failed its hash check (data from {contributors:?}); fetching it again"
+            "piece {piece} failed its hash check (data from {} peers); fetching it again",
+            contributors.len()
         );
         self.finish_download(now, piece, Some(buf));
         lock(&self.shared.picker).abort(piece);
-        self.blame(now, &contributors);
+        match contributors.as_slice() {
+            [] => {}
+            // One sender: it alone is to blame.
+            [peer] => self.strike(now, *peer),
+            // Several: fetch it again from one peer and compare blocks.
+            _ => lock(&self.shared.smart_ban).record(piece, record),
+        }
         self.refill_all(now);
     }
 
-    /// Strikes against peers whose data failed a hash check; a peer with too
-    /// many is banned on every shard.
-    fn blame(&mut self, now: Instant, contributors: &[IpAddr]) {
+    /// A hash-failure strike against `peer`; too many ban it.
+    fn strike(&mut self, now: Instant, peer: PeerIdent) {
         let max = self.shared.config.max_hash_failures;
-        for ip in contributors {
-            let banned = lock(&self.shared.registry).strike(*ip, max);
-            if banned {
-                log::warn!("banning {ip}: involved in {max} hash failures");
-                Stats::add(&self.shared.stats.peers_banned, 1);
-                let ip = *ip;
-                for (shard, inbox) in self.shared.inboxes.iter().enumerate() {
-                    if shard != self.id {
-                        inbox.post(ShardMsg::Ban(ip));
-                    }
-                }
-                self.handle_msg(now, ShardMsg::Ban(ip));
+        if lock(&self.shared.registry).strike(peer, max) {
+            log::warn!("banning {}: sent data failing {max} hash checks", peer.ip);
+            self.banned(now, peer);
+        }
+    }
+
+    /// Bans `peer` at once (proven to have sent bad blocks).
+    fn ban(&mut self, now: Instant, peer: PeerIdent) {
+        if lock(&self.shared.registry).ban(peer) {
+            self.banned(now, peer);
+        }
+    }
+
+    /// Drops a newly banned peer's connections on every shard.
+    fn banned(&mut self, now: Instant, peer: PeerIdent) {
+        Stats::add(&self.shared.stats.peers_banned, 1);
+        for (shard, inbox) in self.shared.inboxes.iter().enumerate() {
+            if shard != self.id {
+                inbox.post(ShardMsg::Ban(peer));
             }
         }
+        self.handle_msg(now, ShardMsg::Ban(peer));
     }
 
     /// A verified piece reached the disk (or could not).
@@ -385,7 +432,9 @@ impl Shard {
                     .filter(|o| o.block.piece == piece)
                     .map(|o| o.block)
                     .collect();
-                c.peer.requests_out.retain(|o| o.block.piece != piece);
+                for b in &cancels {
+                    c.peer.withdraw(b);
+                }
                 for b in cancels {
                     self.send(id, Message::Cancel(b));
                 }

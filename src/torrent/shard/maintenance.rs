@@ -125,7 +125,8 @@ impl Shard {
                     p.client()
                 );
                 p.snubbed = true;
-                let owed: Vec<BlockRef> = p.requests_out.drain(..).map(|o| o.block).collect();
+                let owed = p.withdraw_all();
+                self.release_pieces_of(id);
                 for b in &owed {
                     if let Some(d) = self.downloads.get_mut(&b.piece) {
                         d.unrequest(b);

@@ -17,6 +17,7 @@ use hdrhistogram::Histogram;
 
 use super::ConnId;
 use super::cache::ReadCache;
+pub use super::cache::ReadKey;
 use super::download::Download;
 use super::registry::Verdict;
 use super::send_queue::SendQueue;
@@ -34,10 +35,11 @@ pub enum Action {
     Connect { conn: ConnId, addr: SocketAddr },
     /// Close the socket. The shard has forgotten the connection already.
     Close { conn: ConnId },
-    /// Get piece `piece` to upload: read it into a buffer from
-    /// `Shared::read_pool` and report with `handle_read`, or hand over its
-    /// bytes otherwise (a mapping) with `handle_piece_data`.
-    Read { piece: u32 },
+    /// Get `len` bytes of piece `key.piece` from `begin` (a read unit) to
+    /// upload: read them into a buffer from `Shared::read_pool` and report
+    /// with `handle_read`, or hand over the bytes otherwise (a mapping) with
+    /// `handle_piece_data`.
+    Read { key: ReadKey, begin: u32, len: u32 },
     /// Verify `buf` against piece `piece`'s hash; report with `handle_hashed`.
     Hash { piece: u32, buf: PieceBuf },
     /// Write the verified piece; report with `handle_written`.
@@ -103,7 +105,7 @@ impl Shard {
         Shard {
             id,
             limits: wire::Limits::for_pieces(info.piece_count()),
-            cache: ReadCache::new(shared.config.read_cache),
+            cache: ReadCache::new(shared.config.read_cache, info.piece_length),
             info,
             shared,
             slots: Vec::new(),
@@ -247,9 +249,18 @@ impl Shard {
             ShardMsg::Have(piece) => self.piece_completed(now, piece),
             ShardMsg::Unchoke { keep, decided } => self.apply_choke(keep, decided),
             ShardMsg::Hashed { piece, buf, ok } => self.handle_hashed(now, piece, buf, ok),
-            ShardMsg::Ban(ip) => {
+            ShardMsg::Ban(peer) => {
                 for id in self.conn_ids() {
-                    if self.conn(id).is_some_and(|c| c.peer.addr.ip() == ip) {
+                    if self.conn(id).is_some_and(|c| {
+                        c.peer.addr.ip() == peer.ip
+                            && c.peer.handshake.is_some_and(|h| h.peer_id == peer.id)
+                    }) {
+                        if let (Some(c), Ok(mut list)) =
+                            (self.conn(id), self.shared.stats.banned.lock())
+                            && list.len() < 100
+                        {
+                            list.push(c.peer.addr);
+                        }
                         self.close(
                             now,
                             id,
@@ -259,6 +270,17 @@ impl Shard {
                 }
             }
             ShardMsg::CloseDuplicate(conn) => self.close(now, conn, PeerError::Duplicate),
+            ShardMsg::Displace(addr) => {
+                // Chosen while silent; closed even if its handshake has come
+                // in since, so the connection cap holds.
+                let victim = self.conn_ids().into_iter().find(|&id| {
+                    self.conn(id)
+                        .is_some_and(|c| c.peer.addr == addr && !c.peer.outgoing)
+                });
+                if let Some(id) = victim {
+                    self.close(now, id, PeerError::TooManyConnections);
+                }
+            }
             ShardMsg::Shutdown => self.shutdown(now),
         }
     }
@@ -376,6 +398,7 @@ impl Shard {
                     }
                 }
                 if !dropped.is_empty() {
+                    self.release_pieces_of(id);
                     self.refill_all(now);
                 }
                 Ok(())
@@ -408,6 +431,11 @@ impl Shard {
                     && !c.peer.peer_choking
                 {
                     c.peer.avoid_piece(b.piece, now + REJECT_BACKOFF);
+                }
+                if let Some(d) = self.downloads.get_mut(&b.piece)
+                    && d.owner == Some(id)
+                {
+                    d.owner = None;
                 }
                 self.fill(now, id);
                 Ok(())
@@ -456,6 +484,7 @@ impl Shard {
         match verdict {
             Verdict::Keep => {}
             Verdict::Drop => return Err(PeerError::Duplicate),
+            Verdict::Banned => return Err(PeerError::Banned),
             Verdict::Replace { shard, conn } if shard == self.id => {
                 self.close(now, conn, PeerError::Duplicate)
             }
@@ -534,6 +563,7 @@ impl Shard {
                 d.unrequest(&o.block);
             }
         }
+        self.release_pieces_of(id);
         if !p.am_choking {
             self.shared
                 .unchoked
@@ -548,6 +578,16 @@ impl Shard {
         );
         if !p.requests_out.is_empty() {
             self.refill_all(now);
+        }
+    }
+
+    /// Pieces fetched from `id` alone (to settle a hash failure) are open to
+    /// another peer once `id` stops serving them.
+    pub(super) fn release_pieces_of(&mut self, id: ConnId) {
+        for d in self.downloads.values_mut() {
+            if d.owner == Some(id) {
+                d.owner = None;
+            }
         }
     }
 

@@ -187,16 +187,17 @@ impl Sim {
                         .handle_closed(now, other, PeerError::Closed);
                 }
             }
-            Action::Read { piece } => {
+            Action::Read { key, begin, len } => {
                 let n = &mut self.nodes[i];
-                let at = (u64::from(piece) * u64::from(n.shared.info.piece_length)) as usize;
-                let len = n.shared.info.piece_len(piece) as usize;
+                let at = (u64::from(key.piece) * u64::from(n.shared.info.piece_length)
+                    + u64::from(begin)) as usize;
+                let len = len as usize;
                 let mut buf = n.shared.read_pool.take(len);
                 buf.copy_from_slice(&n.data[at..at + len]);
                 if n.liar {
                     buf.iter_mut().for_each(|b| *b ^= 0x55);
                 }
-                n.shard.handle_read(now, piece, buf, Ok(()));
+                n.shard.handle_read(now, key, buf, Ok(()));
             }
             Action::Hash { piece, buf } => {
                 let n = &mut self.nodes[i];
@@ -364,12 +365,50 @@ fn a_lying_seeder_is_banned_and_the_download_still_completes() {
     let st = &sim.nodes[leech].shared.stats;
     assert!(Stats::get(&st.hash_failures) >= 1);
     assert_eq!(Stats::get(&st.peers_banned), 1);
-    let liar_ip = sim.nodes[liar].addr.ip();
-    assert!(lock(&sim.nodes[leech].shared.registry).is_banned(&liar_ip));
+    let liar_peer = crate::torrent::registry::PeerIdent {
+        ip: sim.nodes[liar].addr.ip(),
+        id: sim.nodes[liar].shared.peer_id,
+    };
+    assert!(lock(&sim.nodes[leech].shared.registry).is_banned(&liar_peer));
     // And it is never dialled again.
     sim.dial(leech, liar);
     sim.run(1000, |s| s.links.len() > 1);
     assert_eq!(sim.links.len(), 0, "connections: {:?}", sim.links);
+}
+
+#[test]
+fn a_liar_is_told_apart_from_an_honest_peer_on_its_address() {
+    // Both seeders on one IP, both feeding the same piece: the failed piece
+    // has two contributors, so it is fetched again from one peer and its
+    // blocks compared. Only the liar is banned; the honest peer stays.
+    let data = payload(4 * 1024 * 1024);
+    let info = Arc::new(info(&data, 4 * 1024 * 1024));
+    let mut sim = Sim::new(7000);
+    // The liar first, so that its bytes win the races.
+    let liar = sim.add(&info, Some(&data), TorrentConfig::default());
+    let honest = sim.add(&info, Some(&data), TorrentConfig::default());
+    sim.nodes[liar].liar = true;
+    sim.nodes[honest].addr = "10.0.0.9:6881".parse().unwrap();
+    sim.nodes[liar].addr = "10.0.0.9:6882".parse().unwrap();
+    let leech = sim.add(&info, None, TorrentConfig::default());
+    sim.dial(leech, honest);
+    sim.dial(leech, liar);
+    sim.run(1_000_000, |s| s.complete(leech));
+    assert!(sim.nodes[leech].data == data, "only verified data was kept");
+    let st = &sim.nodes[leech].shared.stats;
+    // One 4 MiB piece: the two seeders' pipelines (128 blocks each) split
+    // it, it fails once, and the single-peer copy settles who lied, with
+    // no further strikes needed.
+    assert_eq!(Stats::get(&st.hash_failures), 1);
+    assert_eq!(Stats::get(&st.peers_banned), 1, "one peer banned");
+    assert_eq!(sim.links.len(), 1, "the honest peer is still connected");
+    let ident = |n: usize| crate::torrent::registry::PeerIdent {
+        ip: sim.nodes[n].addr.ip(),
+        id: sim.nodes[n].shared.peer_id,
+    };
+    let reg = lock(&sim.nodes[leech].shared.registry);
+    assert!(reg.is_banned(&ident(liar)), "the liar is banned");
+    assert!(!reg.is_banned(&ident(honest)), "its neighbour is not");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::{Action, Shard};
 use crate::buffer::PieceBuf;
 use crate::torrent::ConnId;
-use crate::torrent::cache::Lookup;
+use crate::torrent::cache::{Lookup, ReadKey};
 use crate::torrent::stats::Stats;
 use crate::wire::{BlockRef, Message, encode_piece_header};
 
@@ -44,7 +44,7 @@ impl Shard {
     }
 
     /// Answers queued requests while the peer is unchoked and its send queue
-    /// has room. Stops at a piece that must be read first.
+    /// has room. Stops at a request whose bytes must be read first.
     pub(super) fn serve(&mut self, _now: Instant, id: ConnId) {
         let high_water = self.shared.config.send_high_water;
         loop {
@@ -55,35 +55,57 @@ impl Shard {
             let Some(&req) = c.peer.requests_in.front() else {
                 return;
             };
-            match self.cache.get(req.piece, id) {
-                Lookup::Ready(data) => {
-                    let c = self.conn_mut(id).expect("looked up above");
-                    c.peer.requests_in.pop_front();
-                    c.waiting_read = false;
-                    let (begin, end) = (req.begin as usize, (req.begin + req.len) as usize);
-                    if end > data.len() {
-                        // Requests were checked against the piece length.
-                        continue;
+            // A request lies in one read unit, or straddles two.
+            let (begin, end) = (req.begin, req.begin + req.len);
+            let mut parts: Vec<Bytes> = Vec::with_capacity(2);
+            for unit in self.cache.units(begin, end) {
+                let key = ReadKey {
+                    piece: req.piece,
+                    unit,
+                };
+                match self.cache.get(key, id) {
+                    Lookup::Ready(data) => {
+                        let (ubegin, _) = self.cache.span(key, self.info.piece_len(req.piece));
+                        let from = begin.max(ubegin) - ubegin;
+                        let to = (end - ubegin).min(data.len() as u32);
+                        if from >= to {
+                            // A short read unit: checked against the piece
+                            // length, so only a file that shrank gets here.
+                            break;
+                        }
+                        parts.push(data.slice(from as usize..to as usize));
                     }
-                    let was_empty = c.send.is_empty();
-                    c.send
-                        .push_raw(&encode_piece_header(req.piece, req.begin, req.len));
-                    c.send.push_shared(data.slice(begin..end));
-                    c.peer.up.add(u64::from(req.len));
-                    Stats::add(&self.shared.stats.uploaded, u64::from(req.len));
-                    if was_empty {
-                        self.mark_dirty(id);
+                    Lookup::Read => {
+                        let (begin, len) = self.cache.span(key, self.info.piece_len(req.piece));
+                        self.actions.push_back(Action::Read { key, begin, len });
+                        self.mark_waiting(id);
+                        return;
+                    }
+                    Lookup::Pending => {
+                        self.mark_waiting(id);
+                        return;
                     }
                 }
-                Lookup::Read => {
-                    self.actions.push_back(Action::Read { piece: req.piece });
-                    self.mark_waiting(id);
-                    return;
+            }
+            let c = self.conn_mut(id).expect("looked up above");
+            c.peer.requests_in.pop_front();
+            c.waiting_read = false;
+            if parts.iter().map(Bytes::len).sum::<usize>() != req.len as usize {
+                if c.peer.fast() {
+                    self.send(id, Message::Reject(req));
                 }
-                Lookup::Pending => {
-                    self.mark_waiting(id);
-                    return;
-                }
+                continue;
+            }
+            let was_empty = c.send.is_empty();
+            c.send
+                .push_raw(&encode_piece_header(req.piece, req.begin, req.len));
+            for p in parts {
+                c.send.push_shared(p);
+            }
+            c.peer.up.add(u64::from(req.len));
+            Stats::add(&self.shared.stats.uploaded, u64::from(req.len));
+            if was_empty {
+                self.mark_dirty(id);
             }
         }
     }
@@ -94,16 +116,16 @@ impl Shard {
         }
     }
 
-    /// A piece read for uploading finished.
+    /// A read unit read for uploading finished.
     pub fn handle_read(
         &mut self,
         now: Instant,
-        piece: u32,
+        key: ReadKey,
         buf: PieceBuf,
         result: Result<(), String>,
     ) {
         let data = result.map(|()| self.shared.read_pool.share(buf));
-        self.handle_piece_data(now, piece, data);
+        self.handle_piece_data(now, key, data);
     }
 
     /// A send from a mapped piece faulted: a file shrank after the piece was
@@ -115,8 +137,9 @@ impl Shard {
         self.cache.drop_ready();
     }
 
-    /// A piece to upload is ready (read or mapped), or could not be had.
-    pub fn handle_piece_data(&mut self, now: Instant, piece: u32, data: Result<Bytes, String>) {
+    /// A read unit to upload is ready (read or mapped), or could not be had.
+    pub fn handle_piece_data(&mut self, now: Instant, key: ReadKey, data: Result<Bytes, String>) {
+        let piece = key.piece;
         let data = match data {
             Ok(data) => Some(data),
             Err(e) => {
@@ -132,7 +155,7 @@ impl Shard {
             }
         };
         let failed = data.is_none();
-        let waiters = self.cache.filled(piece, data);
+        let waiters = self.cache.filled(key, data);
         for id in waiters {
             if failed {
                 // Drop the requests for the unreadable piece.
