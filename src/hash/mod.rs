@@ -1,13 +1,16 @@
 //! SHA-1 for piece verification.
 //!
 //! Everything that hashes pieces goes through here. One message at a time
-//! uses the `sha1` crate (with the CPU's SHA instructions when present);
-//! batches of equal-length pieces use 16-lane AVX-512 multi-buffer hashing
-//! where the CPU has it, which is several times faster per core (see
+//! uses the `sha1` crate (with the CPU's SHA instructions when present).
+//! Batches of equal-length pieces use 16-lane AVX-512 multi-buffer hashing
+//! where the CPU has it, else pairs of pieces with their SHA-NI rounds
+//! interleaved; both are faster per core than one piece at a time (see
 //! `benches/` and `perf/RESULTS.md`).
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod shani;
 
 use std::sync::OnceLock;
 
@@ -47,10 +50,51 @@ pub fn multibuffer() -> bool {
     })
 }
 
+/// Whether pairs of messages run on the interleaved SHA-NI path.
+fn shani_pairs() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            shani::available() && std::env::var_os("RINGTORRENT_NO_SHANI_PAIRS").is_none()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
+/// Whether two messages hash faster together than one after the other (the
+/// interleaved SHA-NI path), so that a lone piece is worth holding back
+/// a moment for a second one.
+pub fn pairs_pay() -> bool {
+    !multibuffer() && shani_pairs()
+}
+
+/// The hashing path batches take on this CPU, for reports.
+pub fn batch_path() -> &'static str {
+    if multibuffer() {
+        "avx512-x16"
+    } else if shani_pairs() {
+        "sha-ni-x2"
+    } else {
+        "single"
+    }
+}
+
 /// SHA-1 of each message. Messages of equal length are hashed 16 at a time
-/// when the CPU allows it; the rest one by one.
+/// (AVX-512) or in pairs (SHA-NI) when the CPU allows it; the rest one by
+/// one.
 pub fn sha1_batch(msgs: &[&[u8]]) -> Vec<[u8; 20]> {
     let mut out = vec![[0u8; 20]; msgs.len()];
+    if !multibuffer() && shani_pairs() && msgs.len() >= 2 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            sha1_pairs(msgs, &mut out);
+            return out;
+        }
+    }
     if !multibuffer() || msgs.len() < MIN_BATCH {
         for (o, m) in out.iter_mut().zip(msgs) {
             *o = sha1(m);
@@ -80,6 +124,27 @@ pub fn sha1_batch(msgs: &[&[u8]]) -> Vec<[u8; 20]> {
         }
     }
     out
+}
+
+/// Equal-length messages two at a time on SHA-NI, the odd one alone.
+#[cfg(target_arch = "x86_64")]
+fn sha1_pairs(msgs: &[&[u8]], out: &mut [[u8; 20]]) {
+    let mut order: Vec<usize> = (0..msgs.len()).collect();
+    order.sort_by_key(|&i| msgs[i].len());
+    for group in order.chunk_by(|&a, &b| msgs[a].len() == msgs[b].len()) {
+        let mut pairs = group.chunks_exact(shani::LANES);
+        for pair in &mut pairs {
+            let lanes: [&[u8]; shani::LANES] = std::array::from_fn(|k| msgs[pair[k]]);
+            // SAFETY: `shani_pairs()` checked the CPU's SHA, SSSE3 and SSE4.1.
+            let digests = unsafe { shani::sha1_lanes(lanes) };
+            for (&i, d) in pair.iter().zip(digests) {
+                out[i] = d;
+            }
+        }
+        for &i in pairs.remainder() {
+            out[i] = sha1(msgs[i]);
+        }
+    }
 }
 
 #[cfg(test)]
