@@ -20,7 +20,7 @@ fn bench(c: &mut Criterion) {
         })
         .collect();
     let setup = || {
-        let mut pk = Picker::new(&Bitfield::new(N));
+        let mut pk = Picker::new(&Bitfield::new(N), 1);
         for p in &peers {
             pk.add_peer(PeerPieces::Some(p));
         }

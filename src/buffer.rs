@@ -107,37 +107,72 @@ mod tests {
     }
 }
 
-/// Spare piece buffers, shared by threads. Reusing them keeps allocation,
-/// zeroing and page faults off the transfer path.
+/// Spare piece buffers. Reusing them keeps allocation, zeroing and page
+/// faults off the transfer path.
+#[derive(Debug)]
 pub struct BufPool {
-    free: std::sync::Mutex<Vec<PieceBuf>>,
+    free: std::sync::Mutex<Spare>,
+    /// Size of the buffers `take` hands out.
     buf_size: usize,
-    /// Most spare buffers kept; beyond that, returned buffers are freed.
-    max_spare: usize,
+    /// Most bytes of spare buffers kept; beyond that, returned buffers are freed.
+    max_spare_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Spare {
+    bufs: Vec<PieceBuf>,
+    bytes: usize,
 }
 
 impl BufPool {
+    /// A pool of buffers of `buf_size` bytes keeping at most `max_spare` spare.
     pub fn new(buf_size: usize, max_spare: usize) -> std::sync::Arc<BufPool> {
+        Self::with_byte_limit(buf_size, buf_size.saturating_mul(max_spare))
+    }
+
+    /// A pool keeping at most `max_spare_bytes` of spare buffers (of any size).
+    pub fn with_byte_limit(buf_size: usize, max_spare_bytes: usize) -> std::sync::Arc<BufPool> {
         std::sync::Arc::new(BufPool {
-            free: std::sync::Mutex::new(Vec::new()),
+            free: std::sync::Mutex::new(Spare::default()),
             buf_size,
-            max_spare,
+            max_spare_bytes,
         })
+    }
+
+    fn spare(&self) -> std::sync::MutexGuard<'_, Spare> {
+        self.free.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A buffer of `len` bytes (at most the pool's buffer size), reused if
     /// one is spare. Its contents are whatever it last held.
     pub fn take(&self, len: usize) -> PieceBuf {
-        let spare = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut b = spare.unwrap_or_else(|| PieceBuf::new(self.buf_size, 0));
+        let mut b = self.take_at_least(self.buf_size.max(len));
         b.set_len(len);
         b
     }
 
+    /// A buffer of capacity at least `cap` (length 0), reused if a spare one
+    /// is large enough.
+    pub fn take_at_least(&self, cap: usize) -> PieceBuf {
+        let found = {
+            let mut spare = self.spare();
+            let pos = spare.bufs.iter().rposition(|b| b.capacity() >= cap);
+            pos.map(|i| {
+                let b = spare.bufs.swap_remove(i);
+                spare.bytes -= b.capacity();
+                b
+            })
+        };
+        let mut b = found.unwrap_or_else(|| PieceBuf::new(cap, 0));
+        b.set_len(0);
+        b
+    }
+
     pub fn put(&self, buf: PieceBuf) {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        if free.len() < self.max_spare && buf.capacity() >= self.buf_size {
-            free.push(buf);
+        let mut spare = self.spare();
+        if buf.capacity() >= self.buf_size && spare.bytes + buf.capacity() <= self.max_spare_bytes {
+            spare.bytes += buf.capacity();
+            spare.bufs.push(buf);
         }
     }
 

@@ -50,9 +50,11 @@ impl Default for ChokerConfig {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Choker {
     config: ChokerConfig,
+    /// Picks the optimistic peer (seeded, so a simulated run replays).
+    rng: fastrand::Rng,
     round: u32,
     optimistic: Option<PeerKey>,
     /// Rounds each unchoked peer has held its slot.
@@ -60,10 +62,13 @@ pub struct Choker {
 }
 
 impl Choker {
-    pub fn new(config: ChokerConfig) -> Choker {
+    pub fn new(config: ChokerConfig, seed: u64) -> Choker {
         Choker {
             config,
-            ..Choker::default()
+            rng: fastrand::Rng::with_seed(seed),
+            round: 0,
+            optimistic: None,
+            tenure: HashMap::new(),
         }
     }
 
@@ -120,7 +125,7 @@ impl Choker {
             if left_out.is_empty() {
                 None
             } else {
-                Some(left_out[fastrand::usize(..left_out.len())])
+                Some(left_out[self.rng.usize(..left_out.len())])
             }
         } else {
             still_there
@@ -133,6 +138,12 @@ impl Choker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Choker {
+        fn new_test(config: ChokerConfig) -> Choker {
+            Choker::new(config, 7)
+        }
+    }
 
     fn peer(key: PeerKey, down: u64, up: u64) -> Candidate {
         Candidate {
@@ -154,7 +165,7 @@ mod tests {
 
     #[test]
     fn leeching_reciprocates_the_fastest_uploaders() {
-        let mut c = Choker::new(cfg(2));
+        let mut c = Choker::new_test(cfg(2));
         let peers = [
             peer(1, 10, 0),
             peer(2, 500, 0),
@@ -169,7 +180,7 @@ mod tests {
 
     #[test]
     fn uninterested_seeds_and_snubbed_peers() {
-        let mut c = Choker::new(cfg(1));
+        let mut c = Choker::new_test(cfg(1));
         let mut seed = peer(1, 1000, 0);
         seed.is_seed = true;
         let mut snub = peer(2, 900, 0);
@@ -187,7 +198,7 @@ mod tests {
 
     #[test]
     fn optimistic_slot_rotates() {
-        let mut c = Choker::new(cfg(1));
+        let mut c = Choker::new_test(cfg(1));
         let peers: Vec<_> = (0..10)
             .map(|k| peer(k, if k == 0 { 100 } else { 0 }, 0))
             .collect();
@@ -202,7 +213,7 @@ mod tests {
 
     #[test]
     fn seeding_rotates_spent_slots_to_waiting_peers() {
-        let mut c = Choker::new(ChokerConfig {
+        let mut c = Choker::new_test(ChokerConfig {
             slots: 2,
             optimistic_every: 1000,
             seed_turn: 2,
@@ -223,7 +234,7 @@ mod tests {
 
     #[test]
     fn seeding_keeps_everyone_when_slots_suffice() {
-        let mut c = Choker::new(cfg(4));
+        let mut c = Choker::new_test(cfg(4));
         let peers = [peer(1, 0, 9), peer(2, 0, 8)];
         for _ in 0..10 {
             let mut u = c.rechoke(&peers, true);

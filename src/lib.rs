@@ -11,6 +11,7 @@ pub mod bitfield;
 pub mod buffer;
 pub mod choker;
 pub mod create;
+pub mod endpoint;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -20,6 +21,7 @@ pub mod metainfo;
 pub mod peer;
 pub mod picker;
 pub mod resume;
+pub mod session;
 pub mod storage;
 pub mod torrent;
 pub mod tracker;

@@ -53,10 +53,12 @@ pub struct Picker {
     position: Vec<u32>,
     have: u32,
     in_progress: u32,
+    /// Breaks ties (seeded, so a simulated run replays).
+    rng: fastrand::Rng,
 }
 
 impl Picker {
-    pub fn new(have: &Bitfield) -> Picker {
+    pub fn new(have: &Bitfield, seed: u64) -> Picker {
         let n = have.len();
         let mut p = Picker {
             state: vec![PieceState::Wanted; n as usize],
@@ -66,6 +68,7 @@ impl Picker {
             position: vec![0; n as usize],
             have: 0,
             in_progress: 0,
+            rng: fastrand::Rng::with_seed(seed),
         };
         for i in 0..n {
             if have.get(i) {
@@ -161,7 +164,7 @@ impl Picker {
             if bucket.is_empty() || (a == 0 && self.seeds == 0) {
                 continue;
             }
-            let start = fastrand::usize(..bucket.len());
+            let start = self.rng.usize(..bucket.len());
             let found = (0..bucket.len())
                 .map(|k| bucket[(start + k) % bucket.len()])
                 .find(|&p| offered(p));
@@ -195,7 +198,7 @@ impl Picker {
         peer: PeerPieces<'_>,
         exclude: impl Fn(u32) -> bool,
     ) -> Option<u32> {
-        let start = fastrand::u32(..self.piece_count().max(1));
+        let start = self.rng.u32(..self.piece_count().max(1));
         let n = self.piece_count();
         let mut best: Option<(u8, u32)> = None;
         for k in 0..n {
@@ -292,7 +295,7 @@ mod tests {
 
     #[test]
     fn rarest_first() {
-        let mut p = Picker::new(&Bitfield::new(4));
+        let mut p = Picker::new(&Bitfield::new(4), 1);
         let a = bf(4, &[0, 1, 2, 3]);
         let b = bf(4, &[0, 1, 2]);
         let c = bf(4, &[0, 1]);
@@ -314,7 +317,7 @@ mod tests {
 
     #[test]
     fn only_picks_what_the_peer_has_and_nobody_has_nothing() {
-        let mut p = Picker::new(&Bitfield::new(8));
+        let mut p = Picker::new(&Bitfield::new(8), 1);
         assert_eq!(p.pick(PeerPieces::All), None, "no peer has anything yet");
         let b = bf(8, &[5]);
         p.add_peer(PeerPieces::Some(&b));
@@ -327,8 +330,8 @@ mod tests {
     #[test]
     fn ties_are_broken_at_random() {
         let mut seen = std::collections::HashSet::new();
-        for _ in 0..200 {
-            let mut p = Picker::new(&Bitfield::new(16));
+        for seed in 0..200 {
+            let mut p = Picker::new(&Bitfield::new(16), seed);
             p.add_peer(PeerPieces::All);
             seen.insert(p.pick(PeerPieces::All).unwrap());
         }
@@ -337,7 +340,7 @@ mod tests {
 
     #[test]
     fn abort_and_complete() {
-        let mut p = Picker::new(&bf(3, &[0]));
+        let mut p = Picker::new(&bf(3, &[0]), 1);
         p.add_peer(PeerPieces::All);
         let x = p.pick(PeerPieces::All).unwrap();
         p.abort(x);
@@ -356,7 +359,7 @@ mod tests {
 
     #[test]
     fn endgame_duplicates_at_most_twice() {
-        let mut p = Picker::new(&Bitfield::new(2));
+        let mut p = Picker::new(&Bitfield::new(2), 1);
         p.add_peer(PeerPieces::All);
         let a = p.pick(PeerPieces::All).unwrap();
         let b = p.pick(PeerPieces::All).unwrap();
@@ -376,7 +379,7 @@ mod tests {
 
     #[test]
     fn availability_moves_between_buckets() {
-        let mut p = Picker::new(&Bitfield::new(100));
+        let mut p = Picker::new(&Bitfield::new(100), 1);
         for i in 0..100 {
             for _ in 0..(i % 7) {
                 p.peer_has(i);

@@ -2,40 +2,39 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ringtorrent::engine::Mode;
+use ringtorrent::session::Mode;
 
 use super::transfer::{self, Common};
 
 #[derive(clap::Args)]
 pub struct Args {
-    torrent: PathBuf,
-    /// The payload goes to OUT_DIR/<name>.
+    /// One or more .torrent files, fetched together in one process.
+    #[arg(required = true)]
+    torrents: Vec<PathBuf>,
+    /// Each payload goes to OUT_DIR/<name>.
     #[arg(long)]
     out_dir: PathBuf,
-    /// Keep seeding after the download completes, until SIGTERM.
+    /// Keep seeding after the downloads complete, until SIGTERM.
     #[arg(long)]
     seed_after: bool,
-    /// Give up when nothing arrives for this many seconds.
+    /// Give up when nothing arrives for a torrent for this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
     #[command(flatten)]
     common: Common,
 }
 
-/// Downloads; exits 0 once every piece is verified and written.
+/// Downloads; exits 0 once every piece of every torrent is verified and written.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mode = Mode::Fetch {
-        seed_after: args.seed_after,
-    };
-    let stall = Duration::from_secs(args.timeout);
-    let summary = transfer::run(
-        &args.torrent,
+    let summaries = transfer::run(
+        &args.torrents,
         args.out_dir,
-        mode,
+        Mode::Fetch,
+        args.seed_after,
         &args.common,
-        stall,
+        Duration::from_secs(args.timeout),
         false,
     )?;
-    transfer::report(&summary, args.common.json, "fetched")?;
+    transfer::report(&summaries, args.common.json, "fetched")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,14 +2,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ringtorrent::engine::Mode;
+use ringtorrent::session::Mode;
 
 use super::transfer::{self, Common};
 
 #[derive(clap::Args)]
 pub struct Args {
-    torrent: PathBuf,
-    /// The payload is DATA_DIR/<name>.
+    /// One or more .torrent files, seeded together in one process.
+    #[arg(required = true)]
+    torrents: Vec<PathBuf>,
+    /// Each payload is DATA_DIR/<name>.
     #[arg(long)]
     data_dir: PathBuf,
     /// Skip the full check when the resume state matches the files' sizes
@@ -22,14 +24,15 @@ pub struct Args {
 
 /// Seeds until SIGTERM or SIGINT.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let summary = transfer::run(
-        &args.torrent,
+    let summaries = transfer::run(
+        &args.torrents,
         args.data_dir,
         Mode::Seed,
+        false,
         &args.common,
         Duration::MAX,
         args.trust_resume,
     )?;
-    transfer::report(&summary, args.common.json, "seeded")?;
+    transfer::report(&summaries, args.common.json, "seeded")?;
     Ok(ExitCode::SUCCESS)
 }

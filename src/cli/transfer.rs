@@ -1,18 +1,23 @@
 //! What `seed` and `fetch` share: options, signals, progress, the summary.
+//! Both run one session holding every torrent named on the command line.
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use ringtorrent::engine::{self, EngineConfig, Mode, Progress, ResumeConfig, Summary};
+use anyhow::{Context, bail};
 use ringtorrent::metainfo::Metainfo;
 use ringtorrent::resume::store;
+use ringtorrent::session::{
+    AddTorrent, Mode, ResumeConfig, Session, SessionConfig, SessionEvent, SessionReport,
+    TorrentStats,
+};
 use ringtorrent::storage::WriteMode;
-use ringtorrent::torrent::TorrentConfig;
+use ringtorrent::torrent::{TorrentConfig, TorrentId};
 use ringtorrent::tracker::client::TrackerConfig;
 
 use super::fmt;
@@ -50,10 +55,20 @@ pub struct Common {
     /// several peers behind one).
     #[arg(long, default_value_t = 32)]
     pub max_peers_per_ip: usize,
-    /// Memory for pieces in flight (e.g. 8M); raise it for links with a large
-    /// bandwidth-delay product.
+    /// Memory for pieces in flight (e.g. 8M), all torrents together, and at
+    /// least four pieces; raise it for links with a large bandwidth-delay
+    /// product.
     #[arg(long, value_parser = fmt::parse_size, default_value = "8M")]
     pub memory: u64,
+    /// Upload rate limit for the whole process, bytes per second (e.g. 20M).
+    #[arg(long, value_parser = fmt::parse_size)]
+    pub upload_limit: Option<u64>,
+    /// Download rate limit for the whole process, bytes per second (e.g. 20M).
+    #[arg(long, value_parser = fmt::parse_size)]
+    pub download_limit: Option<u64>,
+    /// Files kept open at once, all torrents together.
+    #[arg(long, default_value_t = 256)]
+    pub max_open_files: usize,
     /// Seconds to wait for an HTTP tracker, and the first UDP retry
     /// timeout (it doubles on each of 4 attempts).
     #[arg(long, default_value_t = 15.0)]
@@ -80,7 +95,7 @@ fn parse_write_mode(s: &str) -> Result<WriteMode, String> {
     }
 }
 
-/// Stops the engine on SIGTERM or SIGINT.
+/// Stops the session on SIGTERM or SIGINT.
 fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -89,44 +104,155 @@ fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// The outcome of one torrent, for the terminal and for `--json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub info_hash: String,
+    pub name: String,
+    pub complete: bool,
+    pub total_length: u64,
+    /// Seconds from the start of the transfer to completion (or to the end
+    /// of the run, if it did not complete).
+    pub seconds: f64,
+    /// Seconds the run took, check included.
+    pub run_seconds: f64,
+    /// Seconds spent checking existing data before the transfer.
+    pub check_seconds: f64,
+    /// Pieces taken from resume state instead of being checked.
+    pub resumed_pieces: u64,
+    pub downloaded: u64,
+    pub uploaded: u64,
+    pub wasted: u64,
+    pub mib_per_second: f64,
+    pub pieces_verified: u64,
+    pub hash_failures: u64,
+    pub read_errors: u64,
+    pub protocol_errors: u64,
+    pub peers_seen: u64,
+    pub peers_banned: u64,
+    /// Where the banned peers' connections were.
+    pub banned_peers: Vec<String>,
+    pub connect_failures: u64,
+    pub tracker_announces: u64,
+    pub tracker_failures: u64,
+    /// Disconnects by reason, with connections the session refused before
+    /// they named a torrent.
+    pub disconnects: BTreeMap<String, u64>,
+    /// Block request to arrival, microseconds.
+    pub block_latency_us: Latency,
+    pub hash_seconds: f64,
+    pub disk_seconds: f64,
+    pub loop_busy_seconds: f64,
+    pub recv_ops: u64,
+    pub send_ops: u64,
+    pub disk_ops: u64,
+    /// Peak resident memory of this process (`VmHWM`), KiB.
+    pub peak_rss_kib: u64,
+    /// How pieces were written: `direct`, `buffered`, or `none` (seeding).
+    pub write_path: &'static str,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+/// This process's peak resident set since exec, from `/proc/self/status`.
+/// (`getrusage` would include the parent's memory at fork.)
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A torrent of the run.
+struct Running {
+    id: TorrentId,
+    meta: Metainfo,
+    check_seconds: f64,
+    resumed_pieces: u32,
+    started: Instant,
+    completed_at: Option<Instant>,
+    /// Bytes received so far, and when that last changed.
+    progress: (u64, Instant),
+    write_path: &'static str,
+}
+
+/// Why a run of `seed` or `fetch` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{name}: {why}")]
+    Failed { name: String, why: String },
+    #[error(
+        "{name}: nothing received for {secs} s: {known} peers known, {connected} connected, {tracker_failures} tracker failures"
+    )]
+    Stalled {
+        name: String,
+        secs: u64,
+        known: usize,
+        connected: u64,
+        tracker_failures: u64,
+    },
+    #[error("stopped before the download completed ({have} of {total} pieces)")]
+    Interrupted { have: u32, total: u32 },
+}
+
+fn read_torrent(path: &Path) -> anyhow::Result<Metainfo> {
+    if path.to_str().is_some_and(|t| t.starts_with("magnet:")) {
+        bail!(
+            "{}: magnet links are not supported yet; give the .torrent file (`ringtorrent info` reads magnets)",
+            path.display()
+        );
+    }
+    Ok(Metainfo::from_file(path)?)
+}
+
+/// Runs one session with every torrent in `torrents`: seeds until stopped,
+/// or fetches until every torrent is complete (then seeds on with
+/// `seed_after`). Returns a summary per torrent, in order.
 pub fn run(
-    torrent: &std::path::Path,
-    dir: std::path::PathBuf,
+    torrents: &[PathBuf],
+    dir: PathBuf,
     mode: Mode,
+    seed_after: bool,
     common: &Common,
     stall: Duration,
     trust_resume: bool,
-) -> anyhow::Result<Summary> {
+) -> anyhow::Result<Vec<Summary>> {
     super::init_logging(common.verbose);
-    if torrent.to_str().is_some_and(|t| t.starts_with("magnet:")) {
-        anyhow::bail!(
-            "{}: magnet links are not supported yet; give the .torrent file (`ringtorrent info` reads magnets)",
-            torrent.display()
-        );
-    }
-    let metainfo = Metainfo::from_file(torrent)?;
-    let total = metainfo.info.total_length;
-    let name = metainfo.info.name.clone();
+    let metas: Vec<Metainfo> = torrents
+        .iter()
+        .map(|t| read_torrent(t))
+        .collect::<anyhow::Result<_>>()?;
+    let run_start = Instant::now();
+    let stop = stop_on_signals()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cfg = EngineConfig {
-        mode,
-        metainfo,
-        dir,
+    let cfg = SessionConfig {
         listen: common.listen,
-        peers: common.peers.clone(),
         threads: common.threads,
         hash_threads: common.hash_threads.unwrap_or(cores),
         map_uploads: !common.no_mmap,
         write_mode: common.write_mode,
-        stall_timeout: stall,
+        max_connections: common.max_peers,
+        max_per_ip: common.max_peers_per_ip,
+        memory: common.memory,
+        max_open_files: common.max_open_files,
+        upload_limit: common.upload_limit,
+        download_limit: common.download_limit,
         torrent: TorrentConfig {
             choker: ringtorrent::choker::ChokerConfig {
                 slots: common.upload_slots,
                 ..Default::default()
             },
-            max_connections: common.max_peers,
-            max_per_ip: common.max_peers_per_ip,
-            buffer_budget: common.memory,
             ..TorrentConfig::default()
         },
         tracker: TrackerConfig {
@@ -135,8 +261,97 @@ pub fn run(
             min_backoff: Duration::from_secs_f64((common.tracker_timeout / 3.0).clamp(0.5, 5.0)),
             ..TrackerConfig::default()
         },
-        stop: stop_on_signals()?,
         resume: resume_config(common, trust_resume),
+        seed: None,
+    };
+    let mut session = Session::start(cfg)?;
+    // A signal during the start-up check stops it too.
+    session.set_cancel_flag(stop.clone());
+    let mut running = Vec::with_capacity(metas.len());
+    let direct = common.write_mode == WriteMode::Direct;
+    for meta in metas {
+        let added = session.add(AddTorrent {
+            metainfo: meta.clone(),
+            dir: dir.clone(),
+            mode,
+            peers: common.peers.clone(),
+            upload_limit: None,
+            download_limit: None,
+        });
+        let added = match added {
+            Ok(a) => a,
+            Err(e) => {
+                session.shutdown();
+                return Err(e.into());
+            }
+        };
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let now = Instant::now();
+        let write_path = match mode {
+            Mode::Seed => "none",
+            Mode::Fetch if direct && storage_takes_direct(&dir) => "direct",
+            Mode::Fetch => "buffered",
+        };
+        running.push(Running {
+            id: added.id,
+            completed_at: (added.have == meta.info.piece_count()).then_some(now),
+            meta,
+            check_seconds: added.check_seconds,
+            resumed_pieces: added.resumed_pieces,
+            started: now,
+            progress: (0, now),
+            write_path,
+        });
+    }
+    session.listen()?;
+    let outcome = watch(
+        &session,
+        &mut running,
+        mode,
+        seed_after,
+        common,
+        stall,
+        &stop,
+    );
+    let report = session.shutdown();
+    outcome?;
+    Ok(running
+        .iter()
+        .map(|r| summary(r, &report, run_start))
+        .collect())
+}
+
+/// Whether the output directory's file system takes `O_DIRECT`.
+fn storage_takes_direct(dir: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    let probe = tempfile::Builder::new()
+        .prefix(".ringtorrent-direct-")
+        .tempfile_in(dir);
+    let Ok(probe) = probe else { return false };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(probe.path())
+        .is_ok()
+}
+
+/// Follows the torrents until the run is over: every download complete
+/// (unless seeding on), a failure, a stall, or a signal.
+fn watch(
+    session: &Session,
+    running: &mut [Running],
+    mode: Mode,
+    seed_after: bool,
+    common: &Common,
+    stall: Duration,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let total: u64 = running.iter().map(|r| r.meta.info.total_length).sum();
+    let name = match &*running {
+        [one] => one.meta.info.name.clone(),
+        many => format!("{} torrents", many.len()),
     };
     let bar = (std::io::stderr().is_terminal() && !common.json).then(|| {
         let b = indicatif::ProgressBar::new(total);
@@ -147,22 +362,167 @@ pub fn run(
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        b.set_prefix(name.clone());
+        b.set_prefix(name);
         b
     });
     super::set_progress_bar(bar.clone());
-    let result = engine::run(cfg, |p: &Progress| {
-        if let Some(b) = &bar {
-            let done = u64::from(p.pieces_have) * total / u64::from(p.pieces_total.max(1));
-            b.set_position(done);
-            b.set_message(format!("{} peers, up {}", p.peers, fmt::bytes(p.uploaded)));
+    let by_id: HashMap<TorrentId, usize> =
+        running.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+    let fetching = mode == Mode::Fetch;
+    let result = loop {
+        match session.events().recv_timeout(Duration::from_millis(200)) {
+            Ok(SessionEvent::Complete(id)) => {
+                if let Some(&i) = by_id.get(&id) {
+                    running[i].completed_at.get_or_insert_with(Instant::now);
+                    log::info!("{}: download complete", running[i].meta.info.name);
+                }
+            }
+            Ok(SessionEvent::Failed(id, why)) => {
+                let name = by_id
+                    .get(&id)
+                    .map_or_else(|| id.to_string(), |&i| running[i].meta.info.name.clone());
+                break Err(RunError::Failed { name, why }.into());
+            }
+            Ok(SessionEvent::Removed(_)) | Err(_) => {}
         }
-    });
+        if fetching && !seed_after && running.iter().all(|r| r.completed_at.is_some()) {
+            break Ok(());
+        }
+        let now = Instant::now();
+        let mut done = 0u64;
+        let mut peers = 0;
+        let mut uploaded = 0;
+        for r in running.iter_mut() {
+            let Some(s) = session.stats(r.id) else {
+                continue;
+            };
+            done += u64::from(s.pieces_have) * r.meta.info.total_length
+                / u64::from(s.pieces_total.max(1));
+            peers += s.peers;
+            uploaded += s.uploaded;
+            if s.downloaded != r.progress.0 {
+                r.progress = (s.downloaded, now);
+            } else if fetching
+                && r.completed_at.is_none()
+                && now.duration_since(r.progress.1) > stall
+            {
+                let (_, failures) = session.announces(r.id);
+                return finish_bar(
+                    &bar,
+                    Err(RunError::Stalled {
+                        name: r.meta.info.name.clone(),
+                        secs: stall.as_secs(),
+                        known: s.known_peers,
+                        connected: s.peers,
+                        tracker_failures: failures,
+                    }
+                    .into()),
+                );
+            }
+        }
+        if let Some(b) = &bar {
+            b.set_position(done);
+            b.set_message(format!("{peers} peers, up {}", fmt::bytes(uploaded)));
+        }
+        if stop.load(Ordering::Relaxed) {
+            let incomplete: Vec<&Running> = running
+                .iter()
+                .filter(|r| r.completed_at.is_none())
+                .collect();
+            break if fetching && !incomplete.is_empty() {
+                let (have, total) = incomplete.iter().fold((0, 0), |(h, t), r| {
+                    let s = session.stats(r.id);
+                    (
+                        h + s.as_ref().map_or(0, |s| s.pieces_have),
+                        t + r.meta.info.piece_count(),
+                    )
+                });
+                Err(RunError::Interrupted { have, total }.into())
+            } else {
+                Ok(())
+            };
+        }
+    };
+    finish_bar(&bar, result)
+}
+
+fn finish_bar(
+    bar: &Option<indicatif::ProgressBar>,
+    result: anyhow::Result<()>,
+) -> anyhow::Result<()> {
     super::set_progress_bar(None);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    Ok(result?)
+    result
+}
+
+/// One torrent's summary from the session's final counters.
+fn summary(r: &Running, report: &SessionReport, run_start: Instant) -> Summary {
+    let empty;
+    let s: &TorrentStats = match report.torrents.get(&r.id) {
+        Some(s) => s,
+        None => {
+            empty = TorrentStats::empty(r.meta.info.piece_count());
+            &empty
+        }
+    };
+    let end = r.completed_at.unwrap_or_else(Instant::now);
+    let seconds = end.saturating_duration_since(r.started).as_secs_f64();
+    let mut disconnects: BTreeMap<String, u64> = s
+        .disconnects
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), *v))
+        .collect();
+    let mut protocol_errors = s.protocol_errors;
+    for (k, v) in &report.refused {
+        *disconnects.entry((*k).to_owned()).or_insert(0) += v;
+        if ringtorrent::peer::PeerError::is_violation_kind(k) {
+            protocol_errors += v;
+        }
+    }
+    let (announces, failures) = report.announces.get(&r.id).copied().unwrap_or((0, 0));
+    let l = &s.latency;
+    Summary {
+        info_hash: r.meta.info_hash.to_hex(),
+        name: r.meta.info.name.clone(),
+        complete: s.complete,
+        total_length: r.meta.info.total_length,
+        seconds,
+        run_seconds: run_start.elapsed().as_secs_f64(),
+        check_seconds: r.check_seconds,
+        resumed_pieces: u64::from(r.resumed_pieces),
+        downloaded: s.downloaded,
+        uploaded: s.uploaded,
+        wasted: s.wasted,
+        mib_per_second: s.downloaded as f64 / 1048576.0 / seconds.max(1e-9),
+        pieces_verified: s.pieces_verified,
+        hash_failures: s.hash_failures,
+        read_errors: s.read_errors,
+        protocol_errors,
+        peers_seen: s.peers_seen,
+        peers_banned: s.peers_banned,
+        banned_peers: s.banned.iter().map(ToString::to_string).collect(),
+        connect_failures: s.connect_failures,
+        tracker_announces: announces,
+        tracker_failures: failures,
+        disconnects,
+        block_latency_us: Latency {
+            count: l.len(),
+            p50: l.value_at_quantile(0.5),
+            p99: l.value_at_quantile(0.99),
+            p999: l.value_at_quantile(0.999),
+            max: l.max(),
+        },
+        hash_seconds: report.hash_seconds + s.hash_nanos as f64 / 1e9,
+        disk_seconds: report.loops.disk_nanos as f64 / 1e9,
+        loop_busy_seconds: report.loops.busy.as_secs_f64(),
+        recv_ops: report.loops.recv_ops,
+        send_ops: report.loops.send_ops,
+        disk_ops: report.loops.disk_ops,
+        peak_rss_kib: peak_rss_kib(),
+        write_path: r.write_path,
+    }
 }
 
 fn resume_config(common: &Common, trust: bool) -> Option<ResumeConfig> {
@@ -180,8 +540,16 @@ fn resume_config(common: &Common, trust: bool) -> Option<ResumeConfig> {
     })
 }
 
-/// Prints the summary: JSON for scripts, one line for people.
-pub fn report(s: &Summary, json: bool, verb: &str) -> anyhow::Result<()> {
+/// Prints the summaries: JSON for scripts (one object per line, one line
+/// per torrent), one line per torrent for people.
+pub fn report(summaries: &[Summary], json: bool, verb: &str) -> anyhow::Result<()> {
+    for s in summaries {
+        report_one(s, json, verb)?;
+    }
+    Ok(())
+}
+
+fn report_one(s: &Summary, json: bool, verb: &str) -> anyhow::Result<()> {
     if json {
         return fmt::out(&(serde_json::to_string(s)? + "\n"));
     }

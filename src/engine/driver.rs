@@ -1,13 +1,17 @@
-//! A shard's io_uring event loop. It owns the shard's sockets and carries
-//! out the shard logic's actions; it makes no protocol decisions.
+//! A shard's io_uring event loop. It owns the shard's sockets, listener and
+//! open files, and carries out its endpoint's actions; it makes no protocol
+//! decisions.
 //!
-//! Every buffer, iovec array and address the kernel may touch is owned by an
-//! entry in `ops` (a slab keyed by the SQE's `user_data`) until the matching
-//! completion arrives, so nothing is freed or moved while the kernel uses it.
-//! On shutdown the loop cancels what is in flight and waits for the
-//! completions before the ring and the buffers go away.
+//! Every buffer, iovec array, address and file the kernel may touch is
+//! owned by an entry in `ops` (a slab keyed by the SQE's `user_data`) until
+//! the matching completion arrives, so nothing is freed, moved or closed
+//! while the kernel uses it. On shutdown the loop cancels what is in flight
+//! and waits for the completions before the ring and the buffers go away.
+//! The loop sleeps until the endpoint's next timer or the next completion:
+//! no fixed tick.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
@@ -18,40 +22,36 @@ use bytes::Bytes;
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use slab::Slab;
 
-use super::hasher::{self, Job};
+use super::LoopStats;
+use super::files::FileCache;
+use super::hasher::Job;
+use super::inbox::{Inbound, Inbox};
 use crate::buffer::{ALIGN, PieceBuf};
-use crate::metainfo::Info;
+use crate::endpoint::{Endpoint, ShardCommand, ShardEvent};
+use crate::metainfo::FileSpan;
 use crate::peer::PeerError;
-use crate::storage::Storage;
+use crate::session::CoordMsg;
 use crate::storage::mapping::Mapping;
-use crate::torrent::shared::lock;
-use crate::torrent::stats::Stats;
-use crate::torrent::{Action, ConnId, ReadKey, Shard, ShardMsg, Shared};
+use crate::storage::{FileMode, Storage};
+use crate::torrent::{Action, Command, ConnId, DiskError, ReadKey, TorrentCtx, TorrentId};
 
 /// Bytes each connection receives into per `recv`.
 const RECV_BUFFER: usize = 128 * 1024;
 /// Most segments handed to one `sendmsg`.
 const MAX_IOVECS: usize = 64;
-const TICK: Duration = Duration::from_millis(100);
 /// `user_data` of SQEs whose completions carry nothing we need.
 const IGNORED: u64 = u64::MAX;
 
-/// Timing counters of one shard, for `bench`'s breakdown.
-#[derive(Debug, Default, Clone)]
-pub struct LoopStats {
-    pub recv_ops: u64,
-    pub recv_bytes: u64,
-    pub send_ops: u64,
-    pub send_bytes: u64,
-    pub disk_ops: u64,
-    /// Time spent outside `io_uring_enter` waits: the loop's own work.
-    pub busy: Duration,
-}
-
-/// What the shard thread returns.
-pub struct ShardReport {
-    pub latency: hdrhistogram::Histogram<u64>,
-    pub stats: LoopStats,
+/// How a driver does its I/O.
+#[derive(Debug, Clone, Copy)]
+pub struct DriverConfig {
+    /// Upload cached units from a mapping of the file.
+    pub map_uploads: bool,
+    /// Write the aligned middle of each span with `O_DIRECT` (where the
+    /// file system takes it); otherwise through the page cache.
+    pub direct_writes: bool,
+    /// Most files this shard keeps open.
+    pub max_open_files: usize,
 }
 
 enum Op {
@@ -74,7 +74,9 @@ enum Op {
     /// One file span of a piece read or write.
     Disk {
         job: usize,
-        file: usize,
+        file: Arc<File>,
+        index: usize,
+        direct: bool,
         file_offset: u64,
         buf_offset: usize,
         len: usize,
@@ -108,16 +110,17 @@ impl JobBuf {
 
 /// A piece read or write spread over file spans.
 struct DiskJob {
+    torrent: TorrentId,
     piece: u32,
     buf: JobBuf,
     /// Bytes the piece was moved up in its buffer to line up with its file
     /// for direct I/O (undone when the job ends).
     shift: usize,
     outstanding: u32,
-    error: Option<String>,
+    error: Option<DiskError>,
     started: Instant,
     /// Spans written through the page cache: (file, offset, length).
-    write_behind: Vec<(usize, u64, u32)>,
+    write_behind: Vec<(Arc<File>, u64, u32)>,
 }
 
 struct Sock {
@@ -147,41 +150,40 @@ impl Sock {
     }
 }
 
-/// How a driver does its I/O.
-#[derive(Debug, Clone, Copy)]
-pub struct DriverConfig {
-    /// Upload cached units from a mapping of the file.
-    pub map_uploads: bool,
-    /// Write the aligned middle of each span with `O_DIRECT` (where the file
-    /// has a direct descriptor); otherwise through the page cache.
-    pub direct_writes: bool,
+/// A torrent as the driver needs it: where its files are.
+struct Carried {
+    ctx: Arc<TorrentCtx>,
+    storage: Arc<Storage>,
 }
 
 pub struct Driver {
     ring: IoUring,
-    shard: Shard,
-    shared: Arc<Shared>,
-    info: Arc<Info>,
-    storage: Arc<Storage>,
+    endpoint: Endpoint,
+    shard: usize,
+    torrents: HashMap<TorrentId, Carried>,
+    files: FileCache,
     ops: Slab<Op>,
     jobs: Slab<DiskJob>,
     socks: HashMap<ConnId, Sock>,
     listener: Option<OwnedFd>,
-    eventfd: Arc<OwnedFd>,
+    inbox: Arc<Inbox>,
     hasher: Option<Sender<Job>>,
+    coordinator: Sender<CoordMsg>,
     cfg: DriverConfig,
-    last_tick: Instant,
     stats: LoopStats,
     stopping: bool,
+    actions: VecDeque<Action>,
+    events: Vec<ShardEvent>,
+    dirty: Vec<ConnId>,
 }
 
 impl Driver {
     pub fn new(
-        shard: Shard,
-        storage: Arc<Storage>,
+        endpoint: Endpoint,
         listener: Option<OwnedFd>,
-        eventfd: Arc<OwnedFd>,
+        inbox: Arc<Inbox>,
         hasher: Option<Sender<Job>>,
+        coordinator: Sender<CoordMsg>,
         cfg: DriverConfig,
     ) -> std::io::Result<Driver> {
         // One thread submits, and completions run only when it asks for them.
@@ -190,38 +192,53 @@ impl Driver {
             .setup_defer_taskrun()
             .build(1024)
             .or_else(|_| IoUring::new(1024))?;
-        let shared = shard.shared().clone();
         Ok(Driver {
             ring,
-            info: shared.info.clone(),
-            shared,
-            shard,
-            storage,
+            shard: endpoint.shard(),
+            endpoint,
+            torrents: HashMap::new(),
+            files: FileCache::new(cfg.max_open_files),
             ops: Slab::with_capacity(256),
             jobs: Slab::new(),
             socks: HashMap::new(),
             listener,
-            eventfd,
+            inbox,
             hasher,
+            coordinator,
             cfg,
-            last_tick: Instant::now(),
             stats: LoopStats::default(),
             stopping: false,
+            actions: VecDeque::new(),
+            events: Vec::new(),
+            dirty: Vec::new(),
         })
     }
 
-    pub fn run(mut self) -> std::io::Result<ShardReport> {
-        if let Some(l) = &self.listener {
-            let fd = l.as_raw_fd();
-            self.submit(Op::Accept, opcode::AcceptMulti::new(types::Fd(fd)).build());
-        }
+    pub fn run(mut self) -> std::io::Result<LoopStats> {
         self.arm_eventfd();
         let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(256);
         let mut stop_deadline: Option<Instant> = None;
         loop {
-            let ts = types::Timespec::from(TICK);
-            let args = types::SubmitArgs::new().timespec(&ts);
-            match self.ring.submitter().submit_with_args(1, &args) {
+            // Sleep until a completion or the endpoint's next timer.
+            let now = Instant::now();
+            let timeout = self
+                .endpoint
+                .poll_timeout()
+                .map(|t| t.saturating_duration_since(now))
+                .map(|d| d.max(Duration::from_micros(100)));
+            let timeout = match (timeout, stop_deadline) {
+                (_, Some(_)) => Some(Duration::from_millis(10)),
+                (t, None) => t,
+            };
+            let r = match timeout {
+                Some(d) => {
+                    let ts = types::Timespec::from(d);
+                    let args = types::SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args(1, &args)
+                }
+                None => self.ring.submitter().submit_and_wait(1),
+            };
+            match r {
                 Ok(_) => {}
                 Err(e)
                     if matches!(
@@ -238,14 +255,13 @@ impl Driver {
                     .map(|c| (c.user_data(), c.result(), c.flags())),
             );
             for &(key, res, flags) in &completions {
-                self.complete(key, res, flags);
+                self.complete(busy_from, key, res, flags);
             }
             let now = Instant::now();
-            if now.duration_since(self.last_tick) >= TICK {
-                self.last_tick = now;
-                self.shard.handle_tick(now);
+            if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+                self.endpoint.handle_timeout(now);
             }
-            self.pump();
+            self.pump(now);
             self.stats.busy += busy_from.elapsed();
 
             if self.stopping {
@@ -256,20 +272,18 @@ impl Driver {
                     .iter()
                     .filter(|(_, op)| !matches!(op, Op::Accept | Op::EventFd { .. }))
                     .count();
-                if live == 0 || now >= deadline {
+                if (live == 0 && self.endpoint.is_drained()) || now >= deadline {
                     log::debug!(
                         "shard {} leaving its loop with {live} operations in flight",
-                        self.shard.id
+                        self.shard
                     );
                     break;
                 }
             }
         }
         self.cancel_all();
-        Ok(ShardReport {
-            latency: self.shard.latency().clone(),
-            stats: self.stats.clone(),
-        })
+        let _ = self.coordinator.send(CoordMsg::ShardStopped(self.shard));
+        Ok(self.stats.clone())
     }
 
     /// Pushes an SQE for `op`, submitting first if the queue is full.
@@ -281,9 +295,10 @@ impl Driver {
 
     fn push(&mut self, sqe: squeue::Entry) {
         loop {
-            // SAFETY: every pointer in `sqe` refers to memory owned by an
-            // entry of `self.ops` (or `self.jobs`), which stays allocated and
-            // unmoved until the SQE's completion is reaped in `complete`.
+            // SAFETY: every pointer and descriptor in `sqe` belongs to an
+            // entry of `self.ops` (or `self.jobs`), which stays allocated,
+            // unmoved and open until the SQE's completion is reaped in
+            // `complete`.
             let pushed = unsafe { self.ring.submission().push(&sqe) };
             if pushed.is_ok() {
                 return;
@@ -297,8 +312,12 @@ impl Driver {
 
     fn arm_eventfd(&mut self) {
         let mut buf = Box::new([0u8; 8]);
-        let sqe =
-            opcode::Read::new(types::Fd(self.eventfd.as_raw_fd()), buf.as_mut_ptr(), 8).build();
+        let sqe = opcode::Read::new(
+            types::Fd(self.inbox.eventfd().as_raw_fd()),
+            buf.as_mut_ptr(),
+            8,
+        )
+        .build();
         self.submit(Op::EventFd { _buf: buf }, sqe);
     }
 
@@ -326,7 +345,7 @@ impl Driver {
             return;
         }
         let fd = sock.fd.as_raw_fd();
-        let Some(q) = self.shard.send_queue(conn) else {
+        let Some(q) = self.endpoint.send_queue(conn) else {
             return;
         };
         let segments = q.front(MAX_IOVECS);
@@ -361,51 +380,83 @@ impl Driver {
         );
     }
 
-    /// Carries out the shard's actions and starts sends for new bytes.
-    fn pump(&mut self) {
-        while let Some(action) = self.shard.poll_action() {
-            self.act(action);
+    /// Carries out the endpoint's actions, starts sends for new bytes and
+    /// hands the events to the coordinator, until nothing is left.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            self.endpoint
+                .drain(&mut self.actions, &mut self.events, &mut self.dirty);
+            if self.actions.is_empty() && self.dirty.is_empty() {
+                break;
+            }
+            while let Some(action) = self.actions.pop_front() {
+                self.act(now, action);
+            }
+            for conn in std::mem::take(&mut self.dirty) {
+                self.start_send(conn);
+            }
         }
-        for conn in self.shard.take_dirty() {
-            self.start_send(conn);
+        if !self.events.is_empty() {
+            let events = std::mem::take(&mut self.events);
+            let _ = self.coordinator.send(CoordMsg::Shard(self.shard, events));
         }
     }
 
-    fn act(&mut self, action: Action) {
+    fn act(&mut self, now: Instant, action: Action) {
         match action {
-            Action::Connect { conn, addr } => self.connect(conn, addr),
+            Action::Connect { conn, addr, .. } => self.connect(now, conn, addr),
             Action::Close { conn } => self.close(conn),
-            Action::Read { key, begin, len } => self.read_unit(key, begin, len),
-            Action::Write { piece, buf } => self.disk(piece, 0, JobBuf::Write(buf)),
-            Action::Hash { piece, buf } => match &self.hasher {
-                Some(tx) => {
-                    let job = Job {
-                        shard: self.shard.id,
-                        piece,
-                        buf,
-                    };
-                    if let Err(e) = tx.send(job) {
-                        // The pool is gone (shutting down): verify here.
-                        let job = e.0;
-                        let ok = hasher::verify(&self.shared, job.piece, &job.buf);
-                        self.shard
-                            .handle_hashed(Instant::now(), job.piece, job.buf, ok);
+            Action::Read {
+                torrent,
+                key,
+                begin,
+                len,
+            } => self.read_unit(now, torrent, key, begin, len),
+            Action::Write {
+                torrent,
+                piece,
+                buf,
+            } => self.disk(now, torrent, piece, 0, JobBuf::Write(buf)),
+            Action::Hash {
+                torrent,
+                piece,
+                buf,
+            } => {
+                let Some(ctx) = self.torrents.get(&torrent).map(|c| c.ctx.clone()) else {
+                    return;
+                };
+                let job = Job {
+                    shard: self.shard,
+                    torrent,
+                    ctx,
+                    piece,
+                    buf,
+                };
+                match &self.hasher {
+                    Some(tx) => {
+                        if let Err(e) = tx.send(job) {
+                            // The pool is gone (shutting down): verify here.
+                            self.verify_here(now, e.0);
+                        }
                     }
+                    None => self.verify_here(now, job),
                 }
-                None => {
-                    let ok = hasher::verify(&self.shared, piece, &buf);
-                    self.shard.handle_hashed(Instant::now(), piece, buf, ok);
-                }
-            },
+            }
         }
     }
 
-    fn connect(&mut self, conn: ConnId, addr: SocketAddr) {
+    fn verify_here(&mut self, now: Instant, job: Job) {
+        let ok = job.ctx.info.pieces.get(job.piece as usize) == Some(&crate::hash::sha1(&job.buf));
+        self.endpoint
+            .handle_hashed(now, job.torrent, job.piece, job.buf, ok);
+    }
+
+    fn connect(&mut self, now: Instant, conn: ConnId, addr: SocketAddr) {
         let sock = match new_socket(&addr) {
             Ok(s) => s,
             Err(e) => {
-                self.shard
-                    .handle_connect_failed(Instant::now(), conn, &e.to_string());
+                let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                self.endpoint.handle_connect_failed(now, conn, errno);
                 return;
             }
         };
@@ -443,71 +494,106 @@ impl Driver {
         }
     }
 
+    fn file(&mut self, t: TorrentId, i: usize, mode: FileMode) -> Result<Arc<File>, DiskError> {
+        let Some(c) = self.torrents.get(&t) else {
+            return Err(DiskError::Missing);
+        };
+        self.files.get(t, i, mode, &c.storage).map_err(|e| {
+            if c.storage.still_in_place() {
+                DiskError::from_io(&e)
+            } else {
+                DiskError::Removed
+            }
+        })
+    }
+
     /// Maps a read unit that lies within one file and is in the page cache
     /// (its pages go to the socket without a copy into a buffer); reads the
     /// others, through io_uring so that a cold unit does not stall the loop.
-    fn read_unit(&mut self, key: ReadKey, begin: u32, len: u32) {
+    fn read_unit(&mut self, now: Instant, t: TorrentId, key: ReadKey, begin: u32, len: u32) {
         if self.cfg.map_uploads
-            && let Some(data) = self.map_unit(key.piece, begin, len)
+            && let Some(data) = self.map_unit(t, key.piece, begin, len)
         {
             self.stats.disk_ops += 1;
-            self.shard.handle_piece_data(Instant::now(), key, data);
+            self.endpoint.handle_unit(now, t, key, data);
             return;
         }
-        let buf = self.shared.read_pool.take(len as usize);
-        self.disk(key.piece, begin, JobBuf::Read(key, buf));
+        let Some(pool) = self.torrents.get(&t).map(|c| c.ctx.read_pool.clone()) else {
+            return;
+        };
+        let buf = pool.take(len as usize);
+        self.disk(now, t, key.piece, begin, JobBuf::Read(key, buf));
     }
 
     /// The unit's bytes as a mapping, or why they cannot be had; `None`
     /// when it must be read instead (it spans files, or is not all cached).
-    fn map_unit(&self, piece: u32, begin: u32, len: u32) -> Option<Result<Bytes, String>> {
-        let mut spans = self.info.block_spans(piece, begin, len);
+    fn map_unit(
+        &mut self,
+        t: TorrentId,
+        piece: u32,
+        begin: u32,
+        len: u32,
+    ) -> Option<Result<Bytes, DiskError>> {
+        let info = self.torrents.get(&t)?.ctx.info.clone();
+        let mut spans = info.block_spans(piece, begin, len);
         let (Some(span), None) = (spans.next(), spans.next()) else {
             return None;
         };
-        let file = self.storage.file(span.file)?;
-        match Mapping::cached(file, span.offset, span.len as usize) {
+        let file = self.file(t, span.file, FileMode::Read).ok()?;
+        match Mapping::cached(&file, span.offset, span.len as usize) {
             Ok(None) => None,
             Ok(Some(m)) => Some(Ok(Bytes::from_owner(m))),
-            Err(e) => Some(Err(e.to_string())),
+            Err(crate::storage::mapping::MapError::Short) => Some(Err(DiskError::Short)),
+            Err(crate::storage::mapping::MapError::Io(e)) => Some(Err(DiskError::from_io(&e))),
         }
     }
 
-    /// Reads or writes a piece, one op per file span. Writes go through the
-    /// `O_DIRECT` descriptor for the 4 KiB-aligned middle of each span (no
-    /// page cache), through the buffered one for unaligned heads and tails.
-    fn disk(&mut self, piece: u32, begin: u32, mut buf: JobBuf) {
+    /// Reads or writes a piece (or a read unit of one), one op per file
+    /// span. Direct writes go through `O_DIRECT` for the 4 KiB-aligned
+    /// middle of each span (no page cache), the page cache for unaligned
+    /// heads and tails.
+    fn disk(&mut self, now: Instant, t: TorrentId, piece: u32, begin: u32, mut buf: JobBuf) {
+        let Some(info) = self.torrents.get(&t).map(|c| c.ctx.info.clone()) else {
+            return;
+        };
+        let direct = matches!(buf, JobBuf::Write(_))
+            && self.cfg.direct_writes
+            && self
+                .torrents
+                .get(&t)
+                .is_some_and(|c| c.storage.has_direct());
         let write = matches!(buf, JobBuf::Write(_));
-        let direct = write && self.cfg.direct_writes;
-        let spans: Vec<_> = self
-            .info
-            .block_spans(piece, begin, buf.len() as u32)
-            .collect();
+        let spans: Vec<FileSpan> = info.block_spans(piece, begin, buf.len() as u32).collect();
         let shift = match &mut buf {
-            JobBuf::Write(b) if direct => self.align_for_direct(b, &spans),
+            JobBuf::Write(b) if direct => align_for_direct(b, &spans),
             _ => 0,
         };
         let base = buf.as_mut_ptr() as usize;
+        // (file, direct, file offset, buffer offset, length)
         let mut ops: Vec<(usize, bool, u64, usize, usize)> = Vec::new();
         let mut error = None;
         let mut at = shift;
-        for s in spans {
+        for s in &spans {
             let len = s.len as usize;
-            let entry = &self.info.files[s.file];
-            if self.storage.fd(s.file).is_none() {
+            let entry = &info.files[s.file];
+            let present = self
+                .torrents
+                .get(&t)
+                .is_some_and(|c| c.storage.is_present(s.file));
+            if !present {
                 if entry.attr.pad {
                     // Padding is zeros on the wire and nothing on disk.
                     if let JobBuf::Read(_, b) = &mut buf {
                         b[at..at + len].fill(0);
                     }
                 } else {
-                    error = Some(format!("{} is not available", entry.display_path()));
+                    error = Some(DiskError::Missing);
                 }
                 at += len;
                 continue;
             }
             let congruent = (base + at) % ALIGN == (s.offset % ALIGN as u64) as usize;
-            if direct && congruent && self.storage.direct_fd(s.file).is_some() {
+            if direct && congruent {
                 let head = ((ALIGN - (s.offset % ALIGN as u64) as usize) % ALIGN).min(len);
                 let middle = (len - head) / ALIGN * ALIGN;
                 let tail = len - head - middle;
@@ -518,127 +604,101 @@ impl Driver {
                     ops.push((s.file, true, s.offset + head as u64, at + head, middle));
                 }
                 if tail > 0 {
-                    ops.push((
-                        s.file,
-                        false,
-                        s.offset + (head + middle) as u64,
-                        at + head + middle,
-                        tail,
-                    ));
+                    let off = head + middle;
+                    ops.push((s.file, false, s.offset + off as u64, at + off, tail));
                 }
             } else {
                 ops.push((s.file, false, s.offset, at, len));
             }
             at += len;
         }
-        let write_behind = if write {
-            ops.iter()
-                .filter(|o| !o.1)
-                .map(|&(file, _, offset, _, len)| (file, offset, len as u32))
-                .collect()
-        } else {
-            Vec::new()
-        };
         let job = self.jobs.insert(DiskJob {
+            torrent: t,
             piece,
             buf,
             shift,
             outstanding: ops.len() as u32,
             error,
-            started: Instant::now(),
-            write_behind,
+            started: now,
+            write_behind: Vec::new(),
         });
         if ops.is_empty() {
-            self.finish_job(job);
+            self.finish_job(now, job);
             return;
         }
         for (file, direct, file_offset, buf_offset, len) in ops {
-            self.submit_disk(job, file, direct, file_offset, buf_offset, len);
+            self.submit_disk(now, job, file, direct, write, file_offset, buf_offset, len);
         }
     }
 
     /// Starts writeback of what a buffered write left dirty, so pages are on
     /// their way to disk at once instead of piling up until the kernel's
     /// dirty limits stall the writers (and the next resume save's flush).
-    fn write_behind(&mut self, spans: &[(usize, u64, u32)]) {
-        for &(file, offset, len) in spans {
-            if let Some(fd) = self.storage.fd(file) {
-                let sqe = opcode::SyncFileRange::new(types::Fd(fd), len)
-                    .offset(offset)
-                    .flags(libc::SYNC_FILE_RANGE_WRITE)
-                    .build()
-                    .user_data(IGNORED);
-                self.push(sqe);
-            }
+    fn write_behind(&mut self, spans: Vec<(Arc<File>, u64, u32)>) {
+        for (file, offset, len) in spans {
+            let sqe = opcode::SyncFileRange::new(types::Fd(file.as_raw_fd()), len)
+                .offset(offset)
+                .flags(libc::SYNC_FILE_RANGE_WRITE)
+                .build();
+            // Tracked like any op: the file must stay open until it completes.
+            self.submit(
+                Op::Disk {
+                    job: usize::MAX,
+                    file,
+                    index: 0,
+                    direct: false,
+                    file_offset: offset,
+                    buf_offset: 0,
+                    len: 0,
+                },
+                sqe,
+            );
         }
     }
 
-    /// In a multi-file torrent most files start at offsets that are not
-    /// block-aligned, so a piece's bytes never line up with their file and
-    /// would all go through the page cache. Moving the piece up by less than
-    /// a block inside its buffer lines up its largest span: one memmove
-    /// instead of a page-cache copy (and its page faults) for that span.
-    /// Returns the shift; the data then starts at `buf[shift..]`.
-    fn align_for_direct(&self, buf: &mut PieceBuf, spans: &[crate::metainfo::FileSpan]) -> usize {
-        const WORTH_IT: u64 = 16 * ALIGN as u64;
-        let Some(big) = spans
-            .iter()
-            .filter(|s| s.len >= WORTH_IT && self.storage.direct_fd(s.file).is_some())
-            .max_by_key(|s| s.len)
-        else {
-            return 0;
-        };
-        let before: u64 = spans
-            .iter()
-            .take_while(|s| !std::ptr::eq(*s, big))
-            .map(|s| s.len)
-            .sum();
-        let base = buf.as_ptr() as usize % ALIGN;
-        let want = (big.offset % ALIGN as u64) as usize;
-        let shift = (want + ALIGN - (base + before as usize) % ALIGN) % ALIGN;
-        let len = buf.len();
-        if shift == 0 || len + shift > buf.capacity() {
-            return 0;
-        }
-        buf.set_len(len + shift);
-        buf.copy_within(0..len, shift);
-        shift
-    }
-
+    #[allow(clippy::too_many_arguments)]
     fn submit_disk(
         &mut self,
+        now: Instant,
         job: usize,
-        file: usize,
+        index: usize,
         direct: bool,
+        write: bool,
         file_offset: u64,
         buf_offset: usize,
         len: usize,
     ) {
-        let fd = if direct {
-            self.storage.direct_fd(file)
-        } else {
-            self.storage.fd(file)
-        };
-        let Some(fd) = fd else {
-            let j = &mut self.jobs[job];
-            j.error.get_or_insert_with(|| "file closed".to_owned());
-            j.outstanding -= 1;
-            if j.outstanding == 0 {
-                self.finish_job(job);
-            }
+        let Some(t) = self.jobs.get(job).map(|j| j.torrent) else {
             return;
         };
+        let mode = match (write, direct) {
+            (false, _) => FileMode::Read,
+            (true, false) => FileMode::Write,
+            (true, true) => FileMode::WriteDirect,
+        };
+        let file = match self.file(t, index, mode) {
+            Ok(f) => f,
+            Err(e) => {
+                let j = &mut self.jobs[job];
+                j.error.get_or_insert(e);
+                j.outstanding -= 1;
+                if j.outstanding == 0 {
+                    self.finish_job(now, job);
+                }
+                return;
+            }
+        };
         let j = &mut self.jobs[job];
-        let write = matches!(j.buf, JobBuf::Write(_));
         // SAFETY: `buf_offset + len` lies within the job's buffer (the spans
         // tile the piece), which the job keeps alive until every span is done.
         let ptr = unsafe { j.buf.as_mut_ptr().add(buf_offset) };
+        let fd = types::Fd(file.as_raw_fd());
         let sqe = if write {
-            opcode::Write::new(types::Fd(fd), ptr, len as u32)
+            opcode::Write::new(fd, ptr, len as u32)
                 .offset(file_offset)
                 .build()
         } else {
-            opcode::Read::new(types::Fd(fd), ptr, len as u32)
+            opcode::Read::new(fd, ptr, len as u32)
                 .offset(file_offset)
                 .build()
         };
@@ -647,6 +707,8 @@ impl Driver {
             Op::Disk {
                 job,
                 file,
+                index,
+                direct,
                 file_offset,
                 buf_offset,
                 len,
@@ -655,38 +717,35 @@ impl Driver {
         );
     }
 
-    fn finish_job(&mut self, job: usize) {
+    fn finish_job(&mut self, now: Instant, job: usize) {
         let j = self.jobs.remove(job);
+        self.stats.disk_nanos += now.saturating_duration_since(j.started).as_nanos() as u64;
         if j.error.is_none() {
-            self.write_behind(&j.write_behind);
+            self.write_behind(j.write_behind);
         }
-        Stats::add(
-            &self.shared.stats.disk_nanos,
-            j.started.elapsed().as_nanos() as u64,
-        );
         let result = match j.error {
             None => Ok(()),
             Some(e) => Err(e),
         };
-        let now = Instant::now();
         match j.buf {
             JobBuf::Write(mut buf) => {
                 // The bytes are on disk; the buffer goes back to the pool.
                 buf.set_len(buf.len() - j.shift);
-                self.shard.handle_written(now, j.piece, buf, result)
+                self.endpoint
+                    .handle_written(now, j.torrent, j.piece, buf, result)
             }
-            JobBuf::Read(key, buf) => self.shard.handle_read(now, key, buf, result),
+            JobBuf::Read(key, buf) => self.endpoint.handle_read(now, j.torrent, key, buf, result),
         }
     }
 
-    fn complete(&mut self, key: u64, res: i32, flags: u32) {
+    fn complete(&mut self, now: Instant, key: u64, res: i32, flags: u32) {
         if key == IGNORED {
             return;
         }
         let key = key as usize;
         // A multishot accept stays registered while the kernel says MORE.
         if matches!(self.ops.get(key), Some(Op::Accept)) {
-            self.accepted(res);
+            self.accepted(now, res);
             if !cqueue::more(flags) {
                 self.ops.remove(key);
                 if !self.stopping
@@ -701,19 +760,11 @@ impl Driver {
         let Some(op) = self.ops.try_remove(key) else {
             return;
         };
-        let now = Instant::now();
         match op {
             Op::Accept => {}
             Op::EventFd { .. } => {
-                for msg in self.shared.inboxes[self.shard.id].drain() {
-                    match msg {
-                        ShardMsg::Adopt(fd, addr) => self.adopt(fd, addr),
-                        ShardMsg::Shutdown => {
-                            self.stopping = true;
-                            self.shard.handle_msg(now, ShardMsg::Shutdown);
-                        }
-                        other => self.shard.handle_msg(now, other),
-                    }
+                for msg in self.inbox.drain() {
+                    self.inbound(now, msg);
                 }
                 if !self.stopping {
                     self.arm_eventfd();
@@ -724,14 +775,13 @@ impl Driver {
                     s.connecting = false;
                 }
                 if res < 0 {
-                    let e = std::io::Error::from_raw_os_error(-res);
-                    self.shard.handle_connect_failed(now, conn, &e.to_string());
+                    self.endpoint.handle_connect_failed(now, conn, -res);
                     self.finish_close_if_idle(conn);
                 } else if let Some(sock) = self.socks.get(&conn).filter(|s| !s.closing) {
                     let local = rustix::net::getsockname(&sock.fd)
                         .ok()
                         .and_then(|a| SocketAddr::try_from(a).ok());
-                    self.shard.handle_connected(now, conn, local);
+                    self.endpoint.handle_connected(now, conn, local);
                     self.arm_recv(conn);
                 } else {
                     self.finish_close_if_idle(conn);
@@ -747,7 +797,7 @@ impl Driver {
                 } else if res > 0 {
                     self.stats.recv_ops += 1;
                     self.stats.recv_bytes += res as u64;
-                    self.shard.handle_recv(now, conn, &buf[..res as usize]);
+                    self.endpoint.handle_recv(now, conn, &buf[..res as usize]);
                     if let Some(s) = self.socks.get_mut(&conn) {
                         s.buf = Some(buf);
                     }
@@ -756,9 +806,9 @@ impl Driver {
                     sock.buf = Some(buf);
                     let why = match res {
                         0 => PeerError::Closed,
-                        e => PeerError::Io(std::io::Error::from_raw_os_error(-e).to_string()),
+                        e => PeerError::Socket(-e),
                     };
-                    self.shard.handle_closed(now, conn, why);
+                    self.endpoint.handle_closed(now, conn, why);
                 }
                 self.finish_close_if_idle(conn);
             }
@@ -773,70 +823,120 @@ impl Driver {
                 }
                 if res < 0 {
                     if res == -libc::EFAULT {
-                        // See `storage::mapping`: a mapped file shrank.
-                        self.shard.handle_upload_fault();
+                        // See `storage::mapping`: a mapped file shrank. The
+                        // mapping is of one of this shard's torrents; each
+                        // drops its mapped units and maps them again.
+                        let ids: Vec<TorrentId> = self.torrents.keys().copied().collect();
+                        for t in ids {
+                            self.endpoint.handle_upload_fault(t);
+                        }
                     }
-                    let err = std::io::Error::from_raw_os_error(-res);
-                    self.shard
-                        .handle_closed(now, conn, PeerError::Io(err.to_string()));
+                    self.endpoint
+                        .handle_closed(now, conn, PeerError::Socket(-res));
                     self.finish_close_if_idle(conn);
                     return;
                 }
                 self.stats.send_ops += 1;
                 self.stats.send_bytes += res as u64;
-                self.shard.handle_sent(now, conn, res as usize);
+                self.endpoint.handle_sent(now, conn, res as usize);
                 self.start_send(conn);
             }
             Op::Disk {
                 job,
                 file,
+                index,
+                direct,
                 file_offset,
                 buf_offset,
                 len,
             } => {
+                if job == usize::MAX {
+                    // Write-behind: nothing waits for it.
+                    return;
+                }
                 let Some(j) = self.jobs.get_mut(job) else {
                     return;
                 };
-                if res > 0 && matches!(j.buf, JobBuf::Write(_)) {
+                let write = matches!(j.buf, JobBuf::Write(_));
+                if res > 0
+                    && write
+                    && let Some(c) = self.torrents.get(&j.torrent)
+                {
                     // Before the piece can be marked had: see `Storage::sync`.
-                    self.storage.mark_written(file);
+                    c.storage.mark_written(index);
                 }
                 match res {
                     n if n < 0 => {
-                        let err = std::io::Error::from_raw_os_error(-n);
-                        j.error.get_or_insert_with(|| err.to_string());
+                        j.error.get_or_insert(DiskError::Os(-n));
                     }
                     0 if len > 0 => {
-                        j.error.get_or_insert_with(|| {
-                            "file is shorter than the torrent says".to_owned()
-                        });
+                        j.error.get_or_insert(DiskError::Short);
                     }
                     n if (n as usize) < len => {
                         // Short transfer: carry on from where it stopped,
                         // buffered (the rest may no longer be aligned).
                         let n = n as usize;
                         self.submit_disk(
+                            now,
                             job,
-                            file,
+                            index,
                             false,
+                            write,
                             file_offset + n as u64,
                             buf_offset + n,
                             len - n,
                         );
                         return;
                     }
-                    _ => {}
+                    _ => {
+                        if write && !direct {
+                            j.write_behind.push((file, file_offset, len as u32));
+                        }
+                    }
                 }
                 let j = &mut self.jobs[job];
                 j.outstanding -= 1;
                 if j.outstanding == 0 {
-                    self.finish_job(job);
+                    self.finish_job(now, job);
                 }
             }
         }
     }
 
-    fn accepted(&mut self, res: i32) {
+    /// A message from the coordinator or the hashing pool.
+    fn inbound(&mut self, now: Instant, msg: Inbound) {
+        match msg {
+            Inbound::Storage(ctx, storage) => {
+                self.torrents.insert(ctx.id, Carried { ctx, storage });
+            }
+            Inbound::Forget(t) => {
+                self.torrents.remove(&t);
+                self.files.forget(t);
+            }
+            Inbound::Listen => {
+                if let Some(l) = &self.listener {
+                    let fd = l.as_raw_fd();
+                    self.submit(Op::Accept, opcode::AcceptMulti::new(types::Fd(fd)).build());
+                }
+            }
+            Inbound::Command(ShardCommand::Shutdown) => {
+                self.stopping = true;
+                self.endpoint.handle_command(now, ShardCommand::Shutdown);
+            }
+            Inbound::Command(cmd) => self.endpoint.handle_command(now, cmd),
+            Inbound::Hashed {
+                torrent,
+                piece,
+                buf,
+                ok,
+            } => self.endpoint.handle_command(
+                now,
+                ShardCommand::Torrent(torrent, Command::Hashed { piece, buf, ok }),
+            ),
+        }
+    }
+
+    fn accepted(&mut self, now: Instant, res: i32) {
         if res < 0 {
             log::warn!("accept: {}", std::io::Error::from_raw_os_error(-res));
             return;
@@ -854,35 +954,11 @@ impl Driver {
         if self.stopping {
             return;
         }
-        let admit = lock(&self.shared.registry).incoming(addr);
-        let Some(admit) = admit else {
-            log::debug!("refusing {addr}: at the connection limit");
-            self.shared.stats.disconnected("refused", false);
-            return;
-        };
-        if let Some((victim, shard)) = admit.displace {
-            log::debug!("{victim} never completed its handshake; making room for {addr}");
-            if shard == self.shard.id {
-                self.shard
-                    .handle_msg(Instant::now(), ShardMsg::Displace(victim));
-            } else {
-                self.shared.inboxes[shard].post(ShardMsg::Displace(victim));
-            }
+        // Refused connections are closed as `fd` drops.
+        if let Some(conn) = self.endpoint.handle_accepted(now, addr) {
+            self.socks.insert(conn, Sock::new(fd));
+            self.arm_recv(conn);
         }
-        if admit.shard == self.shard.id {
-            self.adopt(fd, addr);
-        } else {
-            self.shared.inboxes[admit.shard].post(ShardMsg::Adopt(fd, addr));
-        }
-    }
-
-    fn adopt(&mut self, fd: OwnedFd, addr: SocketAddr) {
-        if self.stopping {
-            return;
-        }
-        let conn = self.shard.handle_accepted(Instant::now(), addr);
-        self.socks.insert(conn, Sock::new(fd));
-        self.arm_recv(conn);
     }
 
     /// Cancels everything in flight and waits (briefly) for the kernel to
@@ -891,7 +967,7 @@ impl Driver {
     fn cancel_all(&mut self) {
         log::debug!(
             "shard {}: cancelling {} operations",
-            self.shard.id,
+            self.shard,
             self.ops.len()
         );
         let keys: Vec<u64> = self.ops.iter().map(|(k, _)| k as u64).collect();
@@ -929,6 +1005,38 @@ impl Driver {
             std::mem::forget(std::mem::take(&mut self.jobs));
         }
     }
+}
+
+/// In a multi-file torrent most files start at offsets that are not
+/// block-aligned, so a piece's bytes never line up with their file and
+/// would all go through the page cache. Moving the piece up by less than
+/// a block inside its buffer lines up its largest span: one memmove
+/// instead of a page-cache copy (and its page faults) for that span.
+/// Returns the shift; the data then starts at `buf[shift..]`.
+fn align_for_direct(buf: &mut PieceBuf, spans: &[FileSpan]) -> usize {
+    const WORTH_IT: u64 = 16 * ALIGN as u64;
+    let Some(big) = spans
+        .iter()
+        .filter(|s| s.len >= WORTH_IT)
+        .max_by_key(|s| s.len)
+    else {
+        return 0;
+    };
+    let before: u64 = spans
+        .iter()
+        .take_while(|s| !std::ptr::eq(*s, big))
+        .map(|s| s.len)
+        .sum();
+    let base = buf.as_ptr() as usize % ALIGN;
+    let want = (big.offset % ALIGN as u64) as usize;
+    let shift = (want + ALIGN - (base + before as usize) % ALIGN) % ALIGN;
+    let len = buf.len();
+    if shift == 0 || len + shift > buf.capacity() {
+        return 0;
+    }
+    buf.set_len(len + shift);
+    buf.copy_within(0..len, shift);
+    shift
 }
 
 fn new_socket(addr: &SocketAddr) -> std::io::Result<socket2::Socket> {

@@ -1,21 +1,24 @@
 //! Piece verification off the socket loops: a pool of hashing threads that
 //! take finished pieces in batches (whatever is queued, up to 8), hash each
 //! batch in one multi-buffer pass and post the verdicts back to the shards
-//! that own the pieces. With `threads == 0` the shard hashes inline instead.
+//! that own the pieces. With no pool the shard hashes inline instead.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::torrent::stats::Stats;
-use crate::torrent::{ShardMsg, Shared};
+use super::inbox::{Inbound, Inbox};
+use crate::torrent::{TorrentCtx, TorrentId};
 
 /// How long a lone piece waits for a second one to hash with.
-const PAIR_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+const PAIR_WAIT: Duration = Duration::from_millis(2);
 
 pub struct Job {
     pub shard: usize,
+    pub torrent: TorrentId,
+    pub ctx: Arc<TorrentCtx>,
     pub piece: u32,
     pub buf: crate::buffer::PieceBuf,
 }
@@ -23,25 +26,31 @@ pub struct Job {
 pub struct HashPool {
     tx: Option<Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
+    /// Time spent hashing, all threads.
+    pub nanos: Arc<AtomicU64>,
 }
 
 impl HashPool {
-    pub fn start(threads: usize, shared: Arc<Shared>) -> std::io::Result<HashPool> {
+    pub fn start(threads: usize, inboxes: Vec<Arc<Inbox>>) -> std::io::Result<HashPool> {
         let (tx, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
+        let nanos = Arc::new(AtomicU64::new(0));
+        let inboxes = Arc::new(inboxes);
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
             let rx = rx.clone();
-            let shared = shared.clone();
+            let inboxes = inboxes.clone();
+            let nanos = nanos.clone();
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("hasher-{i}"))
-                    .spawn(move || worker(&rx, &shared))?,
+                    .spawn(move || worker(&rx, &inboxes, &nanos))?,
             );
         }
         Ok(HashPool {
             tx: Some(tx),
             threads: handles,
+            nanos,
         })
     }
 
@@ -57,15 +66,7 @@ impl HashPool {
     }
 }
 
-/// Verifies one piece, counting the time spent.
-pub fn verify(shared: &Shared, piece: u32, buf: &[u8]) -> bool {
-    let t = Instant::now();
-    let ok = shared.info.pieces.get(piece as usize) == Some(&crate::hash::sha1(buf));
-    Stats::add(&shared.stats.hash_nanos, t.elapsed().as_nanos() as u64);
-    ok
-}
-
-fn worker(rx: &Mutex<Receiver<Job>>, shared: &Shared) {
+fn worker(rx: &Mutex<Receiver<Job>>, inboxes: &[Arc<Inbox>], nanos: &AtomicU64) {
     loop {
         // Take whatever is queued as one batch.
         let batch: Vec<Job> = {
@@ -79,7 +80,7 @@ fn worker(rx: &Mutex<Receiver<Job>>, shared: &Shared) {
                 }
             }
             // A lone piece waits briefly for a partner: two hash together
-            // for little more than one (on SHA-NI), and while the download
+            // for little more than one (on SHA-NI), and while a download
             // runs the next piece is about a millisecond away.
             if batch.len() == 1
                 && crate::hash::pairs_pay()
@@ -95,11 +96,12 @@ fn worker(rx: &Mutex<Receiver<Job>>, shared: &Shared) {
         let t = Instant::now();
         let msgs: Vec<&[u8]> = batch.iter().map(|j| &j.buf[..]).collect();
         let digests = crate::hash::sha1_batch(&msgs);
-        Stats::add(&shared.stats.hash_nanos, t.elapsed().as_nanos() as u64);
+        nanos.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         for (job, digest) in batch.into_iter().zip(digests) {
-            let ok = shared.info.pieces.get(job.piece as usize) == Some(&digest);
-            if let Some(inbox) = shared.inboxes.get(job.shard) {
-                inbox.post(ShardMsg::Hashed {
+            let ok = job.ctx.info.pieces.get(job.piece as usize) == Some(&digest);
+            if let Some(inbox) = inboxes.get(job.shard) {
+                inbox.post(Inbound::Hashed {
+                    torrent: job.torrent,
                     piece: job.piece,
                     buf: job.buf,
                     ok,

@@ -49,8 +49,8 @@ pub enum PeerError {
     Closed,
     #[error("shutting down")]
     ShuttingDown,
-    #[error("socket: {0}")]
-    Io(String),
+    #[error("socket: {}", std::io::Error::from_raw_os_error(*.0))]
+    Socket(i32),
 }
 
 impl From<WireError> for PeerError {
@@ -91,8 +91,28 @@ impl PeerError {
             PeerError::NothingToDo => "nothing_to_do",
             PeerError::Closed => "closed",
             PeerError::ShuttingDown => "shutting_down",
-            PeerError::Io(_) => "io",
+            PeerError::Socket(_) => "io",
         }
+    }
+
+    /// Whether disconnects of kind `kind` (as `kind()` names them) are
+    /// protocol violations.
+    pub fn is_violation_kind(kind: &str) -> bool {
+        !matches!(
+            kind,
+            "not_plain_bittorrent"
+                | "closed"
+                | "shutting_down"
+                | "io"
+                | "nothing_to_do"
+                | "too_many_connections"
+                | "refused"
+                | "duplicate"
+                | "self"
+                | "inactive"
+                | "handshake_timeout"
+                | "banned"
+        )
     }
 
     /// Whether the peer broke the protocol (as opposed to an ordinary end).
@@ -102,7 +122,7 @@ impl PeerError {
             PeerError::Wire(WireError::BadProtocol)
                 | PeerError::Closed
                 | PeerError::ShuttingDown
-                | PeerError::Io(_)
+                | PeerError::Socket(_)
                 | PeerError::NothingToDo
                 | PeerError::TooManyConnections
                 | PeerError::Duplicate

@@ -11,12 +11,12 @@ pub mod mapping;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use crate::bitfield::Bitfield;
@@ -72,20 +72,41 @@ pub enum OpenMode {
     Fetch,
 }
 
-/// The torrent's files, open.
+/// How a payload file is opened for I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileMode {
+    Read,
+    Write,
+    /// Written with `O_DIRECT` (aligned spans only).
+    WriteDirect,
+}
+
+/// The torrent's files on disk. No file stays open: the shards open them
+/// through their own bounded caches (`open_file`), relative to the payload
+/// directory and never through a symlink.
 pub struct Storage {
-    /// Indexed like `Info::files`; `None` for pad files, symlink entries and
-    /// files missing when seeding.
-    files: Vec<Option<File>>,
-    /// The same files opened with `O_DIRECT`, for aligned writes that skip
-    /// the page cache (downloads only; `None` where the file system refuses).
-    direct: Vec<Option<File>>,
+    /// `DIR`, the directory the payload lives in.
+    dir: OwnedFd,
+    /// Each file's path below `DIR`, indexed like `Info::files`.
+    paths: Vec<PathBuf>,
+    /// Which files are on disk (`false` for pad files, symlink entries and
+    /// files missing when seeding).
+    present: Vec<bool>,
     /// Which files existed with data before we opened them (only their
     /// pieces need checking when fetching).
     preexisting: Vec<bool>,
     /// Files written since the last `sync`.
     written: Vec<AtomicBool>,
+    /// Whether the file system takes `O_DIRECT` (downloads only).
+    direct: bool,
+    writable: bool,
     root: PathBuf,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Storage({})", self.root.display())
+    }
 }
 
 impl Storage {
@@ -96,23 +117,43 @@ impl Storage {
         }
     }
 
-    /// The file descriptor for `Info::files[i]`, if it is on disk.
-    pub fn fd(&self, i: usize) -> Option<RawFd> {
-        self.files.get(i)?.as_ref().map(|f| f.as_raw_fd())
+    /// Opens `Info::files[i]` for `mode`: relative to the payload
+    /// directory, refusing symlinks anywhere on the way (`openat2` with
+    /// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), so nothing planted after
+    /// the start can redirect a write outside it.
+    pub fn open_file(&self, i: usize, mode: FileMode) -> std::io::Result<File> {
+        if !self.present.get(i).copied().unwrap_or(false) {
+            return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+        }
+        let flags = match mode {
+            FileMode::Read => OFlags::RDONLY,
+            _ if !self.writable => {
+                return Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+            }
+            FileMode::Write => OFlags::RDWR,
+            FileMode::WriteDirect if !self.direct => {
+                return Err(std::io::Error::from(std::io::ErrorKind::Unsupported));
+            }
+            FileMode::WriteDirect => OFlags::RDWR | OFlags::DIRECT,
+        };
+        let fd = rustix::fs::openat2(
+            &self.dir,
+            &self.paths[i],
+            flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        Ok(File::from(fd))
     }
 
-    /// Whether any file has an `O_DIRECT` descriptor.
+    /// Whether `Info::files[i]` is on disk.
+    pub fn is_present(&self, i: usize) -> bool {
+        self.present.get(i).copied().unwrap_or(false)
+    }
+
+    /// Whether pieces may be written with `O_DIRECT` here.
     pub fn has_direct(&self) -> bool {
-        self.direct.iter().any(Option::is_some)
-    }
-
-    /// The `O_DIRECT` descriptor for `Info::files[i]`, if there is one.
-    pub fn direct_fd(&self, i: usize) -> Option<RawFd> {
-        self.direct.get(i)?.as_ref().map(|f| f.as_raw_fd())
-    }
-
-    pub fn file(&self, i: usize) -> Option<&File> {
-        self.files.get(i)?.as_ref()
+        self.direct
     }
 
     /// Where the payload lives (`DIR/<name>`).
@@ -125,16 +166,19 @@ impl Storage {
         &self.preexisting
     }
 
-    /// Each open file's length and modification time, for resume state.
+    /// Each file's length and modification time, for resume state.
     pub fn stamps(&self) -> Vec<Option<FileStamp>> {
-        use std::os::unix::fs::MetadataExt;
-        self.files
+        self.paths
             .iter()
-            .map(|f| {
-                let m = f.as_ref()?.metadata().ok()?;
+            .zip(&self.present)
+            .map(|(p, &present)| {
+                if !present {
+                    return None;
+                }
+                let st = rustix::fs::statat(&self.dir, p, AtFlags::SYMLINK_NOFOLLOW).ok()?;
                 Some(FileStamp {
-                    length: m.len(),
-                    mtime_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
+                    length: st.st_size as u64,
+                    mtime_ns: st.st_mtime.saturating_mul(1_000_000_000) + st.st_mtime_nsec as i64,
                 })
             })
             .collect()
@@ -152,27 +196,37 @@ impl Storage {
     /// that pieces recorded as written afterwards survive a crash. Only
     /// written files: a torrent of 20 000 files syncs the few in flight.
     pub fn sync(&self) -> Result<(), StorageError> {
-        for (f, flag) in self.files.iter().zip(&self.written) {
-            if let Some(f) = f
-                && flag.swap(false, Ordering::AcqRel)
-                && let Err(e) = f.sync_data()
-            {
-                flag.store(true, Ordering::Release);
-                return Err(io_err(&self.root)(e));
+        for (i, flag) in self.written.iter().enumerate() {
+            if flag.swap(false, Ordering::AcqRel) {
+                let r = self
+                    .open_file(i, FileMode::Read)
+                    .and_then(|f| f.sync_data());
+                if let Err(e) = r {
+                    flag.store(true, Ordering::Release);
+                    return Err(io_err(&self.root)(e));
+                }
             }
         }
         Ok(())
     }
 
-    /// Whether every file this run opened still has a name on disk (a
-    /// removed output directory would swallow every write): a file whose
-    /// directory was removed has no links left.
+    /// Whether the payload is still where this run put it (a removed output
+    /// directory would swallow every write): the directory still has a name,
+    /// the payload's top entry is in it, and the files written since the
+    /// last `sync` are still there.
     pub fn still_in_place(&self) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        self.files
-            .iter()
-            .flatten()
-            .all(|f| f.metadata().is_ok_and(|m| m.nlink() > 0))
+        let dir_linked = rustix::fs::fstat(&self.dir).is_ok_and(|st| st.st_nlink > 0);
+        let top = self
+            .root
+            .file_name()
+            .map(Path::new)
+            .unwrap_or(Path::new("."));
+        dir_linked
+            && rustix::fs::statat(&self.dir, top, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+            && self.written.iter().zip(&self.paths).all(|(w, p)| {
+                !w.load(Ordering::Acquire)
+                    || rustix::fs::statat(&self.dir, p, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+            })
     }
 
     /// Hashes the pieces that may hold data already, on `threads` threads,
@@ -184,10 +238,18 @@ impl Storage {
         threads: usize,
         cancel: &AtomicBool,
     ) -> Result<Bitfield, StorageError> {
+        // The files are open for the check only.
+        let open: Vec<Option<File>> = (0..info.files.len())
+            .map(|i| {
+                (self.preexisting[i])
+                    .then(|| self.open_file(i, FileMode::Read).ok())
+                    .flatten()
+            })
+            .collect();
         let sources: Vec<Source<'_>> = info
             .files
             .iter()
-            .zip(&self.files)
+            .zip(&open)
             .map(|(f, open)| match open {
                 _ if f.attr.pad => Source::Zeros(f.length),
                 Some(file) => Source::File(file, f.length),
@@ -241,42 +303,65 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> StorageError + '_ {
     }
 }
 
+fn open_dir(dir: &Path) -> Result<OwnedFd, StorageError> {
+    rustix::fs::open(
+        dir,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err(dir)(e.into()))
+}
+
 fn open_seed(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
     let root = dir.join(&info.name);
-    let mut files = Vec::with_capacity(info.files.len());
-    let mut preexisting = Vec::with_capacity(info.files.len());
+    let dir_fd = open_dir(dir).map_err(|e| match e {
+        StorageError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            StorageError::NoData(root.clone())
+        }
+        e => e,
+    })?;
+    let mut present = Vec::with_capacity(info.files.len());
     for f in &info.files {
         if !f.is_stored() || f.length == 0 {
-            files.push(None);
-            preexisting.push(false);
+            present.push(false);
             continue;
         }
         let path = dir.join(f.relative_path());
-        match File::open(&path) {
-            Ok(file) => {
-                let meta = file.metadata().map_err(io_err(&path))?;
-                if !meta.is_file() {
+        match rustix::fs::openat2(
+            &dir_fd,
+            f.relative_path(),
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Ok(fd) => {
+                let st = rustix::fs::fstat(&fd).map_err(|e| io_err(&path)(e.into()))?;
+                if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                    != rustix::fs::FileType::RegularFile
+                {
                     return Err(StorageError::NotRegular(path));
                 }
-                files.push(Some(file));
-                preexisting.push(true);
+                present.push(true);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Errno::NOENT) => {
                 log::warn!("{}: missing; its pieces will not be seeded", path.display());
-                files.push(None);
-                preexisting.push(false);
+                present.push(false);
             }
-            Err(e) => return Err(io_err(&path)(e)),
+            Err(Errno::LOOP | Errno::XDEV) => return Err(StorageError::Symlink(path)),
+            Err(e) => return Err(io_err(&path)(e.into())),
         }
     }
-    if files.iter().all(Option::is_none) {
+    if !present.iter().any(|&p| p) {
         return Err(StorageError::NoData(root));
     }
     Ok(Storage {
-        direct: Vec::new(),
-        written: files.iter().map(|_| AtomicBool::new(false)).collect(),
-        files,
-        preexisting,
+        dir: dir_fd,
+        paths: info.files.iter().map(|f| f.relative_path()).collect(),
+        written: present.iter().map(|_| AtomicBool::new(false)).collect(),
+        preexisting: present.clone(),
+        present,
+        direct: false,
+        writable: false,
         root,
     })
 }
@@ -317,13 +402,12 @@ fn open_fetch(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
     }
 
     let mut dirs: HashMap<Vec<String>, OwnedFd> = HashMap::new();
-    let mut files = Vec::with_capacity(info.files.len());
-    let mut direct = Vec::with_capacity(info.files.len());
+    let mut present = Vec::with_capacity(info.files.len());
     let mut preexisting = Vec::with_capacity(info.files.len());
+    let mut direct = None;
     for f in &info.files {
         if !f.is_stored() {
-            files.push(None);
-            direct.push(None);
+            present.push(false);
             preexisting.push(false);
             continue;
         }
@@ -351,22 +435,31 @@ fn open_fetch(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
         if st.st_size as u64 != f.length {
             file.set_len(f.length).map_err(io_err(&path))?;
         }
-        files.push(Some(file));
-        // A second open file description, for direct I/O.
-        let direct_fd = rustix::fs::openat(
-            parent.as_fd(),
-            name.as_str(),
-            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::DIRECT | OFlags::CLOEXEC,
-            Mode::empty(),
-        );
-        direct.push(direct_fd.ok().map(File::from));
+        drop(file);
+        present.push(true);
+        // Whether the file system takes direct I/O: asked of the first file.
+        if direct.is_none() {
+            direct = Some(
+                rustix::fs::openat(
+                    parent.as_fd(),
+                    name.as_str(),
+                    OFlags::RDWR | OFlags::NOFOLLOW | OFlags::DIRECT | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .is_ok(),
+            );
+        }
     }
+    drop(dirs);
     Ok(Storage {
-        direct,
-        written: files.iter().map(|_| AtomicBool::new(false)).collect(),
-        files,
+        paths: info.files.iter().map(|f| f.relative_path()).collect(),
+        written: present.iter().map(|_| AtomicBool::new(false)).collect(),
+        present,
         preexisting,
+        direct: direct.unwrap_or(false),
+        writable: true,
         root: dir.join(&info.name),
+        dir: dir_fd,
     })
 }
 

@@ -67,7 +67,8 @@ fn fetch_creates_the_tree_with_final_sizes() {
         !tmp.path().join("top/.pad").exists(),
         "pad files are never written"
     );
-    assert!(s.fd(1).is_none() && s.fd(0).is_some());
+    assert!(!s.is_present(1) && s.is_present(0));
+    assert!(s.open_file(0, FileMode::Write).is_ok());
     // Fresh files hold nothing: the check reads nothing and finds nothing.
     let have = s.check(&i, 2, &AtomicBool::new(false)).unwrap();
     assert_eq!(have.count_ones(), 0);

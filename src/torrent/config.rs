@@ -20,17 +20,11 @@ pub struct TorrentConfig {
     /// Generous, because some clients answer in batches once a second
     /// (Transmission) and a short queue then caps the rate at queue/second.
     pub pipeline_time: Duration,
-    /// Memory for piece buffers (downloads and hashing), all shards together;
-    /// raised to [`MIN_PIECES_IN_FLIGHT`] pieces for torrents of large pieces
-    /// (see [`TorrentConfig::budget`]).
-    pub buffer_budget: u64,
-    /// Memory for pieces read to serve uploads, per shard.
+    /// Memory for read units kept to serve uploads, per shard (at least four
+    /// units; units mapped from the page cache take none).
     pub read_cache: u64,
     /// Send-queue depth above which we stop serving a peer's requests.
     pub send_high_water: usize,
-    pub max_connections: usize,
-    /// Connections per IP address (several peers often share one).
-    pub max_per_ip: usize,
     /// A peer owing data that sends none for this long is snubbed.
     pub snub_after: Duration,
     pub handshake_timeout: Duration,
@@ -48,14 +42,6 @@ pub struct TorrentConfig {
 /// them.
 pub const MIN_PIECES_IN_FLIGHT: u64 = 4;
 
-impl TorrentConfig {
-    /// The download budget in bytes for pieces of `piece_length` bytes.
-    pub fn budget(&self, piece_length: u32) -> u64 {
-        self.buffer_budget
-            .max(MIN_PIECES_IN_FLIGHT * u64::from(piece_length))
-    }
-}
-
 impl Default for TorrentConfig {
     fn default() -> Self {
         TorrentConfig {
@@ -66,11 +52,8 @@ impl Default for TorrentConfig {
             min_pipeline: 64,
             max_pipeline: 1000,
             pipeline_time: Duration::from_secs(2),
-            buffer_budget: 8 * 1024 * 1024,
-            read_cache: 8 * 1024 * 1024,
+            read_cache: 4 * 1024 * 1024,
             send_high_water: 2 * 1024 * 1024,
-            max_connections: 200,
-            max_per_ip: 32,
             snub_after: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(5),
             inactivity_timeout: Duration::from_secs(180),

@@ -1,13 +1,15 @@
-//! The tracker thread: announces on schedule through the tiers, hands peers
-//! to the engine, and says `stopped` on the way out without holding the exit
-//! up for more than its deadline. All protocol work is in `http`, `udp` and
-//! `tiers`; this file only moves bytes and keeps time.
+//! The session's announce worker: a few threads that announce every
+//! torrent on schedule through its tiers, hand peers to the session, and
+//! say `stopped` on the way out without holding the exit up for more than
+//! its deadline. Idle torrents cost nothing between announces (the threads
+//! sleep until the next one is due). All protocol work is in `http`, `udp`
+//! and `tiers`; this file only moves bytes and keeps time.
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
-use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -68,40 +70,111 @@ pub struct TrackerSetup {
     pub on_result: ResultHook,
 }
 
-enum Command {
-    Completed,
-    Stop(Instant),
+/// Threads announcing at once.
+const THREADS: usize = 4;
+
+/// One torrent's place in the schedule.
+struct Entry {
+    /// Taken by the thread announcing it.
+    worker: Option<Worker>,
+    next: Instant,
+    event: Event,
+    backoff: Duration,
+    /// Removed: say `stopped`, then forget it.
+    removed: bool,
 }
 
-/// Handle to the tracker thread.
+#[derive(Default)]
+struct Schedule {
+    entries: HashMap<u64, Entry>,
+    /// Set by `stop`: every torrent says `stopped` by then.
+    stopping: Option<Instant>,
+}
+
+struct Shared {
+    schedule: Mutex<Schedule>,
+    wake: Condvar,
+    /// Interrupts UDP waits when stopping.
+    interrupt: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Schedule> {
+        self.schedule.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Handle to the announce threads.
 pub struct Announcer {
-    tx: Sender<Command>,
-    thread: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Announcer {
-    pub fn spawn(setup: TrackerSetup) -> std::io::Result<Announcer> {
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("tracker".into())
-            .spawn(move || Worker::new(setup).run(rx))?;
-        Ok(Announcer {
-            tx,
-            thread: Some(thread),
-        })
+    pub fn spawn() -> std::io::Result<Announcer> {
+        let shared = Arc::new(Shared {
+            schedule: Mutex::new(Schedule::default()),
+            wake: Condvar::new(),
+            interrupt: AtomicBool::new(false),
+        });
+        let mut threads = Vec::with_capacity(THREADS);
+        for i in 0..THREADS {
+            let shared = shared.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("announce-{i}"))
+                    .spawn(move || run(&shared))?,
+            );
+        }
+        Ok(Announcer { shared, threads })
+    }
+
+    /// Starts announcing a torrent (`key` names it in later calls).
+    pub fn add(&self, key: u64, setup: TrackerSetup) {
+        if setup.tiers.is_empty() {
+            return;
+        }
+        let backoff = setup.config.min_backoff;
+        self.shared.lock().entries.insert(
+            key,
+            Entry {
+                worker: Some(Worker::new(setup)),
+                next: Instant::now(),
+                event: Event::Started,
+                backoff,
+                removed: false,
+            },
+        );
+        self.shared.wake.notify_all();
     }
 
     /// The download finished: announce `completed` now.
-    pub fn completed(&self) {
-        let _ = self.tx.send(Command::Completed);
+    pub fn completed(&self, key: u64) {
+        if let Some(e) = self.shared.lock().entries.get_mut(&key) {
+            e.event = Event::Completed;
+            e.next = Instant::now();
+        }
+        self.shared.wake.notify_all();
     }
 
-    /// Announces `stopped` and waits for the thread, for at most `budget`.
-    /// A tracker that does not answer in time is left behind.
-    pub fn stop(mut self, budget: Duration) {
+    /// Stops announcing a torrent (after a `stopped` announce).
+    pub fn remove(&self, key: u64) {
+        if let Some(e) = self.shared.lock().entries.get_mut(&key) {
+            e.removed = true;
+            e.next = Instant::now();
+        }
+        self.shared.wake.notify_all();
+    }
+
+    /// Announces `stopped` for every torrent and waits for the threads, for
+    /// at most `budget`. A tracker that does not answer in time is left
+    /// behind.
+    pub fn stop(self, budget: Duration) {
         let deadline = Instant::now() + budget;
-        let _ = self.tx.send(Command::Stop(deadline));
-        if let Some(t) = self.thread.take() {
+        self.shared.lock().stopping = Some(deadline);
+        self.shared.interrupt.store(true, Ordering::Relaxed);
+        self.shared.wake.notify_all();
+        for t in self.threads {
             while !t.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -109,6 +182,93 @@ impl Announcer {
                 let _ = t.join();
             }
         }
+    }
+}
+
+/// What an announce thread does: the torrent due first, over and over.
+fn run(shared: &Shared) {
+    loop {
+        let (key, mut worker, event, removed, stopping) = {
+            let mut s = shared.lock();
+            loop {
+                let now = Instant::now();
+                let stopping = s.stopping;
+                // Stopping: every torrent still here says goodbye, once.
+                let due = s
+                    .entries
+                    .iter()
+                    .filter(|(_, e)| e.worker.is_some() && (stopping.is_some() || e.next <= now))
+                    .min_by_key(|(_, e)| e.next)
+                    .map(|(k, _)| *k);
+                if let Some(k) = due {
+                    let e = s.entries.get_mut(&k).expect("found above");
+                    let worker = e.worker.take().expect("checked above");
+                    break (k, worker, e.event, e.removed, stopping);
+                }
+                if stopping.is_some() {
+                    return;
+                }
+                let next = s
+                    .entries
+                    .values()
+                    .filter(|e| e.worker.is_some())
+                    .map(|e| e.next)
+                    .min();
+                s = match next {
+                    Some(at) => {
+                        let wait = at.saturating_duration_since(now);
+                        shared
+                            .wake
+                            .wait_timeout(s, wait)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0
+                    }
+                    None => shared.wake.wait(s).unwrap_or_else(|p| p.into_inner()),
+                };
+            }
+        };
+        if let Some(deadline) = stopping {
+            worker.stopped(event, deadline);
+            shared.lock().entries.remove(&key);
+            continue;
+        }
+        if removed {
+            worker.stopped(event, Instant::now() + Duration::from_secs(1));
+            shared.lock().entries.remove(&key);
+            continue;
+        }
+        let cfg = worker.setup.config.clone();
+        let result = worker.announce(event, None, &shared.interrupt);
+        let mut s = shared.lock();
+        let Some(e) = s.entries.get_mut(&key) else {
+            continue;
+        };
+        match result {
+            Ok(resp) => {
+                e.event = Event::None;
+                e.backoff = cfg.min_backoff;
+                let interval = Duration::from_secs(u64::from(
+                    resp.min_interval.unwrap_or(0).max(resp.interval),
+                ));
+                e.next = Instant::now() + interval.max(cfg.min_interval);
+                drop(s);
+                (worker.setup.on_peers)(resp.peers);
+                s = shared.lock();
+            }
+            Err(_) => {
+                e.next = Instant::now() + e.backoff;
+                e.backoff = (e.backoff * 2).min(cfg.max_backoff);
+            }
+        }
+        if let Some(e) = s.entries.get_mut(&key) {
+            // A `completed` that came in meanwhile is still owed.
+            if e.event == Event::Completed && event != Event::Completed {
+                e.next = Instant::now();
+            }
+            e.worker = Some(worker);
+        }
+        drop(s);
+        shared.wake.notify_all();
     }
 }
 
@@ -140,51 +300,6 @@ impl Worker {
         }
     }
 
-    fn run(mut self, rx: Receiver<Command>) {
-        if self.tiers.is_empty() {
-            // Nothing to announce to; wait for the stop.
-            let _ = rx.recv();
-            return;
-        }
-        let cfg = self.setup.config.clone();
-        let mut event = Event::Started;
-        let mut next = Instant::now();
-        let mut backoff = cfg.min_backoff;
-        loop {
-            let wait = next.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
-                Ok(Command::Completed) => {
-                    event = Event::Completed;
-                    next = Instant::now();
-                    continue;
-                }
-                Ok(Command::Stop(deadline)) => return self.stopped(event, deadline),
-                Err(RecvTimeoutError::Disconnected) => return,
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-            match self.announce(event, None, &rx) {
-                Ok(resp) => {
-                    event = Event::None;
-                    backoff = cfg.min_backoff;
-                    let interval = Duration::from_secs(u64::from(
-                        resp.min_interval.unwrap_or(0).max(resp.interval),
-                    ));
-                    next = Instant::now() + interval.max(cfg.min_interval);
-                    (self.setup.on_peers)(resp.peers);
-                }
-                Err(Interrupted::Stop(deadline)) => return self.stopped(event, deadline),
-                Err(Interrupted::Completed) => {
-                    event = Event::Completed;
-                    next = Instant::now();
-                }
-                Err(Interrupted::Failed) => {
-                    next = Instant::now() + backoff;
-                    backoff = (backoff * 2).min(cfg.max_backoff);
-                }
-            }
-        }
-    }
-
     /// Says goodbye to the tracker that last answered, within `deadline`:
     /// `completed` first if that announce is still owed, then `stopped`.
     fn stopped(&mut self, pending: Event, deadline: Instant) {
@@ -204,7 +319,7 @@ impl Worker {
         &mut self,
         event: Event,
         deadline: Option<Instant>,
-        rx: &Receiver<Command>,
+        interrupt: &AtomicBool,
     ) -> Result<AnnounceResponse, Interrupted> {
         let order: Vec<(usize, usize, String)> = self
             .tiers
@@ -212,7 +327,7 @@ impl Worker {
             .map(|(t, i, u)| (t, i, u.to_owned()))
             .collect();
         for (tier, index, url) in order {
-            match self.announce_one(&url, event, deadline, Some(rx)) {
+            match self.announce_one(&url, event, deadline, Some(interrupt)) {
                 Ok(resp) => {
                     self.tiers.promote(tier, index);
                     self.last_good = Some(url.clone());
@@ -265,13 +380,13 @@ impl Worker {
         url: &str,
         event: Event,
         deadline: Option<Instant>,
-        rx: Option<&Receiver<Command>>,
+        interrupt: Option<&AtomicBool>,
     ) -> Result<AnnounceResponse, Outcome> {
         let req = self.request(event);
         if url.starts_with("http://") || url.starts_with("https://") {
             self.http(url, &req, deadline)
         } else if let Some(rest) = url.strip_prefix("udp://") {
-            self.udp(url, rest, req, deadline, rx)
+            self.udp(url, rest, req, deadline, interrupt)
         } else {
             Err(Outcome::Error(TrackerError::UnsupportedUrl(url.to_owned())))
         }
@@ -323,7 +438,7 @@ impl Worker {
         rest: &str,
         req: AnnounceRequest,
         deadline: Option<Instant>,
-        rx: Option<&Receiver<Command>>,
+        interrupt: Option<&AtomicBool>,
     ) -> Result<AnnounceResponse, Outcome> {
         let io = |e: std::io::Error| Outcome::Error(TrackerError::Io(e.to_string()));
         let hostport = rest.split('/').next().unwrap_or(rest);
@@ -373,14 +488,8 @@ impl Worker {
                 .saturating_duration_since(now)
                 .clamp(Duration::from_millis(1), Duration::from_millis(100));
             sock.set_read_timeout(Some(slice)).map_err(io)?;
-            if let Some(rx) = rx {
-                match rx.try_recv() {
-                    Ok(Command::Stop(d)) => return Err(Outcome::Interrupted(Interrupted::Stop(d))),
-                    Ok(Command::Completed) => {
-                        return Err(Outcome::Interrupted(Interrupted::Completed));
-                    }
-                    Err(_) => {}
-                }
+            if interrupt.is_some_and(|i| i.load(Ordering::Relaxed)) {
+                return Err(Outcome::Interrupted(Interrupted::Stop));
             }
             step = match sock.recv(&mut buf) {
                 Ok(n) => client
@@ -411,8 +520,7 @@ impl Worker {
 }
 
 enum Interrupted {
-    Stop(Instant),
-    Completed,
+    Stop,
     Failed,
 }
 

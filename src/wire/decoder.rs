@@ -77,6 +77,12 @@ impl Decoder {
         }
     }
 
+    /// Sets the limits for the rest of the stream (once the handshake has
+    /// named the torrent).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// Bytes of an incomplete message held between calls (bounded by the limits).
     pub fn buffered(&self) -> usize {
         self.buf.capacity()

@@ -12,12 +12,17 @@ pub struct PeerId(pub [u8; 20]);
 
 impl PeerId {
     pub fn generate() -> PeerId {
+        Self::generate_with(&mut fastrand::Rng::new())
+    }
+
+    /// A fresh id from `rng` (seeded, in a simulated swarm).
+    pub fn generate_with(rng: &mut fastrand::Rng) -> PeerId {
         let mut id = [0u8; 20];
         let prefix = b"-RT0100-";
         id[..8].copy_from_slice(prefix);
         for b in &mut id[8..] {
             // Printable, as many trackers log peer ids.
-            *b = b"0123456789abcdefghijklmnopqrstuvwxyz"[fastrand::usize(..36)];
+            *b = b"0123456789abcdefghijklmnopqrstuvwxyz"[rng.usize(..36)];
         }
         PeerId(id)
     }

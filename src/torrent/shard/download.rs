@@ -1,36 +1,54 @@
 //! The download side: which blocks to request from whom, where arriving
 //! data goes, and a piece's way from its last block to disk.
+//!
+//! Pieces come from the coordinator in leases: a peer that needs a new piece
+//! takes a leased one it has, or asks the coordinator (once at a time) for
+//! pieces it has, rarest first. Within the shard, peers help each other with
+//! pieces in progress block by block; no lock is taken on the way.
 
 use std::time::Instant;
 
-use super::{Action, Shard};
+use super::{Conn, TorrentShard};
 use crate::buffer::PieceBuf;
 use crate::peer::{Outstanding, PeerError};
 use crate::picker::PeerPieces;
-use crate::torrent::ConnId;
 use crate::torrent::download::{Download, Stage};
-use crate::torrent::registry::PeerIdent;
-use crate::torrent::shared::{ShardMsg, lock};
 use crate::torrent::smart_ban::{BlockRecord, block_digests};
-use crate::torrent::stats::Stats;
-use crate::wire::{BlockRef, Message};
+use crate::torrent::{Action, ConnId, Event, Offer, PeerIdent};
+use crate::wire::{BLOCK_SIZE, BlockRef, Message};
 
-impl Shard {
+/// Pieces asked for at once for one peer: one to start, one ready behind it.
+const LEASE_BATCH: u32 = 2;
+
+impl TorrentShard {
     fn wants_pieces(&self) -> bool {
-        !self.shutting_down && !self.shared.config.seed_only && !self.shared.is_complete()
+        !self.shutting_down && !self.ctx.config.seed_only && !self.have.is_full()
     }
 
-    /// The peer's piece set arrived: count its pieces and see whether it has
+    /// Whether the peer has a piece we lack.
+    fn interesting(&self, p: PeerPieces<'_>) -> bool {
+        match p {
+            PeerPieces::All => !self.have.is_full(),
+            PeerPieces::Some(b) => self.have.lacks_any_of(b),
+        }
+    }
+
+    /// The peer's piece set arrived: tell the picker, and see whether it has
     /// anything for us.
     pub(super) fn on_pieces(&mut self, now: Instant, id: ConnId) {
-        let shared = self.shared.clone();
-        let Some(c) = self.conn_mut(id) else { return };
-        let interesting = {
-            let mut picker = lock(&shared.picker);
-            picker.add_peer(c.peer.pieces());
-            picker.interesting(c.peer.pieces())
+        let torrent = self.ctx.id;
+        let Some(c) = self.conns.get(&id) else { return };
+        let change = match c.peer.pieces() {
+            PeerPieces::All => crate::torrent::Availability::Seed { joined: true },
+            PeerPieces::Some(b) => crate::torrent::Availability::Pieces {
+                joined: true,
+                pieces: b.clone(),
+            },
         };
-        if shared.is_complete() && c.peer.is_seed() {
+        let is_seed = c.peer.is_seed();
+        let interesting = self.interesting(c.peer.pieces());
+        self.events.push(Event::Availability { torrent, change });
+        if self.have.is_full() && is_seed {
             self.close(now, id, PeerError::NothingToDo);
             return;
         }
@@ -40,21 +58,24 @@ impl Shard {
     }
 
     pub(super) fn on_have(&mut self, now: Instant, id: ConnId, piece: u32) {
-        lock(&self.shared.picker).peer_has(piece);
-        let shared = self.shared.clone();
-        let Some(c) = self.conn_mut(id) else { return };
-        if shared.is_complete() && c.peer.is_seed() {
+        self.events.push(Event::Availability {
+            torrent: self.ctx.id,
+            change: crate::torrent::Availability::Have(piece),
+        });
+        let complete = self.have.is_full();
+        let Some(c) = self.conns.get(&id) else { return };
+        if complete && c.peer.is_seed() {
             self.close(now, id, PeerError::NothingToDo);
             return;
         }
-        if !c.peer.am_interested && !shared.have.get(piece) && self.wants_pieces() {
+        if !c.peer.am_interested && !self.have.get(piece) && self.wants_pieces() {
             self.become_interested(id);
         }
         self.fill(now, id);
     }
 
     fn become_interested(&mut self, id: ConnId) {
-        if let Some(c) = self.conn_mut(id)
+        if let Some(c) = self.conns.get_mut(&id)
             && !c.peer.am_interested
         {
             c.peer.am_interested = true;
@@ -67,7 +88,7 @@ impl Shard {
         if !self.wants_pieces() {
             return;
         }
-        let Some(c) = self.conn(id) else { return };
+        let Some(c) = self.conns.get(&id) else { return };
         let p = &c.peer;
         if !p.is_active() || !p.am_interested || (p.peer_choking && p.allowed_fast.is_empty()) {
             return;
@@ -79,13 +100,23 @@ impl Shard {
         } as usize;
         let mut requested = 0;
         while self
-            .conn(id)
+            .conns
+            .get(&id)
             .is_some_and(|c| c.peer.requests_out.len() < limit)
         {
+            if let Some(b) = &mut self.limits.down
+                && !b.has(u64::from(BLOCK_SIZE), now)
+            {
+                self.limit_retry = Some(b.ready_at(u64::from(BLOCK_SIZE)));
+                break;
+            }
             let Some(block) = self.next_block(now, id) else {
                 break;
             };
-            if let Some(c) = self.conn_mut(id) {
+            if let Some(b) = &mut self.limits.down {
+                b.take(u64::from(block.len), now);
+            }
+            if let Some(c) = self.conns.get_mut(&id) {
                 c.peer.requests_out.push_back(Outstanding {
                     block,
                     sent_at: now,
@@ -96,13 +127,14 @@ impl Shard {
         }
         // Idle and nothing to ask for: tell the peer, so it can stop caring.
         if requested == 0
-            && let Some(c) = self.conn(id)
+            && let Some(c) = self.conns.get(&id)
             && c.peer.requests_out.is_empty()
             && c.peer.am_interested
-            && !self.budget_blocked
-            && !lock(&self.shared.picker).interesting(c.peer.pieces())
+            && !c.wants_lease
+            && self.budget_retry.is_none()
+            && !self.interesting(c.peer.pieces())
         {
-            if let Some(c) = self.conn_mut(id) {
+            if let Some(c) = self.conns.get_mut(&id) {
                 c.peer.am_interested = false;
             }
             self.send(id, Message::NotInterested);
@@ -116,11 +148,12 @@ impl Shard {
     }
 
     /// The next block to request from peer `id`: a missing block of a piece
-    /// already under way here, else a new piece from the picker, else (in
-    /// endgame) a block someone else is already fetching.
+    /// already under way here, else a block of a new leased piece, else (in
+    /// endgame) a block someone else is already fetching. With none, asks
+    /// the coordinator for pieces this peer has.
     fn next_block(&mut self, now: Instant, id: ConnId) -> Option<BlockRef> {
-        // Borrow the slot table, not all of `self`: downloads change below.
-        let p = &super::slot_conn(&self.slots, id)?.peer;
+        let c = self.conns.get(&id)?;
+        let p = &c.peer;
         for piece in &self.order {
             if let Some(d) = self.downloads.get_mut(piece)
                 && d.open_to(id)
@@ -134,80 +167,135 @@ impl Shard {
                 return Some(b);
             }
         }
-        let (picked, endgame) = {
-            let mut picker = lock(&self.shared.picker);
-            let endgame = picker.in_endgame();
-            let picked = if p.peer_choking {
-                p.allowed_fast
-                    .iter()
-                    .copied()
-                    .find(|&f| picker.pick_specific(f))
-            } else if endgame {
-                None
-            } else {
-                self.has_budget_for_new()
-                    .then(|| picker.pick_where(|x| p.offers(x, now)))
-                    .flatten()
-            };
-            (picked, endgame)
-        };
-        if let Some(piece) = picked {
-            return self.start_download(piece, id);
+        // A leased piece this peer has (one it may ask for while choked).
+        let pos = self.leased.iter().position(|&x| {
+            p.offers(x, now)
+                && (!p.peer_choking || p.allowed_fast.contains(&x))
+                && !self.downloads.contains_key(&x)
+        });
+        if let Some(pos) = pos {
+            if !self.has_budget_for_new() {
+                self.budget_retry = Some(now + super::BUDGET_RETRY);
+                return None;
+            }
+            let piece = self.leased.remove(pos)?;
+            return self.start_download(now, piece, id);
         }
-        if p.peer_choking || !endgame {
+        if p.peer_choking {
             return None;
         }
-        // Endgame: duplicate requests, first within this shard...
-        let own: Vec<BlockRef> = p.requests_out.iter().map(|o| o.block).collect();
-        for piece in &self.order {
-            if let Some(d) = self.downloads.get_mut(piece)
-                && !d.exclusive
-                && p.offers(*piece, now)
-                && let Some(b) = d.next_duplicate(|b| own.contains(b))
-            {
-                return Some(b);
+        if self.endgame {
+            // Duplicate requests within this shard.
+            let own: Vec<BlockRef> = p.requests_out.iter().map(|o| o.block).collect();
+            for piece in &self.order {
+                if let Some(d) = self.downloads.get_mut(piece)
+                    && !d.exclusive
+                    && p.offers(*piece, now)
+                    && let Some(b) = d.next_duplicate(|b| own.contains(b))
+                {
+                    return Some(b);
+                }
             }
         }
-        // ...then a piece another shard is fetching.
-        let pieces: PeerPieces<'_> = p.pieces();
-        let dup = {
-            let downloads = &self.downloads;
-            self.has_budget_for_new()
-                .then(|| {
-                    lock(&self.shared.picker).pick_endgame(pieces, |x| downloads.contains_key(&x))
-                })
-                .flatten()
+        self.ask_for_pieces(id);
+        None
+    }
+
+    /// Asks the coordinator for pieces peer `id` has (once at a time).
+    fn ask_for_pieces(&mut self, id: ConnId) {
+        let torrent = self.ctx.id;
+        let shard = self.shard;
+        let endgame = self.endgame;
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
         };
-        dup.and_then(|piece| self.start_download(piece, id))
+        if c.wants_lease {
+            return;
+        }
+        c.wants_lease = true;
+        let offer = match c.peer.pieces() {
+            PeerPieces::All => Offer::All,
+            PeerPieces::Some(b) => Offer::Some(b.clone()),
+        };
+        self.events.push(Event::WantPieces {
+            torrent,
+            shard,
+            offer,
+            count: LEASE_BATCH,
+            endgame,
+        });
+    }
+
+    /// Pieces from the coordinator (maybe none).
+    pub(super) fn handle_lease(&mut self, now: Instant, pieces: Vec<u32>, endgame: bool) {
+        self.endgame = endgame;
+        let mut back = Vec::new();
+        for p in pieces {
+            if self.have.get(p) || self.shutting_down {
+                back.push(p);
+            } else if !self.leased.contains(&p) {
+                self.leased.push_back(p);
+            }
+        }
+        if !back.is_empty() {
+            self.events.push(Event::ReturnPieces {
+                torrent: self.ctx.id,
+                pieces: back,
+            });
+        }
+        // Every peer gets a chance at the new pieces. One that finds none it
+        // has does not ask again at once (the answer would be the same): its
+        // flag stays up through this round and drops after it, so it asks
+        // again on its next chance (a `have`, an unchoke, the next second).
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for &id in &ids {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.wants_lease = true;
+            }
+        }
+        for &id in &ids {
+            self.fill(now, id);
+        }
+        for c in self.conns.values_mut() {
+            c.wants_lease = false;
+        }
+        self.return_unusable_leases();
+    }
+
+    /// Gives back leased pieces no connected peer of this shard has.
+    pub(super) fn return_unusable_leases(&mut self) {
+        if self.leased.is_empty() {
+            return;
+        }
+        let conns = &self.conns;
+        let usable = |p: u32| conns.values().any(|c: &Conn| c.peer.has(p));
+        let (keep, back): (Vec<u32>, Vec<u32>) = self.leased.drain(..).partition(|&p| usable(p));
+        self.leased = keep.into();
+        if !back.is_empty() {
+            self.events.push(Event::ReturnPieces {
+                torrent: self.ctx.id,
+                pieces: back,
+            });
+        }
     }
 
     fn has_budget_for_new(&self) -> bool {
-        let len = u64::from(self.info.piece_length);
         // Probe without reserving: the reservation happens in start_download.
-        self.downloads.is_empty()
-            || self
-                .shared
-                .buffers_used
-                .load(std::sync::atomic::Ordering::Relaxed)
-                + len
-                <= self.shared.buffer_budget
+        self.downloads.is_empty() || self.ctx.budget.has_room(self.ctx.piece_reservation())
     }
 
     /// Starts assembling `piece`, asked for by peer `id`.
-    fn start_download(&mut self, piece: u32, id: ConnId) -> Option<BlockRef> {
-        let len = self.info.piece_len(piece);
-        let reserve = u64::from(self.info.piece_length);
-        if !self
-            .shared
-            .reserve_buffer(reserve, self.downloads.is_empty())
-        {
-            lock(&self.shared.picker).abort(piece);
-            self.budget_blocked = true;
+    fn start_download(&mut self, now: Instant, piece: u32, id: ConnId) -> Option<BlockRef> {
+        let len = self.ctx.info.piece_len(piece);
+        let reserve = self.ctx.piece_reservation();
+        if !self.ctx.budget.reserve(reserve, self.downloads.is_empty()) {
+            self.leased.push_front(piece);
+            self.budget_retry = Some(now + super::BUDGET_RETRY);
             return None;
         }
-        let buf = self.shared.take_buffer();
+        let buf = self.take_buffer(len);
         let mut d = Download::new(piece, len, buf, reserve);
-        if lock(&self.shared.smart_ban).is_suspect(piece) {
+        if self.suspects.contains(&piece) {
             d.exclusive = true;
             d.owner = Some(id);
         }
@@ -229,7 +317,7 @@ impl Shard {
         completes: bool,
         sent_at: Option<Instant>,
     ) {
-        let Some(from) = self.conn(id).and_then(|c| {
+        let Some(from) = self.conns.get(&id).and_then(|c| {
             c.peer.handshake.map(|h| PeerIdent {
                 ip: c.peer.addr.ip(),
                 id: h.peer_id,
@@ -242,15 +330,17 @@ impl Shard {
             .get(&block.piece)
             .is_some_and(|d| d.wants(&block));
         if !wanted {
-            Stats::add(&self.shared.stats.wasted, data.len() as u64);
+            self.stats.wasted += data.len() as u64;
             if completes {
                 self.fill(now, id);
             }
             return;
         }
-        let d = self.downloads.get_mut(&block.piece).expect("checked above");
+        let Some(d) = self.downloads.get_mut(&block.piece) else {
+            return;
+        };
         d.write(&block, offset, data);
-        Stats::add(&self.shared.stats.downloaded, data.len() as u64);
+        self.stats.downloaded += data.len() as u64;
         if !completes {
             return;
         }
@@ -262,11 +352,12 @@ impl Shard {
             // It came after we gave up on it (a cancel crossed it): still good.
             log::trace!("accepted an unrequested but wanted block {block:?}");
         }
-        if d.received(&block, from) {
+        let done = d.received(&block, from);
+        if self.endgame {
             self.cancel_elsewhere(id, &block);
+        }
+        if done {
             self.start_hash(block.piece);
-        } else {
-            self.cancel_elsewhere(id, &block);
         }
         self.fill(now, id);
     }
@@ -274,15 +365,16 @@ impl Shard {
     /// In endgame a block may be requested from two peers; once it arrives,
     /// the other request is cancelled.
     fn cancel_elsewhere(&mut self, from: ConnId, block: &BlockRef) {
-        if !lock(&self.shared.picker).in_endgame() {
-            return;
-        }
-        for id in self.conn_ids() {
-            if id == from {
-                continue;
-            }
-            let Some(c) = self.conn_mut(id) else { continue };
-            if c.peer.withdraw(block) {
+        let others: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(id, c)| **id != from && c.peer.requests_out.iter().any(|o| o.block == *block))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in others {
+            if let Some(c) = self.conns.get_mut(&id)
+                && c.peer.withdraw(block)
+            {
                 self.send(id, Message::Cancel(*block));
             }
         }
@@ -294,15 +386,19 @@ impl Shard {
         };
         let Some(buf) = d.buf.take() else { return };
         d.stage = Stage::Hashing;
-        self.actions.push_back(Action::Hash { piece, buf });
+        self.actions.push_back(Action::Hash {
+            torrent: self.ctx.id,
+            piece,
+            buf,
+        });
     }
 
     /// A piece's hash was checked.
     pub fn handle_hashed(&mut self, now: Instant, piece: u32, buf: PieceBuf, ok: bool) {
         if ok {
-            if self.shared.have.get(piece) {
+            if self.have.get(piece) {
                 // An endgame twin finished first.
-                self.finish_download(now, piece, Some(buf));
+                self.finish_download(piece, Some(buf));
                 return;
             }
             let exclusive = match self.downloads.get_mut(&piece) {
@@ -314,20 +410,21 @@ impl Shard {
             };
             if exclusive {
                 // The copy that settles an earlier failure.
-                let liars = lock(&self.shared.smart_ban).verified(piece, &block_digests(&buf));
-                for peer in liars {
-                    log::warn!(
-                        "piece {piece}: {} sent blocks that differ from the good copy",
-                        peer.ip
-                    );
-                    self.ban(now, peer);
-                }
+                self.events.push(Event::SuspectPassed {
+                    torrent: self.ctx.id,
+                    piece,
+                    digests: block_digests(&buf),
+                });
             }
-            self.actions.push_back(Action::Write { piece, buf });
+            self.actions.push_back(Action::Write {
+                torrent: self.ctx.id,
+                piece,
+                buf,
+            });
             return;
         }
-        Stats::add(&self.shared.stats.hash_failures, 1);
-        Stats::add(&self.shared.stats.wasted, buf.len() as u64);
+        self.stats.hash_failures += 1;
+        self.stats.wasted += buf.len() as u64;
         let (contributors, record): (Vec<PeerIdent>, BlockRecord) = match self.downloads.get(&piece)
         {
             Some(d) => (
@@ -340,43 +437,18 @@ impl Shard {
             "piece {piece} failed its hash check (data from {} peers); fetching it again",
             contributors.len()
         );
-        self.finish_download(now, piece, Some(buf));
-        lock(&self.shared.picker).abort(piece);
-        match contributors.as_slice() {
-            [] => {}
-            // One sender: it alone is to blame.
-            [peer] => self.strike(now, *peer),
-            // Several: fetch it again from one peer and compare blocks.
-            _ => lock(&self.shared.smart_ban).record(piece, record),
-        }
+        self.finish_download(piece, Some(buf));
+        self.events.push(Event::ReturnPieces {
+            torrent: self.ctx.id,
+            pieces: vec![piece],
+        });
+        self.events.push(Event::HashFailed {
+            torrent: self.ctx.id,
+            piece,
+            contributors,
+            record,
+        });
         self.refill_all(now);
-    }
-
-    /// A hash-failure strike against `peer`; too many ban it.
-    fn strike(&mut self, now: Instant, peer: PeerIdent) {
-        let max = self.shared.config.max_hash_failures;
-        if lock(&self.shared.registry).strike(peer, max) {
-            log::warn!("banning {}: sent data failing {max} hash checks", peer.ip);
-            self.banned(now, peer);
-        }
-    }
-
-    /// Bans `peer` at once (proven to have sent bad blocks).
-    fn ban(&mut self, now: Instant, peer: PeerIdent) {
-        if lock(&self.shared.registry).ban(peer) {
-            self.banned(now, peer);
-        }
-    }
-
-    /// Drops a newly banned peer's connections on every shard.
-    fn banned(&mut self, now: Instant, peer: PeerIdent) {
-        Stats::add(&self.shared.stats.peers_banned, 1);
-        for (shard, inbox) in self.shared.inboxes.iter().enumerate() {
-            if shard != self.id {
-                inbox.post(ShardMsg::Ban(peer));
-            }
-        }
-        self.handle_msg(now, ShardMsg::Ban(peer));
     }
 
     /// A verified piece reached the disk (or could not).
@@ -385,46 +457,60 @@ impl Shard {
         now: Instant,
         piece: u32,
         buf: PieceBuf,
-        result: Result<(), String>,
+        result: Result<(), crate::torrent::DiskError>,
     ) {
         match result {
             Ok(()) => {
-                Stats::add(&self.shared.stats.written, buf.len() as u64);
-                self.finish_download(now, piece, Some(buf));
-                if self.shared.piece_done(piece) {
-                    self.shared.broadcast(|| ShardMsg::Have(piece));
+                self.stats.written += buf.len() as u64;
+                self.finish_download(piece, Some(buf));
+                if self.have.set(piece) {
+                    self.events.push(Event::PieceDone {
+                        torrent: self.ctx.id,
+                        piece,
+                    });
+                    self.announce_have(now, piece);
                 }
             }
-            Err(e) => {
-                self.finish_download(now, piece, Some(buf));
-                lock(&self.shared.picker).abort(piece);
-                self.shared.fail(format!("cannot write piece {piece}: {e}"));
+            Err(error) => {
+                self.finish_download(piece, Some(buf));
+                self.events.push(Event::ReturnPieces {
+                    torrent: self.ctx.id,
+                    pieces: vec![piece],
+                });
+                self.events.push(Event::Fatal {
+                    torrent: self.ctx.id,
+                    piece,
+                    error,
+                });
             }
         }
         self.refill_all(now);
     }
 
     /// Drops a download and returns its buffer and memory.
-    fn finish_download(&mut self, _now: Instant, piece: u32, buf: Option<PieceBuf>) {
+    fn finish_download(&mut self, piece: u32, buf: Option<PieceBuf>) {
         if let Some(d) = self.downloads.remove(&piece) {
             self.order.retain(|p| *p != piece);
-            self.shared.release_buffer(d.reserved);
+            self.ctx.budget.release(d.reserved);
             if let Some(b) = buf.or(d.buf) {
-                self.shared.return_buffer(b);
+                self.return_buffer(b);
             }
-            self.budget_blocked = false;
+            self.budget_retry = None;
         }
     }
 
-    /// Some shard completed `piece`: tell peers that lack it, drop any
-    /// duplicate of it here, and stop wanting what we now have.
+    /// Another shard completed `piece`: drop any duplicate of it here, then
+    /// tell our peers.
     pub(super) fn piece_completed(&mut self, now: Instant, piece: u32) {
+        self.leased.retain(|&p| p != piece);
         if let Some(d) = self.downloads.get(&piece)
             && d.stage == Stage::Receiving
         {
-            // An endgame twin of a piece another download finished.
+            // An endgame twin of a piece another shard finished.
             for id in self.conn_ids() {
-                let Some(c) = self.conn_mut(id) else { continue };
+                let Some(c) = self.conns.get_mut(&id) else {
+                    continue;
+                };
                 let cancels: Vec<BlockRef> = c
                     .peer
                     .requests_out
@@ -439,11 +525,22 @@ impl Shard {
                     self.send(id, Message::Cancel(b));
                 }
             }
-            self.finish_download(now, piece, None);
+            self.finish_download(piece, None);
         }
-        let complete = self.shared.is_complete();
+        if self.have.set(piece) {
+            self.announce_have(now, piece);
+        }
+    }
+
+    /// We have `piece` now: tell peers that lack it, and stop wanting what
+    /// we have.
+    fn announce_have(&mut self, now: Instant, piece: u32) {
+        self.suspects.remove(&piece);
+        let complete = self.have.is_full();
         for id in self.conn_ids() {
-            let Some(c) = self.conn(id) else { continue };
+            let Some(c) = self.conns.get(&id) else {
+                continue;
+            };
             if !c.peer.is_active() {
                 continue;
             }
@@ -455,14 +552,16 @@ impl Shard {
                 self.send(id, Message::Have(piece));
             }
             if complete
-                && let Some(c) = self.conn_mut(id)
+                && let Some(c) = self.conns.get_mut(&id)
                 && c.peer.am_interested
             {
                 c.peer.am_interested = false;
                 self.send(id, Message::NotInterested);
             }
         }
-        if !complete {
+        if complete {
+            self.leased.clear();
+        } else {
             self.refill_all(now);
         }
     }

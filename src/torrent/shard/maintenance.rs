@@ -1,61 +1,51 @@
 //! Choking, timeouts, rates and pipeline sizes: what happens on the clock.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::Shard;
+use super::TorrentShard;
 use crate::choker::Candidate;
 use crate::peer::PeerError;
-use crate::torrent::ConnId;
-use crate::torrent::shared::{ShardMsg, lock};
-use crate::wire::{BLOCK_SIZE, BlockRef, Message};
+use crate::torrent::{ConnId, Event};
+use crate::wire::{BLOCK_SIZE, Message};
 
-impl Shard {
-    /// A peer wants to download: unchoke it at once if a slot is free (the
-    /// next choker round may take it back), rather than make it wait.
+impl TorrentShard {
+    /// A peer wants to download: unchoke it at once if this shard's share of
+    /// the free slots allows (the next choker round may take it back),
+    /// rather than make it wait for that round.
     pub(super) fn on_interested(&mut self, now: Instant, id: ConnId) {
-        let slots = self.shared.config.choker.slots + 1;
-        let Some(c) = self.conn(id) else { return };
-        if !c.peer.am_choking {
+        let Some(c) = self.conns.get(&id) else { return };
+        if !c.peer.am_choking || self.allowance == 0 {
             return;
         }
-        let taken = self
-            .shared
-            .unchoked
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
-                (n < slots).then_some(n + 1)
-            })
-            .is_ok();
-        if taken {
-            self.unchoke_peer(now, id, false);
-        }
+        self.allowance -= 1;
+        self.unchoke_peer(now, id);
     }
 
-    fn unchoke_peer(&mut self, now: Instant, id: ConnId, count: bool) {
-        let Some(c) = self.conn_mut(id) else { return };
+    fn unchoke_peer(&mut self, now: Instant, id: ConnId) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         if !c.peer.am_choking {
             return;
         }
         c.peer.am_choking = false;
         c.peer.unchoked_at = now;
-        if count {
-            self.shared.unchoked.fetch_add(1, Ordering::AcqRel);
-        }
         self.send(id, Message::Unchoke);
         self.serve(now, id);
     }
 
     pub(super) fn choke_peer(&mut self, id: ConnId) {
-        let shared = self.shared.clone();
-        let Some(c) = self.conn_mut(id) else { return };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         if c.peer.am_choking {
             return;
         }
         c.peer.am_choking = true;
-        shared.unchoked.fetch_sub(1, Ordering::AcqRel);
         // BEP 6: a fast peer learns which requests will not be served.
-        let dropped: Vec<BlockRef> = c.peer.requests_in.drain(..).collect();
+        let dropped: Vec<_> = c.peer.requests_in.drain(..).collect();
         let fast = c.peer.fast();
+        self.allowance += 1;
         self.send(id, Message::Choke);
         if fast {
             for b in dropped {
@@ -67,38 +57,58 @@ impl Shard {
     /// A choker decision for this shard's peers. A peer unchoked since the
     /// decision was made (newly interested, a free slot) was not among its
     /// candidates and keeps its slot until the next round.
-    pub(super) fn apply_choke(&mut self, unchoke: Vec<ConnId>, decided: Instant) {
-        let now = Instant::now();
+    pub(super) fn apply_choke(
+        &mut self,
+        now: Instant,
+        unchoke: &[ConnId],
+        decided: Instant,
+        allowance: usize,
+    ) {
         for id in self.conn_ids() {
-            let Some(c) = self.conn(id) else { continue };
+            let Some(c) = self.conns.get(&id) else {
+                continue;
+            };
             if !c.peer.is_active() {
                 continue;
             }
             let want = unchoke.contains(&id);
             if want && c.peer.am_choking {
-                self.unchoke_peer(now, id, true);
+                self.unchoke_peer(now, id);
             } else if !want && !c.peer.am_choking && c.peer.unchoked_at <= decided {
                 self.choke_peer(id);
             }
         }
+        self.allowance = allowance;
     }
 
-    /// Called by the driver every ~100 ms; per-second work runs once a second.
-    pub fn handle_tick(&mut self, now: Instant) {
-        if self.budget_blocked {
-            self.budget_blocked = false;
+    /// Time passed: retries held back by memory or a rate limit, and the
+    /// per-second work (rates, timeouts, snubs, keep-alives, the choker's
+    /// candidates and the counters for the coordinator).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.budget_retry.is_some_and(|t| now >= t) {
+            self.budget_retry = None;
             self.refill_all(now);
         }
-        let elapsed = now.saturating_duration_since(self.last_second);
-        if elapsed < Duration::from_secs(1) {
+        if self.limit_retry.is_some_and(|t| now >= t) {
+            self.limit_retry = None;
+            for id in self.conn_ids() {
+                self.serve(now, id);
+            }
+            self.refill_all(now);
+        }
+        if now < self.next_second {
             return;
         }
+        let elapsed = now.saturating_duration_since(self.last_second);
         self.last_second = now;
+        self.next_second = now + Duration::from_secs(1);
         let secs = elapsed.as_secs_f64();
-        let cfg = self.shared.config.clone();
+        let cfg = self.ctx.config.clone();
         let mut candidates = Vec::new();
         for id in self.conn_ids() {
-            let Some(c) = self.conn_mut(id) else { continue };
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
             let p = &mut c.peer;
             p.down.tick(secs);
             p.up.tick(secs);
@@ -135,14 +145,18 @@ impl Shard {
                 }
                 self.refill_all(now);
             }
-            let Some(c) = self.conn(id) else { continue };
+            let Some(c) = self.conns.get(&id) else {
+                continue;
+            };
             if now.duration_since(c.peer.last_send) > cfg.keepalive_interval && c.send.is_empty() {
                 self.send(id, Message::KeepAlive);
             }
-            let Some(c) = self.conn(id) else { continue };
+            let Some(c) = self.conns.get(&id) else {
+                continue;
+            };
             let p = &c.peer;
             candidates.push(Candidate {
-                key: id.key(self.id),
+                key: self.shard_conn(id).key(),
                 interested: p.peer_interested,
                 download_rate: p.down.per_second(),
                 upload_rate: p.up.per_second(),
@@ -150,44 +164,21 @@ impl Shard {
                 is_seed: p.is_seed(),
             });
         }
-        self.choker_round(now, candidates);
+        if !candidates.is_empty() {
+            self.events.push(Event::Candidates {
+                torrent: self.ctx.id,
+                shard: self.shard,
+                peers: candidates,
+            });
+        }
+        let delta = self.take_stats();
+        if !delta.is_empty() {
+            self.events.push(Event::Stats {
+                torrent: self.ctx.id,
+                shard: self.shard,
+                delta: Box::new(delta),
+            });
+        }
         self.refill_all(now);
-    }
-
-    /// Publishes this shard's peers to the choker and, when a round is due,
-    /// runs it for every shard.
-    fn choker_round(&mut self, now: Instant, candidates: Vec<Candidate>) {
-        let mut board = lock(&self.shared.choke);
-        let shard = self.id as u64;
-        board.candidates.retain(|k, _| k >> 56 != shard);
-        for c in candidates {
-            board.candidates.insert(c.key, c);
-        }
-        if now < board.next_round {
-            return;
-        }
-        board.next_round = now + self.shared.config.rechoke_interval;
-        let all: Vec<Candidate> = board.candidates.values().copied().collect();
-        let seeding = self.shared.is_complete();
-        let unchoke = board.choker.rechoke(&all, seeding);
-        drop(board);
-        let mut per_shard: Vec<Vec<ConnId>> = vec![Vec::new(); self.shared.inboxes.len()];
-        for key in unchoke {
-            let shard = (key >> 56) as usize;
-            let id = ConnId {
-                slot: key as u32,
-                generation: ((key >> 32) & 0xff_ffff) as u32,
-            };
-            if let Some(v) = per_shard.get_mut(shard) {
-                v.push(id);
-            }
-        }
-        for (shard, keep) in per_shard.into_iter().enumerate() {
-            if shard == self.id {
-                self.apply_choke(keep, now);
-            } else {
-                self.shared.inboxes[shard].post(ShardMsg::Unchoke { keep, decided: now });
-            }
-        }
     }
 }

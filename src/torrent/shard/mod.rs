@@ -1,224 +1,239 @@
-//! The per-shard torrent logic. Split by concern:
-//! - this file: connections, handshakes, closing, the driver interface;
-//! - `download`: requests, arriving blocks, verification, writing;
+//! One torrent on one shard. Split by concern:
+//! - this file: connections, handshakes, closing, commands, the interface
+//!   its endpoint drives;
+//! - `download`: leased pieces, requests, arriving blocks, verification,
+//!   writing;
 //! - `upload`: serving peers' requests from the read cache;
-//! - `maintenance`: choking, timeouts, rates, the per-second tick.
+//! - `maintenance`: choking, timeouts, rates, the per-second work.
 
 mod download;
 mod maintenance;
 mod upload;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::ConnId;
 use super::cache::ReadCache;
-pub use super::cache::ReadKey;
 use super::download::Download;
-use super::registry::Verdict;
+use super::limits::Limits;
 use super::send_queue::SendQueue;
-use super::shared::{ShardMsg, Shared, lock};
-use super::stats::Stats;
-use crate::buffer::PieceBuf;
-use crate::metainfo::Info;
+use super::{
+    Action, Availability, Command, ConnId, Event, PeerIdent, ShardConn, ShardStats, TorrentCtx,
+    TorrentId,
+};
+use crate::bitfield::Bitfield;
+use crate::buffer::{BufPool, PieceBuf};
 use crate::peer::{Input, PeerError, PeerState};
 use crate::wire::{self, Decoder, ExtHandshake, Handshake, Message};
 
-/// What a shard asks its driver to do.
-#[derive(Debug)]
-pub enum Action {
-    /// Open a TCP connection; report with `handle_connected` or `handle_closed`.
-    Connect { conn: ConnId, addr: SocketAddr },
-    /// Close the socket. The shard has forgotten the connection already.
-    Close { conn: ConnId },
-    /// Get `len` bytes of piece `key.piece` from `begin` (a read unit) to
-    /// upload: read them into a buffer from `Shared::read_pool` and report
-    /// with `handle_read`, or hand over the bytes otherwise (a mapping) with
-    /// `handle_piece_data`.
-    Read { key: ReadKey, begin: u32, len: u32 },
-    /// Verify `buf` against piece `piece`'s hash; report with `handle_hashed`.
-    Hash { piece: u32, buf: PieceBuf },
-    /// Write the verified piece; report with `handle_written`.
-    Write { piece: u32, buf: PieceBuf },
-}
-
 /// One connection: protocol state, decoder and outgoing bytes.
 pub(super) struct Conn {
-    pub id: ConnId,
     pub peer: PeerState,
     decoder: Option<Decoder>,
     pub send: SendQueue,
-    /// Waiting for a piece read before it can serve more.
+    /// Waiting for a read unit before it can serve more.
     pub waiting_read: bool,
-}
-
-struct Slot {
-    generation: u32,
-    conn: Option<Conn>,
-}
-
-fn slot_conn(slots: &[Slot], id: ConnId) -> Option<&Conn> {
-    let slot = slots.get(id.slot as usize)?;
-    if slot.generation != id.generation {
-        return None;
-    }
-    slot.conn.as_ref()
+    /// A request for pieces to download from this peer is with the
+    /// coordinator.
+    pub wants_lease: bool,
 }
 
 /// How long a peer is not asked again for a piece it rejected, and a piece
 /// that could not be read is not read again.
-pub(crate) const REJECT_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const REJECT_BACKOFF: Duration = Duration::from_secs(5);
 
-pub struct Shard {
-    pub id: usize,
-    shared: Arc<Shared>,
-    info: Arc<Info>,
-    slots: Vec<Slot>,
-    free: Vec<u32>,
+/// How long a torrent waits to retry starting a piece when the memory
+/// budget had no room.
+const BUDGET_RETRY: Duration = Duration::from_millis(100);
+
+pub struct TorrentShard {
+    ctx: Arc<TorrentCtx>,
+    shard: usize,
+    /// Ordered, so that work done for every connection runs in the same
+    /// order each time (a simulated run replays).
+    conns: BTreeMap<ConnId, Conn>,
+    /// Pieces verified and written, as this shard knows them (its own at
+    /// once, other shards' when the coordinator says).
+    have: Bitfield,
+    /// Pieces leased to this shard and not started yet.
+    leased: VecDeque<u32>,
+    /// The coordinator said no piece is left that nobody downloads.
+    endgame: bool,
     /// Pieces being assembled here, and the order they started in (oldest
     /// first, so partial pieces are finished before new ones are started).
-    downloads: HashMap<u32, Download>,
+    downloads: BTreeMap<u32, Download>,
     order: VecDeque<u32>,
+    /// Pieces to fetch from one peer alone (smart ban).
+    suspects: HashSet<u32>,
+    /// Peers banned for this torrent.
+    banned: HashSet<PeerIdent>,
     cache: ReadCache,
+    /// Download buffers of this shard, reused.
+    buffers: Arc<BufPool>,
     actions: VecDeque<Action>,
+    events: Vec<Event>,
     /// Connections with newly queued bytes.
     dirty: Vec<ConnId>,
+    stats: ShardStats,
     /// Block latency, request to arrival, in microseconds.
     latency: Histogram<u64>,
+    /// When the per-second work is due next.
+    next_second: Instant,
     last_second: Instant,
-    /// A request could not start a piece for lack of buffer memory.
-    budget_blocked: bool,
+    /// A piece could not start for lack of buffer memory; retry then.
+    budget_retry: Option<Instant>,
+    /// Peers this shard may still unchoke at once, without waiting for a
+    /// choker round (a share of the free upload slots).
+    allowance: usize,
+    limits: Limits,
+    /// A rate limit held requests or uploads back; retry then.
+    limit_retry: Option<Instant>,
     shutting_down: bool,
-    limits: wire::Limits,
-    /// Pieces whose read failed, until when requests for them are refused
-    /// without another read (the file may be repaired meanwhile).
+    wire_limits: wire::Limits,
+    /// Read units whose read failed, until when requests for their piece
+    /// are refused without another read (the file may be repaired meanwhile).
     unreadable: HashMap<u32, Instant>,
 }
 
-impl Shard {
-    pub fn new(id: usize, shared: Arc<Shared>, now: Instant) -> Shard {
-        let info = shared.info.clone();
-        Shard {
-            id,
-            limits: wire::Limits::for_pieces(info.piece_count()),
-            cache: ReadCache::new(shared.config.read_cache, info.piece_length),
-            info,
-            shared,
-            slots: Vec::new(),
-            free: Vec::new(),
-            downloads: HashMap::new(),
+impl TorrentShard {
+    /// The torrent on shard `shard`, having the pieces in `have`.
+    pub fn new(
+        ctx: Arc<TorrentCtx>,
+        shard: usize,
+        have: Bitfield,
+        buffers: Arc<BufPool>,
+        now: Instant,
+    ) -> TorrentShard {
+        let info = &ctx.info;
+        TorrentShard {
+            wire_limits: wire::Limits::for_pieces(info.piece_count()),
+            cache: ReadCache::new(ctx.config.read_cache, info.piece_length),
+            allowance: ctx.config.choker.slots + 1,
+            ctx,
+            shard,
+            conns: BTreeMap::new(),
+            have,
+            leased: VecDeque::new(),
+            endgame: false,
+            downloads: BTreeMap::new(),
             order: VecDeque::new(),
+            suspects: HashSet::new(),
+            banned: HashSet::new(),
+            buffers,
             actions: VecDeque::new(),
+            events: Vec::new(),
             dirty: Vec::new(),
+            stats: ShardStats::default(),
             latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+            next_second: now + Duration::from_secs(1),
             last_second: now,
-            budget_blocked: false,
-            unreadable: HashMap::new(),
+            budget_retry: None,
+            limits: Limits::default(),
+            limit_retry: None,
             shutting_down: false,
+            unreadable: HashMap::new(),
         }
+    }
+
+    pub fn id(&self) -> TorrentId {
+        self.ctx.id
+    }
+
+    pub fn ctx(&self) -> &Arc<TorrentCtx> {
+        &self.ctx
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
 
+    /// Events for the coordinator since the last call.
+    pub fn drain_events(&mut self, out: &mut Vec<Event>) {
+        out.append(&mut self.events);
+    }
+
     /// Connections that have bytes to send since the last call.
-    pub fn take_dirty(&mut self) -> Vec<ConnId> {
-        std::mem::take(&mut self.dirty)
+    pub fn drain_dirty(&mut self, out: &mut Vec<ConnId>) {
+        out.append(&mut self.dirty);
     }
 
     pub fn send_queue(&mut self, id: ConnId) -> Option<&mut SendQueue> {
-        self.conn_mut(id).map(|c| &mut c.send)
-    }
-
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
-    pub fn latency(&self) -> &Histogram<u64> {
-        &self.latency
+        self.conns.get_mut(&id).map(|c| &mut c.send)
     }
 
     pub fn connection_count(&self) -> usize {
-        self.slots.iter().filter(|s| s.conn.is_some()).count()
+        self.conns.len()
+    }
+
+    pub fn has_conn(&self, id: ConnId) -> bool {
+        self.conns.contains_key(&id)
     }
 
     /// Whether nothing is left for the driver to finish (after shutdown).
     pub fn is_drained(&self) -> bool {
-        self.actions.is_empty() && self.connection_count() == 0
+        self.actions.is_empty() && self.conns.is_empty()
     }
 
-    pub(super) fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
-        let slot = self.slots.get_mut(id.slot as usize)?;
-        if slot.generation != id.generation {
-            return None;
+    /// When this torrent next needs `handle_timeout`: its per-second work
+    /// while it has connections, and retries held back by memory or a rate
+    /// limit. A torrent with no connections needs no timer at all.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        // Counters left over from closed connections are reported too.
+        let busy = !self.conns.is_empty() || !self.stats.is_empty() || !self.latency.is_empty();
+        let second = busy.then_some(self.next_second);
+        [second, self.budget_retry, self.limit_retry]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn conn(&self, id: ConnId) -> Option<&Conn> {
+        self.conns.get(&id)
+    }
+
+    fn conn_ids(&self) -> Vec<ConnId> {
+        self.conns.keys().copied().collect()
+    }
+
+    fn shard_conn(&self, conn: ConnId) -> ShardConn {
+        ShardConn {
+            shard: self.shard,
+            conn,
         }
-        slot.conn.as_mut()
     }
 
-    /// Removes a connection from its slot (freeing the slot) and asks the
-    /// driver to close its socket.
+    /// Removes a connection (the endpoint frees its id) and asks the driver
+    /// to close its socket.
     fn take_conn(&mut self, id: ConnId) -> Option<Conn> {
-        let slot = self.slots.get_mut(id.slot as usize)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        let c = slot.conn.take()?;
-        self.free.push(id.slot);
+        let c = self.conns.remove(&id)?;
         self.dirty.retain(|d| *d != id);
         self.actions.push_back(Action::Close { conn: id });
         Some(c)
     }
 
-    fn conn(&self, id: ConnId) -> Option<&Conn> {
-        slot_conn(&self.slots, id)
-    }
-
-    fn conn_ids(&self) -> Vec<ConnId> {
-        self.slots
-            .iter()
-            .filter_map(|s| s.conn.as_ref().map(|c| c.id))
-            .collect()
-    }
-
-    fn add_conn(&mut self, now: Instant, addr: SocketAddr, outgoing: bool) -> ConnId {
-        let slot = match self.free.pop() {
-            Some(s) => s,
-            None => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    conn: None,
-                });
-                self.slots.len() as u32 - 1
-            }
-        };
-        let s = &mut self.slots[slot as usize];
-        // 24 bits, as in the choker's key.
-        s.generation = (s.generation + 1) & 0xff_ffff;
-        let id = ConnId {
-            slot,
-            generation: s.generation,
-        };
-        let mut peer = PeerState::new(now, addr, outgoing, self.info.piece_count());
-        peer.pipeline = self.shared.config.initial_pipeline;
-        s.conn = Some(Conn {
+    fn add_conn(&mut self, now: Instant, id: ConnId, addr: SocketAddr, outgoing: bool) {
+        let mut peer = PeerState::new(now, addr, outgoing, self.ctx.info.piece_count());
+        peer.pipeline = self.ctx.config.initial_pipeline;
+        self.conns.insert(
             id,
-            peer,
-            decoder: Some(Decoder::new(self.limits)),
-            send: SendQueue::default(),
-            waiting_read: false,
-        });
-        Stats::add(&self.shared.stats.peers_seen, 1);
-        id
+            Conn {
+                peer,
+                decoder: Some(Decoder::new(self.wire_limits)),
+                send: SendQueue::default(),
+                waiting_read: false,
+                wants_lease: false,
+            },
+        );
+        self.stats.peers_seen += 1;
     }
 
     /// Queues a message and marks the connection for sending.
     pub(super) fn send(&mut self, id: ConnId, m: Message<'_>) {
-        if let Some(c) = self.conn_mut(id) {
+        if let Some(c) = self.conns.get_mut(&id) {
             let was_empty = c.send.is_empty();
             c.send.push(&m);
             if was_empty {
@@ -233,74 +248,135 @@ impl Shard {
         }
     }
 
-    /// A message from another thread. `Adopt` is the driver's to handle
-    /// (it owns sockets); it then calls `handle_accepted`.
-    pub fn handle_msg(&mut self, now: Instant, msg: ShardMsg) {
-        match msg {
-            ShardMsg::Connect(addr) => {
-                if self.shutting_down {
-                    lock(&self.shared.registry).dial_failed(now, addr, self.id);
-                    return;
-                }
-                let conn = self.add_conn(now, addr, true);
-                self.actions.push_back(Action::Connect { conn, addr });
+    /// A command from the coordinator.
+    pub fn handle_command(&mut self, now: Instant, cmd: Command) {
+        match cmd {
+            Command::Connect(_) => {
+                debug_assert!(
+                    false,
+                    "the endpoint allocates the connection and calls `connect`"
+                )
             }
-            ShardMsg::Adopt(..) => debug_assert!(false, "the driver handles Adopt"),
-            ShardMsg::Have(piece) => self.piece_completed(now, piece),
-            ShardMsg::Unchoke { keep, decided } => self.apply_choke(keep, decided),
-            ShardMsg::Hashed { piece, buf, ok } => self.handle_hashed(now, piece, buf, ok),
-            ShardMsg::Ban(peer) => {
-                for id in self.conn_ids() {
-                    if self.conn(id).is_some_and(|c| {
+            Command::Lease { pieces, endgame } => self.handle_lease(now, pieces, endgame),
+            Command::Have(piece) => self.piece_completed(now, piece),
+            Command::Unchoke {
+                keep,
+                decided,
+                allowance,
+            } => self.apply_choke(now, &keep, decided, allowance),
+            Command::Hashed { piece, buf, ok } => self.handle_hashed(now, piece, buf, ok),
+            Command::Ban(peer) => {
+                self.banned.insert(peer);
+                let victims: Vec<ConnId> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| {
                         c.peer.addr.ip() == peer.ip
                             && c.peer.handshake.is_some_and(|h| h.peer_id == peer.id)
-                    }) {
-                        if let (Some(c), Ok(mut list)) =
-                            (self.conn(id), self.shared.stats.banned.lock())
-                            && list.len() < 100
-                        {
-                            list.push(c.peer.addr);
-                        }
-                        self.close(
-                            now,
-                            id,
-                            PeerError::HashFailures(self.shared.config.max_hash_failures),
-                        );
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in victims {
+                    if let Some(c) = self.conn(id)
+                        && self.stats.banned.len() < 100
+                    {
+                        self.stats.banned.push(c.peer.addr);
                     }
+                    let strikes = self.ctx.config.max_hash_failures;
+                    self.close(now, id, PeerError::HashFailures(strikes));
                 }
             }
-            ShardMsg::CloseDuplicate(conn) => self.close(now, conn, PeerError::Duplicate),
-            ShardMsg::Displace(addr) => {
-                // Chosen while silent; closed even if its handshake has come
-                // in since, so the connection cap holds.
-                let victim = self.conn_ids().into_iter().find(|&id| {
-                    self.conn(id)
-                        .is_some_and(|c| c.peer.addr == addr && !c.peer.outgoing)
-                });
-                if let Some(id) = victim {
-                    self.close(now, id, PeerError::TooManyConnections);
-                }
+            Command::Suspect(piece) => {
+                self.suspects.insert(piece);
             }
-            ShardMsg::Shutdown => self.shutdown(now),
+            Command::Close(conn, why) => self.close(now, conn, why),
+            Command::Rates { up, down } => {
+                Limits::set(&mut self.limits.up, up, wire::BLOCK_SIZE.into(), now);
+                Limits::set(&mut self.limits.down, down, wire::BLOCK_SIZE.into(), now);
+                self.limit_retry = None;
+                self.refill_all(now);
+            }
         }
+    }
+
+    /// Dials `addr` as connection `id` (allocated by the endpoint).
+    pub fn connect(&mut self, now: Instant, id: ConnId, addr: SocketAddr) {
+        self.add_conn(now, id, addr, true);
+        self.actions.push_back(Action::Connect {
+            torrent: self.ctx.id,
+            conn: id,
+            addr,
+        });
     }
 
     /// An outgoing connection is established (from `local`): greet the peer.
     pub fn handle_connected(&mut self, now: Instant, id: ConnId, local: Option<SocketAddr>) {
-        let hs = Handshake::ours(self.shared.info_hash, self.shared.peer_id);
-        if let (Some(local), Some(c)) = (local, self.conn(id)) {
-            lock(&self.shared.registry).dialled_from(local, c.peer.addr);
-        }
-        if let Some(c) = self.conn_mut(id) {
-            c.peer.last_recv = now;
-            c.send.push_raw(&hs.encode());
-            self.mark_dirty(id);
-        }
+        let hs = Handshake::ours(self.ctx.info_hash, self.ctx.peer_id);
+        let conn = self.shard_conn(id);
+        let torrent = self.ctx.id;
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        c.peer.last_recv = now;
+        c.send.push_raw(&hs.encode());
+        let addr = c.peer.addr;
+        self.mark_dirty(id);
+        self.events.push(Event::Connected {
+            torrent,
+            conn,
+            addr,
+            local,
+        });
     }
 
-    /// An incoming connection (accepted by the driver, admitted by the registry).
-    pub fn handle_accepted(&mut self, now: Instant, addr: SocketAddr) -> ConnId {
-        self.add_conn(now, addr, false)
+    /// An outgoing dial failed: the address is retried later, with backoff.
+    pub fn handle_connect_failed(&mut self, _now: Instant, id: ConnId, errno: i32) {
+        let Some(c) = self.take_conn(id) else { return };
+        log::debug!(
+            "cannot connect to {}: {}",
+            c.peer.addr,
+            std::io::Error::from_raw_os_error(errno)
+        );
+        self.stats.connect_failures += 1;
+        self.events.push(Event::DialFailed {
+            torrent: self.ctx.id,
+            addr: c.peer.addr,
+        });
+    }
+
+    /// An incoming connection whose handshake, naming this torrent, the
+    /// endpoint has read with `decoder`; the bytes after it follow with
+    /// `handle_recv`.
+    pub fn attach(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        addr: SocketAddr,
+        mut decoder: Decoder,
+        handshake: Handshake,
+    ) {
+        decoder.set_limits(self.wire_limits);
+        let conn = self.shard_conn(id);
+        self.events.push(Event::Connected {
+            torrent: self.ctx.id,
+            conn,
+            addr,
+            local: None,
+        });
+        self.add_conn(now, id, addr, false);
+        let info = self.ctx.info.clone();
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        c.decoder = Some(decoder);
+        let result = match c.peer.accept(now, wire::Event::Handshake(handshake), &info) {
+            Ok(Input::Handshake(h)) => self.on_handshake(now, id, h),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            self.close(now, id, e);
+        }
     }
 
     /// The socket reported end of stream or an error.
@@ -308,20 +384,15 @@ impl Shard {
         self.close(now, id, why);
     }
 
-    /// An outgoing dial failed: the address is retried later, with backoff.
-    pub fn handle_connect_failed(&mut self, now: Instant, id: ConnId, why: &str) {
-        let Some(c) = self.take_conn(id) else { return };
-        log::debug!("cannot connect to {}: {why}", c.peer.addr);
-        Stats::add(&self.shared.stats.connect_failures, 1);
-        lock(&self.shared.registry).dial_failed(now, c.peer.addr, self.id);
-    }
-
     /// Bytes arrived on a connection.
     pub fn handle_recv(&mut self, now: Instant, id: ConnId, data: &[u8]) {
-        let Some(c) = self.conn_mut(id) else { return };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         let Some(mut decoder) = c.decoder.take() else {
             return;
         };
+        let info = self.ctx.info.clone();
         let mut input = data;
         let result = loop {
             let ev = match decoder.decode(&mut input) {
@@ -329,8 +400,7 @@ impl Shard {
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(PeerError::from(e)),
             };
-            let info = self.info.clone();
-            let Some(c) = self.conn_mut(id) else {
+            let Some(c) = self.conns.get_mut(&id) else {
                 break Ok(());
             };
             match c.peer.accept(now, ev, &info) {
@@ -341,13 +411,13 @@ impl Shard {
                 }
                 Err(e) => break Err(e),
             }
-            if self.conn(id).is_none() {
+            if !self.conns.contains_key(&id) {
                 break Ok(());
             }
         };
         match result {
             Ok(()) => {
-                if let Some(c) = self.conn_mut(id) {
+                if let Some(c) = self.conns.get_mut(&id) {
                     c.decoder = Some(decoder);
                 }
             }
@@ -357,40 +427,43 @@ impl Shard {
 
     /// `n` bytes of a connection's queue reached the socket.
     pub fn handle_sent(&mut self, now: Instant, id: ConnId, n: usize) {
-        let high_water = self.shared.config.send_high_water;
-        let Some(c) = self.conn_mut(id) else { return };
+        let high_water = self.ctx.config.send_high_water;
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         c.send.advance(n);
         c.peer.last_send = now;
-        let below = c.send.len() < high_water / 2;
-        if below {
+        if c.send.len() < high_water / 2 {
             self.serve(now, id);
         }
     }
 
     fn on_input(&mut self, now: Instant, id: ConnId, input: Input<'_>) -> Result<(), PeerError> {
         match input {
-            Input::Handshake(h) => self.on_handshake(now, id, h),
-            Input::Nothing => Ok(()),
+            Input::Handshake(h) => return self.on_handshake(now, id, h),
+            Input::Nothing | Input::Suggest(_) | Input::Cancel(_) => {}
             Input::ExtHandshake => {
-                if let Some(c) = self.conn_mut(id) {
+                if let Some(c) = self.conns.get(&id) {
                     log::debug!("peer {} is {}", c.peer.addr, c.peer.client());
                 }
                 self.fill(now, id);
-                Ok(())
             }
-            Input::Pieces => {
-                self.on_pieces(now, id);
-                Ok(())
-            }
+            Input::Pieces => self.on_pieces(now, id),
             Input::PiecesReplaced { previous } => {
-                lock(&self.shared.picker).remove_peer(previous.pieces());
+                self.events.push(Event::Availability {
+                    torrent: self.ctx.id,
+                    change: if previous.has_all {
+                        Availability::Seed { joined: false }
+                    } else {
+                        Availability::Pieces {
+                            joined: false,
+                            pieces: previous.bitfield,
+                        }
+                    },
+                });
                 self.on_pieces(now, id);
-                Ok(())
             }
-            Input::Have(p) => {
-                self.on_have(now, id, p);
-                Ok(())
-            }
+            Input::Have(p) => self.on_have(now, id, p),
             Input::Choked { dropped } => {
                 for b in &dropped {
                     if let Some(d) = self.downloads.get_mut(&b.piece) {
@@ -401,44 +474,26 @@ impl Shard {
                     self.release_pieces_of(id);
                     self.refill_all(now);
                 }
-                Ok(())
             }
-            Input::Unchoked | Input::AllowedFast(_) => {
-                self.fill(now, id);
-                Ok(())
-            }
-            Input::Suggest(_) => Ok(()),
-            Input::Interested => {
-                self.on_interested(now, id);
-                Ok(())
-            }
-            Input::NotInterested => {
-                self.choke_peer(id);
-                Ok(())
-            }
-            Input::Request(b) => {
-                self.on_request(now, id, b);
-                Ok(())
-            }
-            Input::Cancel(_) => Ok(()),
+            Input::Unchoked | Input::AllowedFast(_) => self.fill(now, id),
+            Input::Interested => self.on_interested(now, id),
+            Input::NotInterested => self.choke_peer(id),
+            Input::Request(b) => self.on_request(now, id, b),
             Input::Rejected(b) => {
                 if let Some(d) = self.downloads.get_mut(&b.piece) {
                     d.unrequest(&b);
+                    if d.owner == Some(id) {
+                        d.owner = None;
+                    }
                 }
                 // Rejected while unchoked: the peer cannot serve this piece
                 // now (a read error on its side, say). Ask elsewhere first.
-                if let Some(c) = self.conn_mut(id)
+                if let Some(c) = self.conns.get_mut(&id)
                     && !c.peer.peer_choking
                 {
                     c.peer.avoid_piece(b.piece, now + REJECT_BACKOFF);
                 }
-                if let Some(d) = self.downloads.get_mut(&b.piece)
-                    && d.owner == Some(id)
-                {
-                    d.owner = None;
-                }
                 self.fill(now, id);
-                Ok(())
             }
             Input::Block {
                 block,
@@ -447,82 +502,63 @@ impl Shard {
                 requested,
                 completes,
                 sent_at,
-            } => {
-                self.on_block(now, id, block, offset, data, requested, completes, sent_at);
-                Ok(())
-            }
+            } => self.on_block(now, id, block, offset, data, requested, completes, sent_at),
         }
+        Ok(())
     }
 
     fn on_handshake(&mut self, now: Instant, id: ConnId, h: Handshake) -> Result<(), PeerError> {
-        let shared = self.shared.clone();
-        if h.info_hash != shared.info_hash {
+        if h.info_hash != self.ctx.info_hash {
             return Err(PeerError::WrongInfoHash);
         }
-        let Some(c) = self.conn_mut(id) else {
+        let conn = self.shard_conn(id);
+        let torrent = self.ctx.id;
+        let Some(c) = self.conns.get_mut(&id) else {
             return Ok(());
         };
         let (addr, outgoing) = (c.peer.addr, c.peer.outgoing);
-        if h.peer_id == shared.peer_id {
-            let mut reg = lock(&shared.registry);
-            if outgoing {
-                reg.is_us(addr);
-            } else {
-                // The dialling side never sees our reply; name its target here.
-                reg.is_us_dialled_from(addr);
-            }
+        if h.peer_id == self.ctx.peer_id {
+            self.events.push(Event::IsUs {
+                torrent,
+                addr,
+                outgoing,
+            });
             return Err(PeerError::SelfConnection);
         }
-        let verdict = lock(&shared.registry).handshaken(
+        if self.banned.contains(&PeerIdent {
+            ip: addr.ip(),
+            id: h.peer_id,
+        }) {
+            return Err(PeerError::Banned);
+        }
+        self.events.push(Event::Handshaken {
+            torrent,
+            conn,
             addr,
             outgoing,
-            h.peer_id,
-            shared.peer_id,
-            self.id,
-            id,
-        );
-        match verdict {
-            Verdict::Keep => {}
-            Verdict::Drop => return Err(PeerError::Duplicate),
-            Verdict::Banned => return Err(PeerError::Banned),
-            Verdict::Replace { shard, conn } if shard == self.id => {
-                self.close(now, conn, PeerError::Duplicate)
-            }
-            Verdict::Replace { shard, conn } => {
-                shared.inboxes[shard].post(ShardMsg::CloseDuplicate(conn))
-            }
-        }
-        Stats::add(&shared.stats.peers_connected, 1);
-        let piece_count = self.info.piece_count();
-        let Some(c) = self.conn_mut(id) else {
-            return Ok(());
-        };
+            peer_id: h.peer_id,
+        });
+        self.stats.peers += 1;
         if !outgoing {
             c.send
-                .push_raw(&Handshake::ours(shared.info_hash, shared.peer_id).encode());
+                .push_raw(&Handshake::ours(self.ctx.info_hash, self.ctx.peer_id).encode());
         }
-        let have = shared.have.count_ones();
+        let piece_count = self.ctx.info.piece_count();
+        let have = self.have.count_ones();
         let fast = c.peer.fast();
         if fast && have == 0 {
             c.send.push(&Message::HaveNone);
         } else if fast && have == piece_count {
             c.send.push(&Message::HaveAll);
         } else if have > 0 {
-            let bits = shared.have.snapshot();
-            c.send.push(&Message::Bitfield(bits.as_wire()));
+            c.send.push(&Message::Bitfield(self.have.as_wire()));
         }
         if c.peer.extensions() {
             let ext = ExtHandshake {
                 m: Vec::new(),
                 v: Some(concat!("ringtorrent ", env!("CARGO_PKG_VERSION")).to_owned()),
                 reqq: Some(crate::peer::MAX_QUEUED_REQUESTS as u32),
-                p: u16::try_from(
-                    shared
-                        .listen_port
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                )
-                .ok()
-                .filter(|&p| p != 0),
+                p: Some(self.ctx.listen_port).filter(|&p| p != 0),
                 yourip: Some(addr.ip()),
             };
             let payload = ext.encode();
@@ -545,40 +581,43 @@ impl Shard {
         } else {
             log::debug!("peer {} ({}) gone: {why}", p.addr, p.client());
         }
-        self.shared
-            .stats
-            .disconnected(why.kind(), why.is_violation());
+        self.stats.disconnected(&why);
         if p.is_active() {
-            self.shared
-                .stats
-                .peers_connected
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.stats.peers = self.stats.peers.saturating_sub(1);
+            // What it had is no longer available.
+            self.events.push(Event::Availability {
+                torrent: self.ctx.id,
+                change: match p.pieces() {
+                    crate::picker::PeerPieces::All => Availability::Seed { joined: false },
+                    crate::picker::PeerPieces::Some(b) => Availability::Pieces {
+                        joined: false,
+                        pieces: b.clone(),
+                    },
+                },
+            });
         }
-        // What it had is no longer available; what we asked of it goes to others.
-        if p.is_active() {
-            lock(&self.shared.picker).remove_peer(p.pieces());
-        }
+        // What we asked of it goes to others.
         for o in &p.requests_out {
             if let Some(d) = self.downloads.get_mut(&o.block.piece) {
                 d.unrequest(&o.block);
             }
         }
-        self.release_pieces_of(id);
         if !p.am_choking {
-            self.shared
-                .unchoked
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.allowance += 1;
         }
-        lock(&self.shared.registry).disconnected(
-            now,
-            p.addr,
-            p.outgoing,
-            p.handshake.map(|h| h.peer_id),
-            self.id,
-        );
+        self.release_pieces_of(id);
+        self.events.push(Event::Disconnected {
+            torrent: self.ctx.id,
+            conn: self.shard_conn(id),
+            addr: p.addr,
+            outgoing: p.outgoing,
+            peer_id: p.handshake.map(|h| h.peer_id),
+            why,
+        });
         if !p.requests_out.is_empty() {
             self.refill_all(now);
         }
+        self.return_unusable_leases();
     }
 
     /// Pieces fetched from `id` alone (to settle a hash failure) are open to
@@ -591,13 +630,66 @@ impl Shard {
         }
     }
 
-    fn shutdown(&mut self, now: Instant) {
+    /// Closes every connection and stops taking new ones; leased pieces go
+    /// back to the coordinator.
+    pub fn shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
         for id in self.conn_ids() {
             self.close(now, id, PeerError::ShuttingDown);
         }
+        let mut back: Vec<u32> = self.leased.drain(..).collect();
+        back.extend(
+            self.downloads
+                .iter()
+                .filter(|(_, d)| d.stage == super::download::Stage::Receiving)
+                .map(|(p, _)| *p),
+        );
+        if !back.is_empty() {
+            self.events.push(Event::ReturnPieces {
+                torrent: self.ctx.id,
+                pieces: back,
+            });
+        }
+    }
+
+    /// A buffer for a new piece (`len` bytes), reused if one is spare.
+    fn take_buffer(&self, len: u32) -> PieceBuf {
+        // One block of slack lets the driver shift a piece into alignment
+        // with its file for a direct write.
+        let mut b = self
+            .buffers
+            .take_at_least(len as usize + crate::buffer::ALIGN);
+        b.set_len(len as usize);
+        b
+    }
+
+    fn return_buffer(&self, buf: PieceBuf) {
+        self.buffers.put(buf);
+    }
+
+    /// Takes the counters gathered since the last call (for the coordinator).
+    fn take_stats(&mut self) -> ShardStats {
+        let peers = self.stats.peers;
+        let mut s = std::mem::take(&mut self.stats);
+        self.stats.peers = peers;
+        if !self.latency.is_empty() {
+            s.latency = Some(std::mem::replace(
+                &mut self.latency,
+                Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+            ));
+        }
+        s
+    }
+
+    /// Reports what is left of the counters (at shutdown).
+    pub fn flush_stats(&mut self) {
+        let delta = self.take_stats();
+        if !delta.is_empty() {
+            self.events.push(Event::Stats {
+                torrent: self.ctx.id,
+                shard: self.shard,
+                delta: Box::new(delta),
+            });
+        }
     }
 }
-
-#[cfg(test)]
-mod tests;

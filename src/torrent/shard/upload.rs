@@ -5,17 +5,18 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Action, Shard};
+use super::TorrentShard;
 use crate::buffer::PieceBuf;
-use crate::torrent::ConnId;
 use crate::torrent::cache::{Lookup, ReadKey};
-use crate::torrent::stats::Stats;
+use crate::torrent::{Action, ConnId, DiskError};
 use crate::wire::{BlockRef, Message, encode_piece_header};
 
-impl Shard {
+impl TorrentShard {
     pub(super) fn on_request(&mut self, now: Instant, id: ConnId, b: BlockRef) {
-        let have = self.shared.have.get(b.piece) && self.readable(now, b.piece);
-        let Some(c) = self.conn_mut(id) else { return };
+        let have = self.have.get(b.piece) && self.readable(now, b.piece);
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         if c.peer.am_choking || !have {
             // BEP 6: a fast peer is told; others just lose the request.
             if c.peer.fast() {
@@ -45,16 +46,25 @@ impl Shard {
 
     /// Answers queued requests while the peer is unchoked and its send queue
     /// has room. Stops at a request whose bytes must be read first.
-    pub(super) fn serve(&mut self, _now: Instant, id: ConnId) {
-        let high_water = self.shared.config.send_high_water;
+    pub(super) fn serve(&mut self, now: Instant, id: ConnId) {
+        let high_water = self.ctx.config.send_high_water;
         loop {
-            let Some(c) = self.conn_mut(id) else { return };
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
             if c.peer.am_choking || c.send.len() >= high_water {
                 return;
             }
             let Some(&req) = c.peer.requests_in.front() else {
                 return;
             };
+            if let Some(b) = &mut self.limits.up
+                && !b.has(u64::from(req.len), now)
+            {
+                let at = b.ready_at(u64::from(req.len));
+                self.limit_retry = Some(self.limit_retry.map_or(at, |r| r.min(at)));
+                return;
+            }
             // A request lies in one read unit, or straddles two.
             let (begin, end) = (req.begin, req.begin + req.len);
             let mut parts: Vec<Bytes> = Vec::with_capacity(2);
@@ -65,7 +75,7 @@ impl Shard {
                 };
                 match self.cache.get(key, id) {
                     Lookup::Ready(data) => {
-                        let (ubegin, _) = self.cache.span(key, self.info.piece_len(req.piece));
+                        let (ubegin, _) = self.cache.span(key, self.ctx.info.piece_len(req.piece));
                         let from = begin.max(ubegin) - ubegin;
                         let to = (end - ubegin).min(data.len() as u32);
                         if from >= to {
@@ -76,8 +86,13 @@ impl Shard {
                         parts.push(data.slice(from as usize..to as usize));
                     }
                     Lookup::Read => {
-                        let (begin, len) = self.cache.span(key, self.info.piece_len(req.piece));
-                        self.actions.push_back(Action::Read { key, begin, len });
+                        let (begin, len) = self.cache.span(key, self.ctx.info.piece_len(req.piece));
+                        self.actions.push_back(Action::Read {
+                            torrent: self.ctx.id,
+                            key,
+                            begin,
+                            len,
+                        });
                         self.mark_waiting(id);
                         return;
                     }
@@ -87,7 +102,9 @@ impl Shard {
                     }
                 }
             }
-            let c = self.conn_mut(id).expect("looked up above");
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
             c.peer.requests_in.pop_front();
             c.waiting_read = false;
             if parts.iter().map(Bytes::len).sum::<usize>() != req.len as usize {
@@ -103,7 +120,10 @@ impl Shard {
                 c.send.push_shared(p);
             }
             c.peer.up.add(u64::from(req.len));
-            Stats::add(&self.shared.stats.uploaded, u64::from(req.len));
+            self.stats.uploaded += u64::from(req.len);
+            if let Some(b) = &mut self.limits.up {
+                let _ = b.take(u64::from(req.len), now);
+            }
             if was_empty {
                 self.mark_dirty(id);
             }
@@ -111,7 +131,7 @@ impl Shard {
     }
 
     fn mark_waiting(&mut self, id: ConnId) {
-        if let Some(c) = self.conn_mut(id) {
+        if let Some(c) = self.conns.get_mut(&id) {
             c.waiting_read = true;
         }
     }
@@ -122,10 +142,10 @@ impl Shard {
         now: Instant,
         key: ReadKey,
         buf: PieceBuf,
-        result: Result<(), String>,
+        result: Result<(), DiskError>,
     ) {
-        let data = result.map(|()| self.shared.read_pool.share(buf));
-        self.handle_piece_data(now, key, data);
+        let data = result.map(|()| self.ctx.read_pool.share(buf));
+        self.handle_unit(now, key, data);
     }
 
     /// A send from a mapped piece faulted: a file shrank after the piece was
@@ -133,12 +153,12 @@ impl Shard {
     /// with its file's size checked, before it is served.
     pub fn handle_upload_fault(&mut self) {
         log::error!("a file shrank under pieces being uploaded; they will be read again");
-        Stats::add(&self.shared.stats.read_errors, 1);
+        self.stats.read_errors += 1;
         self.cache.drop_ready();
     }
 
     /// A read unit to upload is ready (read or mapped), or could not be had.
-    pub fn handle_piece_data(&mut self, now: Instant, key: ReadKey, data: Result<Bytes, String>) {
+    pub fn handle_unit(&mut self, now: Instant, key: ReadKey, data: Result<Bytes, DiskError>) {
         let piece = key.piece;
         let data = match data {
             Ok(data) => Some(data),
@@ -150,7 +170,7 @@ impl Shard {
                 {
                     log::error!("cannot read piece {piece} to upload it: {e}");
                 }
-                Stats::add(&self.shared.stats.read_errors, 1);
+                self.stats.read_errors += 1;
                 None
             }
         };
@@ -159,7 +179,9 @@ impl Shard {
         for id in waiters {
             if failed {
                 // Drop the requests for the unreadable piece.
-                let Some(c) = self.conn_mut(id) else { continue };
+                let Some(c) = self.conns.get_mut(&id) else {
+                    continue;
+                };
                 let fast = c.peer.fast();
                 let dropped: Vec<BlockRef> = c
                     .peer

@@ -1,0 +1,882 @@
+//! A session: one per process, any number of torrents.
+//!
+//! The session owns the shard threads (each an io_uring driver around an
+//! [`Endpoint`]), their listeners (one per shard on the same port), the
+//! hashing pool, the announce worker, the resume saver and the coordinator
+//! thread that runs the [`SessionCore`]. Torrents are added and removed
+//! while it runs; everything that uses it (the CLI, the daemon, tests) goes
+//! through [`Session`]'s methods and its events.
+
+pub mod core;
+mod resume;
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use self::core::{CoreConfig, Notice, SessionCore, TorrentStats};
+use crate::bitfield::Bitfield;
+use crate::buffer::BufPool;
+use crate::endpoint::{Admission, Endpoint, ShardEvent};
+use crate::engine::LoopStats;
+use crate::engine::driver::{Driver, DriverConfig};
+use crate::engine::hasher::HashPool;
+use crate::engine::inbox::{Inbound, Inbox};
+use crate::metainfo::Metainfo;
+use crate::resume::{ResumeState, store};
+use crate::storage::{OpenMode, Storage, StorageError, WriteMode};
+use crate::torrent::config::MIN_PIECES_IN_FLIGHT;
+use crate::torrent::{Budget, TorrentConfig, TorrentCtx, TorrentId};
+use crate::tracker::client::{Announcer, Totals, TrackerConfig, TrackerSetup};
+use crate::wire::PeerId;
+use resume::{SaveTarget, Saver};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Upload what is on disk.
+    Seed,
+    /// Download, then upload.
+    Fetch,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResumeConfig {
+    pub dir: PathBuf,
+    /// Seed: skip the full check when the files' sizes and mtimes match the
+    /// state. (A fetch always trusts a state that matches its files.)
+    pub trust: bool,
+    /// How often a download saves its progress.
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub listen: SocketAddr,
+    /// Shard threads (0: one per core).
+    pub threads: usize,
+    /// Hashing threads (0: hash on the shard threads).
+    pub hash_threads: usize,
+    pub map_uploads: bool,
+    pub write_mode: WriteMode,
+    /// Peer connections, all torrents together.
+    pub max_connections: usize,
+    /// Connections from or to one IP address.
+    pub max_per_ip: usize,
+    /// Memory for piece buffers in flight, all torrents together (raised to
+    /// four pieces of the largest torrent).
+    pub memory: u64,
+    /// Files kept open, all shards together.
+    pub max_open_files: usize,
+    /// Session-wide rate limits, bytes per second.
+    pub upload_limit: Option<u64>,
+    pub download_limit: Option<u64>,
+    /// Defaults for every torrent.
+    pub torrent: TorrentConfig,
+    pub tracker: TrackerConfig,
+    pub resume: Option<ResumeConfig>,
+    /// Seeds the session's random choices (a fresh one if `None`).
+    pub seed: Option<u64>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            listen: "0.0.0.0:6881".parse().expect("literal"),
+            threads: 0,
+            hash_threads: 0,
+            map_uploads: true,
+            write_mode: WriteMode::Direct,
+            max_connections: 200,
+            max_per_ip: 32,
+            memory: 8 << 20,
+            max_open_files: 256,
+            upload_limit: None,
+            download_limit: None,
+            torrent: TorrentConfig::default(),
+            tracker: TrackerConfig::default(),
+            resume: None,
+            seed: None,
+        }
+    }
+}
+
+/// A torrent to add.
+#[derive(Debug, Clone)]
+pub struct AddTorrent {
+    pub metainfo: Metainfo,
+    /// The payload is `dir/<info.name>`.
+    pub dir: PathBuf,
+    pub mode: Mode,
+    /// Peers to dial besides the trackers'.
+    pub peers: Vec<SocketAddr>,
+    pub upload_limit: Option<u64>,
+    pub download_limit: Option<u64>,
+}
+
+/// What adding a torrent found.
+#[derive(Debug, Clone, Copy)]
+pub struct Added {
+    pub id: TorrentId,
+    /// Seconds spent checking existing data.
+    pub check_seconds: f64,
+    /// Pieces taken from resume state instead of being checked.
+    pub resumed_pieces: u32,
+    /// Pieces present when it started.
+    pub have: u32,
+}
+
+/// What the session tells its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// Every piece is verified and written.
+    Complete(TorrentId),
+    /// The torrent cannot go on.
+    Failed(TorrentId, String),
+    /// A removed torrent is gone.
+    Removed(TorrentId),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the session")]
+    Start(#[source] std::io::Error),
+    #[error("none of the data in {0} matches the torrent")]
+    NoData(PathBuf),
+    #[error("resume state (choose another --state-dir, or --no-resume)")]
+    Resume(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the torrent is already in the session")]
+    Duplicate,
+    #[error("the session has stopped")]
+    Stopped,
+}
+
+/// What the coordinator thread receives.
+pub enum CoordMsg {
+    /// Events of one shard's loop iteration.
+    Shard(usize, Vec<ShardEvent>),
+    Add(Box<Adding>),
+    Remove(TorrentId),
+    Peers(TorrentId, Vec<SocketAddr>),
+    Announced(TorrentId, bool),
+    SetLimits(TorrentId, Option<u64>, Option<u64>),
+    /// A resume save found the payload gone.
+    SaveFailed(TorrentId, String),
+    /// A shard's loop has ended.
+    ShardStopped(usize),
+    Stop,
+}
+
+/// A torrent on its way into the coordinator.
+pub struct Adding {
+    ctx: Arc<TorrentCtx>,
+    have: Bitfield,
+    storage: Arc<Storage>,
+    save: Option<SaveTarget>,
+    peers: Vec<SocketAddr>,
+    tiers: Vec<Vec<String>>,
+    limits: (Option<u64>, Option<u64>),
+}
+
+/// Counters of the whole session, at the end.
+#[derive(Debug, Clone, Default)]
+pub struct SessionReport {
+    pub loops: LoopStats,
+    pub hash_seconds: f64,
+    /// Connections refused before they named a torrent, by reason.
+    pub refused: BTreeMap<&'static str, u64>,
+    /// Each torrent's counters at the end.
+    pub torrents: HashMap<TorrentId, TorrentStats>,
+    pub announces: HashMap<TorrentId, (u64, u64)>,
+}
+
+/// What the coordinator publishes for `Session::stats`.
+#[derive(Default)]
+struct Published {
+    stats: HashMap<TorrentId, TorrentStats>,
+    /// Tracker announces and failures per torrent.
+    announces: HashMap<TorrentId, (u64, u64)>,
+}
+
+pub struct Session {
+    cfg: SessionConfig,
+    /// The shards' listening sockets (copies), until `listen` is called.
+    listening: Vec<OwnedFd>,
+    peer_id: PeerId,
+    port: u16,
+    threads: usize,
+    budget: Arc<Budget>,
+    next_id: AtomicU32,
+    to_coordinator: Sender<CoordMsg>,
+    coordinator: Option<JoinHandle<SessionReport>>,
+    shards: Vec<JoinHandle<std::io::Result<LoopStats>>>,
+    inboxes: Vec<Arc<Inbox>>,
+    pool: Option<HashPool>,
+    events: Receiver<SessionEvent>,
+    published: Arc<Mutex<Published>>,
+    /// Set to stop a start-up check under way.
+    cancel: Arc<AtomicBool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Session {
+    pub fn start(cfg: SessionConfig) -> Result<Session, SessionError> {
+        let threads = match cfg.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let seed = cfg.seed.unwrap_or_else(|| fastrand::u64(..));
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let peer_id = PeerId::generate_with(&mut rng);
+        let listeners = bind(cfg.listen, threads)?;
+        let port = local_port(&listeners[0]);
+        let listening = listeners
+            .iter()
+            .map(|l| l.try_clone())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(SessionError::Start)?;
+        let inboxes: Vec<Arc<Inbox>> = (0..threads)
+            .map(|_| Inbox::new().map(Arc::new))
+            .collect::<Result<_, _>>()
+            .map_err(SessionError::Start)?;
+        let pool = match cfg.hash_threads {
+            0 => None,
+            n => Some(HashPool::start(n, inboxes.clone()).map_err(SessionError::Start)?),
+        };
+        let (to_coordinator, from_all) = channel();
+        let driver_cfg = DriverConfig {
+            map_uploads: cfg.map_uploads,
+            direct_writes: cfg.write_mode == WriteMode::Direct,
+            max_open_files: cfg.max_open_files.div_ceil(threads).max(8),
+        };
+        let mut shards = Vec::with_capacity(threads);
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let admission = Admission::new(
+                cfg.max_connections.div_ceil(threads),
+                cfg.max_per_ip.div_ceil(threads).max(1),
+            );
+            // Spare download buffers: a share of the memory budget.
+            let buffers = BufPool::with_byte_limit(0, cfg.memory as usize);
+            let endpoint = Endpoint::new(i, admission, buffers, cfg.torrent.handshake_timeout);
+            let inbox = inboxes[i].clone();
+            let tx = pool.as_ref().and_then(HashPool::sender);
+            let out = to_coordinator.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("shard-{i}"))
+                .spawn(move || {
+                    Driver::new(endpoint, Some(listener), inbox, tx, out, driver_cfg)?.run()
+                })
+                .map_err(SessionError::Start)?;
+            shards.push(t);
+        }
+        let (events_tx, events) = channel();
+        let published = Arc::new(Mutex::new(Published::default()));
+        let core = SessionCore::new(
+            CoreConfig {
+                shards: threads,
+                max_connections: cfg.max_connections,
+                upload_limit: cfg.upload_limit,
+                download_limit: cfg.download_limit,
+                seed: rng.u64(..),
+            },
+            peer_id,
+        );
+        let announcer = Announcer::spawn().map_err(SessionError::Start)?;
+        let saver = Saver::spawn(to_coordinator.clone()).map_err(SessionError::Start)?;
+        let coordinator = {
+            let c = Coordinator {
+                core,
+                inboxes: inboxes.clone(),
+                events: events_tx,
+                published: published.clone(),
+                announcer: Some(announcer),
+                saver: Some(saver),
+                storages: HashMap::new(),
+                saves: HashMap::new(),
+                dirty: HashMap::new(),
+                save_interval: cfg
+                    .resume
+                    .as_ref()
+                    .map_or(Duration::from_secs(1), |r| r.interval),
+                tracker: cfg.tracker.clone(),
+                port,
+                to_self: to_coordinator.clone(),
+                announces: HashMap::new(),
+                stopped_shards: 0,
+            };
+            std::thread::Builder::new()
+                .name("coordinator".into())
+                .spawn(move || c.run(from_all))
+                .map_err(SessionError::Start)?
+        };
+        Ok(Session {
+            listening,
+            budget: Arc::new(Budget::new(cfg.memory)),
+            cfg,
+            peer_id,
+            port,
+            threads,
+            next_id: AtomicU32::new(1),
+            to_coordinator,
+            coordinator: Some(coordinator),
+            shards,
+            inboxes,
+            pool,
+            events,
+            published,
+            cancel: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Starts accepting peers. Until then the port is reserved but closed,
+    /// so a peer that connects early (while the torrents are checked) is
+    /// refused by the kernel and retries, instead of being turned away for
+    /// a torrent not added yet.
+    pub fn listen(&mut self) -> Result<(), SessionError> {
+        let addr = self.cfg.listen;
+        for l in self.listening.drain(..) {
+            rustix::net::listen(&l, 1024).map_err(|e| SessionError::Listen {
+                addr,
+                source: e.into(),
+            })?;
+        }
+        for inbox in &self.inboxes {
+            inbox.post(Inbound::Listen);
+        }
+        Ok(())
+    }
+
+    /// The port peers reach us on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn shards(&self) -> usize {
+        self.threads
+    }
+
+    /// A flag that, once set (by a signal, say), stops a start-up check
+    /// under way.
+    pub fn set_cancel_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.cancel = flag;
+    }
+
+    pub fn events(&self) -> &Receiver<SessionEvent> {
+        &self.events
+    }
+
+    /// A torrent's counters (refreshed a few times a second).
+    pub fn stats(&self, id: TorrentId) -> Option<TorrentStats> {
+        lock(&self.published).stats.get(&id).cloned()
+    }
+
+    /// Tracker announces and failures of a torrent so far.
+    pub fn announces(&self, id: TorrentId) -> (u64, u64) {
+        lock(&self.published)
+            .announces
+            .get(&id)
+            .copied()
+            .unwrap_or((0, 0))
+    }
+
+    /// Adds a torrent: opens (or creates) its files, finds what is there
+    /// (from resume state, else by checking on every core), and starts it.
+    pub fn add(&self, t: AddTorrent) -> Result<Added, SessionError> {
+        let start = Instant::now();
+        let id = TorrentId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let info = Arc::new(t.metainfo.info.clone());
+        let open_mode = match t.mode {
+            Mode::Seed => OpenMode::Seed,
+            Mode::Fetch => OpenMode::Fetch,
+        };
+        let storage = Arc::new(Storage::open(&info, &t.dir, open_mode)?);
+        // Where this payload's resume state lives, if resume state is on.
+        let resume = match &self.cfg.resume {
+            Some(r) => {
+                store::prepare_dir(&r.dir).map_err(|e| SessionError::Resume(Box::new(e)))?;
+                let root = storage
+                    .root()
+                    .canonicalize()
+                    .unwrap_or_else(|_| storage.root().to_path_buf());
+                let path = r
+                    .dir
+                    .join(ResumeState::file_name(&t.metainfo.info_hash, &root));
+                Some((
+                    r.trust,
+                    SaveTarget {
+                        path,
+                        root,
+                        info_hash: t.metainfo.info_hash,
+                    },
+                ))
+            }
+            None => None,
+        };
+        let trusted = match &resume {
+            Some((trust, target)) if *trust || t.mode != Mode::Seed => {
+                resumed(&t, &info, &storage, target)
+            }
+            _ => None,
+        };
+        let from_state = trusted.is_some();
+        let resumed_pieces = trusted.as_ref().map_or(0, Bitfield::count_ones);
+        let have = match trusted {
+            Some(have) => have,
+            None => storage.check(&info, self.threads, &self.cancel)?,
+        };
+        let check_seconds = start.elapsed().as_secs_f64();
+        log::info!(
+            "{}: {} of {} pieces present ({} in {check_seconds:.2} s)",
+            storage.root().display(),
+            have.count_ones(),
+            info.piece_count(),
+            if from_state {
+                "from resume state"
+            } else {
+                "checked"
+            },
+        );
+        if t.mode == Mode::Seed && have.count_ones() == 0 {
+            return Err(SessionError::NoData(storage.root().to_path_buf()));
+        }
+        let save = match (resume, t.mode) {
+            (Some((_, target)), Mode::Seed) => {
+                // Seeding never changes the files: one save after a check
+                // is enough (and nothing needs flushing first).
+                if !from_state && let Err(e) = target.write(&storage, have.clone()) {
+                    log::warn!("{}", crate::error_chain(&e));
+                }
+                None
+            }
+            (Some((_, target)), Mode::Fetch) => Some(target),
+            (None, _) => None,
+        };
+        let mut config = self.cfg.torrent.clone();
+        config.seed_only = t.mode == Mode::Seed;
+        self.budget
+            .ensure_at_least(MIN_PIECES_IN_FLIGHT * u64::from(info.piece_length));
+        let unit = u64::from(info.piece_length.clamp(1, crate::torrent::READ_UNIT));
+        let ctx = Arc::new(TorrentCtx {
+            id,
+            read_pool: BufPool::new(
+                unit as usize,
+                (config.read_cache / unit) as usize * self.threads + self.threads,
+            ),
+            info,
+            info_hash: t.metainfo.info_hash,
+            peer_id: self.peer_id,
+            config,
+            listen_port: self.port,
+            budget: self.budget.clone(),
+        });
+        let adding = Adding {
+            have: have.clone(),
+            storage,
+            save,
+            peers: t.peers,
+            tiers: t.metainfo.tracker_tiers(),
+            limits: (t.upload_limit, t.download_limit),
+            ctx,
+        };
+        self.to_coordinator
+            .send(CoordMsg::Add(Box::new(adding)))
+            .map_err(|_| SessionError::Stopped)?;
+        Ok(Added {
+            id,
+            check_seconds,
+            resumed_pieces,
+            have: have.count_ones(),
+        })
+    }
+
+    /// Stops a torrent and forgets it (its files stay).
+    pub fn remove(&self, id: TorrentId) {
+        let _ = self.to_coordinator.send(CoordMsg::Remove(id));
+    }
+
+    /// Peers to dial for a torrent.
+    pub fn add_peers(&self, id: TorrentId, peers: Vec<SocketAddr>) {
+        let _ = self.to_coordinator.send(CoordMsg::Peers(id, peers));
+    }
+
+    /// A torrent's own rate limits, bytes per second (`None`: none).
+    pub fn set_limits(&self, id: TorrentId, up: Option<u64>, down: Option<u64>) {
+        let _ = self.to_coordinator.send(CoordMsg::SetLimits(id, up, down));
+    }
+
+    /// Stops everything: trackers hear `stopped` (within a second), shards
+    /// close their connections, resume state is saved. Returns the final
+    /// counters.
+    pub fn shutdown(mut self) -> SessionReport {
+        self.cancel.store(true, Ordering::Relaxed);
+        let _ = self.to_coordinator.send(CoordMsg::Stop);
+        let mut report = match self.coordinator.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            _ => SessionReport::default(),
+        };
+        for t in self.shards.drain(..) {
+            match t.join() {
+                Ok(Ok(s)) => report.loops.add(&s),
+                Ok(Err(e)) => log::error!("shard failed: {e}"),
+                Err(_) => log::error!("a shard thread panicked"),
+            }
+        }
+        if let Some(p) = self.pool.take() {
+            report.hash_seconds = p.nanos.load(Ordering::Relaxed) as f64 / 1e9;
+            p.stop();
+        }
+        let _ = &self.inboxes;
+        report
+    }
+}
+
+/// The pieces the saved resume state vouches for, if it matches the files.
+fn resumed(
+    t: &AddTorrent,
+    info: &crate::metainfo::Info,
+    storage: &Storage,
+    target: &SaveTarget,
+) -> Option<Bitfield> {
+    let state = store::load(&target.path)?;
+    let strict = t.mode == Mode::Seed;
+    match state.usable(
+        &t.metainfo.info_hash,
+        info,
+        &target.root,
+        &storage.stamps(),
+        storage.preexisting(),
+        strict,
+    ) {
+        Ok(have) => Some(have),
+        Err(why) => {
+            log::warn!("not using the resume state: {why}; checking the data");
+            None
+        }
+    }
+}
+
+/// One socket per shard bound to the same address (`SO_REUSEPORT`): once
+/// listening, the kernel spreads incoming connections over the shards.
+fn bind(addr: SocketAddr, shards: usize) -> Result<Vec<OwnedFd>, SessionError> {
+    let err = |source| SessionError::Listen { addr, source };
+    let mut out = Vec::with_capacity(shards);
+    let mut bind_to = addr;
+    for _ in 0..shards {
+        let s = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM.cloexec(),
+            None,
+        )
+        .map_err(err)?;
+        s.set_reuse_address(true).map_err(err)?;
+        s.set_reuse_port(true).map_err(err)?;
+        s.bind(&bind_to.into()).map_err(err)?;
+        let fd = OwnedFd::from(s);
+        // Port 0: the first bind picked one; the others take the same.
+        bind_to.set_port(local_port(&fd));
+        out.push(fd);
+    }
+    Ok(out)
+}
+
+fn local_port(fd: &OwnedFd) -> u16 {
+    rustix::net::getsockname(fd)
+        .ok()
+        .and_then(|a| SocketAddr::try_from(a).ok())
+        .map_or(0, |a| a.port())
+}
+
+/// The coordinator thread: runs the core, carries its commands to the
+/// shards, and does the session's slow work around it (announces, resume
+/// saves, published counters).
+struct Coordinator {
+    core: SessionCore,
+    inboxes: Vec<Arc<Inbox>>,
+    events: Sender<SessionEvent>,
+    published: Arc<Mutex<Published>>,
+    announcer: Option<Announcer>,
+    saver: Option<Saver>,
+    storages: HashMap<TorrentId, Arc<Storage>>,
+    saves: HashMap<TorrentId, SaveTarget>,
+    /// Torrents with pieces done since their last save.
+    dirty: HashMap<TorrentId, Instant>,
+    save_interval: Duration,
+    tracker: TrackerConfig,
+    port: u16,
+    to_self: Sender<CoordMsg>,
+    announces: HashMap<TorrentId, (u64, u64)>,
+    stopped_shards: usize,
+}
+
+/// How often counters are published for `Session::stats`.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+impl Coordinator {
+    fn run(mut self, rx: Receiver<CoordMsg>) -> SessionReport {
+        let mut next_publish = Instant::now();
+        let mut stopping: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let mut wake = next_publish;
+            if let Some(t) = self.core.poll_timeout() {
+                wake = wake.min(t);
+            }
+            if let Some(t) = self.dirty.values().min() {
+                wake = wake.min(*t + self.save_interval);
+            }
+            let msg = match rx.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let now = Instant::now();
+            let mut msgs: Vec<CoordMsg> = msg.into_iter().collect();
+            // Everything queued, in one go.
+            while let Ok(m) = rx.try_recv() {
+                msgs.push(m);
+            }
+            for m in msgs {
+                match m {
+                    CoordMsg::Stop if stopping.is_none() => {
+                        stopping = Some(now);
+                        if let Some(a) = self.announcer.take() {
+                            a.stop(Duration::from_secs(1));
+                        }
+                        self.core.shutdown();
+                    }
+                    m => self.handle(Instant::now(), m),
+                }
+            }
+            let now = Instant::now();
+            self.core.handle_timeout(now);
+            self.flush(now);
+            if now >= next_publish {
+                self.publish();
+                next_publish = now + PUBLISH_EVERY;
+            }
+            self.save_due(now, false);
+            if let Some(since) = stopping {
+                // The shards stop once their connections are closed; their
+                // last events (counters) come before they say so.
+                if self.stopped_shards == self.inboxes.len()
+                    || now.duration_since(since) > Duration::from_secs(3)
+                {
+                    break;
+                }
+            }
+        }
+        self.save_due(Instant::now(), true);
+        if let Some(s) = self.saver.take() {
+            s.finish();
+        }
+        self.publish();
+        let published = lock(&self.published);
+        SessionReport {
+            refused: self.core.refused().clone(),
+            torrents: published.stats.clone(),
+            announces: published.announces.clone(),
+            ..SessionReport::default()
+        }
+    }
+
+    fn handle(&mut self, now: Instant, m: CoordMsg) {
+        match m {
+            CoordMsg::Shard(shard, events) => {
+                for ev in events {
+                    self.core.handle_event(now, shard, ev);
+                }
+            }
+            CoordMsg::Add(a) => self.add(now, *a),
+            CoordMsg::Remove(t) => self.core.remove(t),
+            CoordMsg::Peers(t, peers) => self.core.add_peers(now, t, &peers),
+            CoordMsg::Announced(t, ok) => {
+                let e = self.announces.entry(t).or_insert((0, 0));
+                e.0 += 1;
+                if !ok {
+                    e.1 += 1;
+                }
+            }
+            CoordMsg::SetLimits(t, up, down) => self.core.set_limits(now, t, up, down),
+            CoordMsg::SaveFailed(t, why) => {
+                let _ = self.events.send(SessionEvent::Failed(t, why));
+            }
+            CoordMsg::ShardStopped(_) => self.stopped_shards += 1,
+            CoordMsg::Stop => {}
+        }
+    }
+
+    fn add(&mut self, now: Instant, a: Adding) {
+        let t = a.ctx.id;
+        for inbox in &self.inboxes {
+            inbox.post(Inbound::Storage(a.ctx.clone(), a.storage.clone()));
+        }
+        self.storages.insert(t, a.storage.clone());
+        if let Some(s) = a.save {
+            self.saves.insert(t, s);
+        }
+        let ctx = a.ctx.clone();
+        self.core.add(now, a.ctx, a.have);
+        self.core.set_limits(now, t, a.limits.0, a.limits.1);
+        self.core.add_peers(now, t, &a.peers);
+        // Published before the first announce, which reports what is left.
+        self.publish();
+        self.announce(t, &ctx, a.tiers);
+    }
+
+    fn announce(&self, t: TorrentId, ctx: &TorrentCtx, tiers: Vec<Vec<String>>) {
+        if let Some(ann) = &self.announcer {
+            let published = self.published.clone();
+            let to_self = self.to_self.clone();
+            let to_self2 = self.to_self.clone();
+            let total = ctx.info.total_length;
+            let piece = u64::from(ctx.info.piece_length);
+            ann.add(
+                u64::from(t.0),
+                TrackerSetup {
+                    tiers,
+                    info_hash: ctx.info_hash,
+                    peer_id: ctx.peer_id,
+                    port: self.port,
+                    config: self.tracker.clone(),
+                    totals: Arc::new(move || {
+                        let p = lock(&published);
+                        let s = p.stats.get(&t);
+                        Totals {
+                            uploaded: s.map_or(0, |s| s.uploaded),
+                            downloaded: s.map_or(0, |s| s.downloaded),
+                            // Close enough for trackers: the last piece may be short.
+                            left: s
+                                .map_or(total, |s| {
+                                    u64::from(s.pieces_total - s.pieces_have) * piece
+                                })
+                                .min(total),
+                        }
+                    }),
+                    on_peers: Box::new(move |peers| {
+                        let _ = to_self.send(CoordMsg::Peers(t, peers));
+                    }),
+                    on_result: Box::new(move |_, r| {
+                        let _ = to_self2.send(CoordMsg::Announced(t, r.is_ok()));
+                    }),
+                },
+            );
+        }
+    }
+
+    /// Carries the core's commands to the shards (one wake per shard) and
+    /// acts on its notices.
+    fn flush(&mut self, now: Instant) {
+        let mut per_shard: Vec<Vec<Inbound>> = self.inboxes.iter().map(|_| Vec::new()).collect();
+        for (s, cmd) in self.core.drain_commands() {
+            if let Some(v) = per_shard.get_mut(s) {
+                v.push(Inbound::Command(cmd));
+            }
+        }
+        while let Some(n) = self.core.poll_notice() {
+            match n {
+                Notice::PieceDone(t, _) => {
+                    self.dirty.entry(t).or_insert(now);
+                }
+                Notice::Complete(t) => {
+                    log::info!("torrent {t} complete");
+                    if let Some(a) = &self.announcer {
+                        a.completed(u64::from(t.0));
+                    }
+                    let _ = self.events.send(SessionEvent::Complete(t));
+                }
+                Notice::Fatal {
+                    torrent,
+                    piece,
+                    error,
+                } => {
+                    let why = match (error, self.storages.get(&torrent)) {
+                        (crate::torrent::DiskError::Removed, Some(s)) => {
+                            format!(
+                                "{} was removed while downloading into it",
+                                s.root().display()
+                            )
+                        }
+                        _ => format!("cannot write piece {piece}: {error}"),
+                    };
+                    log::error!("{why}");
+                    let _ = self.events.send(SessionEvent::Failed(torrent, why));
+                }
+                Notice::Removed(t) => {
+                    for v in per_shard.iter_mut() {
+                        v.push(Inbound::Forget(t));
+                    }
+                    if let Some(a) = &self.announcer {
+                        a.remove(u64::from(t.0));
+                    }
+                    self.save_one(t);
+                    self.storages.remove(&t);
+                    self.saves.remove(&t);
+                    lock(&self.published).stats.remove(&t);
+                    let _ = self.events.send(SessionEvent::Removed(t));
+                }
+            }
+        }
+        for (inbox, msgs) in self.inboxes.iter().zip(per_shard) {
+            if !msgs.is_empty() {
+                inbox.post_all(msgs);
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        let mut p = lock(&self.published);
+        for t in self.core.torrent_ids().collect::<Vec<_>>() {
+            if let Some(s) = self.core.stats(t) {
+                p.stats.insert(t, s.clone());
+            }
+        }
+        p.announces.clone_from(&self.announces);
+    }
+
+    /// Saves the resume state of torrents with pieces done a save interval
+    /// ago or more (all of them when `all`).
+    fn save_due(&mut self, now: Instant, all: bool) {
+        let due: Vec<TorrentId> = self
+            .dirty
+            .iter()
+            .filter(|(_, since)| all || now.duration_since(**since) >= self.save_interval)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in due {
+            self.save_one(t);
+        }
+    }
+
+    fn save_one(&mut self, t: TorrentId) {
+        self.dirty.remove(&t);
+        let (Some(target), Some(storage), Some(have), Some(saver)) = (
+            self.saves.get(&t),
+            self.storages.get(&t),
+            self.core.have(t),
+            &self.saver,
+        ) else {
+            return;
+        };
+        saver.save(t, target.clone(), storage.clone(), have.clone());
+    }
+}
