@@ -392,7 +392,14 @@ fn watch(
         let mut done = 0u64;
         let mut peers = 0;
         let mut uploaded = 0;
-        for r in running.iter_mut() {
+        // Counters are read only for the bar and for stalled downloads: a
+        // seed with no terminal just waits.
+        let watched = if bar.is_some() || fetching {
+            &mut *running
+        } else {
+            &mut []
+        };
+        for r in watched.iter_mut() {
             let Some(s) = session.stats(r.id) else {
                 continue;
             };
@@ -482,7 +489,8 @@ fn summary(r: &Running, report: &SessionReport, run_start: Instant) -> Summary {
         }
     }
     let (announces, failures) = report.announces.get(&r.id).copied().unwrap_or((0, 0));
-    let l = &s.latency;
+    let none = ringtorrent::torrent::latency_histogram();
+    let l = s.latency.as_ref().unwrap_or(&none);
     Summary {
         info_hash: r.meta.info_hash.to_hex(),
         name: r.meta.info.name.clone(),

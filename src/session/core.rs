@@ -80,7 +80,8 @@ pub struct TorrentStats {
     pub connect_failures: u64,
     pub known_peers: usize,
     pub hash_nanos: u64,
-    pub latency: Histogram<u64>,
+    /// Block latencies (none while nothing was downloaded).
+    pub latency: Option<Histogram<u64>>,
     pub complete: bool,
 }
 
@@ -106,7 +107,7 @@ impl TorrentStats {
             connect_failures: 0,
             known_peers: 0,
             hash_nanos: 0,
-            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+            latency: None,
             complete: false,
         }
     }
@@ -128,7 +129,12 @@ impl TorrentStats {
         self.banned.truncate(100);
         self.hash_nanos += d.hash_nanos;
         if let Some(h) = d.latency {
-            let _ = self.latency.add(&h);
+            match &mut self.latency {
+                Some(mine) => {
+                    let _ = mine.add(&h);
+                }
+                None => self.latency = Some(h),
+            }
         }
     }
 }
@@ -183,6 +189,8 @@ pub struct SessionCore {
     commands: Vec<(usize, ShardCommand)>,
     notices: Vec<Notice>,
     next_tick: Option<Instant>,
+    /// Torrents whose counters changed since `take_changed`.
+    changed: std::collections::BTreeSet<TorrentId>,
 }
 
 /// How often the core looks at dials, choker rounds and rates.
@@ -201,7 +209,18 @@ impl SessionCore {
             commands: Vec::new(),
             notices: Vec::new(),
             next_tick: None,
+            changed: std::collections::BTreeSet::new(),
         }
+    }
+
+    /// Torrents whose counters changed since the last call.
+    pub fn take_changed(&mut self) -> Vec<TorrentId> {
+        std::mem::take(&mut self.changed).into_iter().collect()
+    }
+
+    /// Whether some torrent's counters changed since `take_changed`.
+    pub fn has_changed(&self) -> bool {
+        !self.changed.is_empty()
     }
 
     pub fn peer_id(&self) -> PeerId {
@@ -274,6 +293,7 @@ impl SessionCore {
         };
         self.by_hash.insert(ctx.info_hash, id);
         self.torrents.insert(id, state);
+        self.changed.insert(id);
         for s in 0..shards {
             self.commands
                 .push((s, ShardCommand::Add(ctx.clone(), have.clone())));
@@ -407,6 +427,10 @@ impl SessionCore {
     }
 
     fn torrent_event(&mut self, now: Instant, shard: usize, ev: Event) {
+        let t = ev.torrent();
+        if self.torrents.contains_key(&t) {
+            self.changed.insert(t);
+        }
         match ev {
             Event::Connected {
                 torrent,

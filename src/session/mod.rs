@@ -233,6 +233,8 @@ pub struct Session {
     published: Arc<Mutex<Published>>,
     /// Set to stop a start-up check under way.
     cancel: Arc<AtomicBool>,
+    /// Download directories open, by device and inode, shared by torrents.
+    dirs: Mutex<HashMap<(u64, u64), std::sync::Weak<OwnedFd>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -345,6 +347,7 @@ impl Session {
             events,
             published,
             cancel: Arc::new(AtomicBool::new(false)),
+            dirs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -409,7 +412,9 @@ impl Session {
             Mode::Seed => OpenMode::Seed,
             Mode::Fetch => OpenMode::Fetch,
         };
-        let storage = Arc::new(Storage::open(&info, &t.dir, open_mode)?);
+        let mut storage = Storage::open(&info, &t.dir, open_mode)?;
+        storage.share_dir(&mut lock(&self.dirs));
+        let storage = Arc::new(storage);
         // Where this payload's resume state lives, if resume state is on.
         let resume = match &self.cfg.resume {
             Some(r) => {
@@ -637,7 +642,11 @@ impl Coordinator {
         let mut stopping: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let mut wake = next_publish;
+            // Asleep until the core's timer, a save or a publish is due.
+            let mut wake = now + Duration::from_secs(3600);
+            if self.core.has_changed() {
+                wake = wake.min(next_publish);
+            }
             if let Some(t) = self.core.poll_timeout() {
                 wake = wake.min(t);
             }
@@ -670,7 +679,7 @@ impl Coordinator {
             let now = Instant::now();
             self.core.handle_timeout(now);
             self.flush(now);
-            if now >= next_publish {
+            if now >= next_publish && self.core.has_changed() {
                 self.publish();
                 next_publish = now + PUBLISH_EVERY;
             }
@@ -843,9 +852,11 @@ impl Coordinator {
         }
     }
 
+    /// Publishes the counters of torrents that changed.
     fn publish(&mut self) {
+        let changed = self.core.take_changed();
         let mut p = lock(&self.published);
-        for t in self.core.torrent_ids().collect::<Vec<_>>() {
+        for t in changed {
             if let Some(s) = self.core.stats(t) {
                 p.stats.insert(t, s.clone());
             }

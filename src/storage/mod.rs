@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -85,8 +85,9 @@ pub enum FileMode {
 /// through their own bounded caches (`open_file`), relative to the payload
 /// directory and never through a symlink.
 pub struct Storage {
-    /// `DIR`, the directory the payload lives in.
-    dir: OwnedFd,
+    /// `DIR`, the directory the payload lives in (shared by the torrents of
+    /// one directory, see `share_dir`).
+    dir: Arc<OwnedFd>,
     /// Each file's path below `DIR`, indexed like `Info::files`.
     paths: Vec<PathBuf>,
     /// Which files are on disk (`false` for pad files, symlink entries and
@@ -137,13 +138,30 @@ impl Storage {
             FileMode::WriteDirect => OFlags::RDWR | OFlags::DIRECT,
         };
         let fd = rustix::fs::openat2(
-            &self.dir,
+            &*self.dir,
             &self.paths[i],
             flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
             Mode::empty(),
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
         )?;
         Ok(File::from(fd))
+    }
+
+    /// Uses the descriptor another torrent already holds for the same
+    /// directory, if there is one, instead of our own: a thousand torrents in
+    /// one download directory hold one descriptor for it, not a thousand.
+    pub fn share_dir(&mut self, open: &mut HashMap<(u64, u64), Weak<OwnedFd>>) {
+        let Ok(st) = rustix::fs::fstat(&*self.dir) else {
+            return;
+        };
+        let key = (st.st_dev, st.st_ino);
+        open.retain(|_, w| w.strong_count() > 0);
+        match open.get(&key).and_then(Weak::upgrade) {
+            Some(shared) => self.dir = shared,
+            None => {
+                open.insert(key, Arc::downgrade(&self.dir));
+            }
+        }
     }
 
     /// Whether `Info::files[i]` is on disk.
@@ -175,7 +193,7 @@ impl Storage {
                 if !present {
                     return None;
                 }
-                let st = rustix::fs::statat(&self.dir, p, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+                let st = rustix::fs::statat(&*self.dir, p, AtFlags::SYMLINK_NOFOLLOW).ok()?;
                 Some(FileStamp {
                     length: st.st_size as u64,
                     mtime_ns: st.st_mtime.saturating_mul(1_000_000_000) + st.st_mtime_nsec as i64,
@@ -215,17 +233,17 @@ impl Storage {
     /// the payload's top entry is in it, and the files written since the
     /// last `sync` are still there.
     pub fn still_in_place(&self) -> bool {
-        let dir_linked = rustix::fs::fstat(&self.dir).is_ok_and(|st| st.st_nlink > 0);
+        let dir_linked = rustix::fs::fstat(&*self.dir).is_ok_and(|st| st.st_nlink > 0);
         let top = self
             .root
             .file_name()
             .map(Path::new)
             .unwrap_or(Path::new("."));
         dir_linked
-            && rustix::fs::statat(&self.dir, top, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+            && rustix::fs::statat(&*self.dir, top, AtFlags::SYMLINK_NOFOLLOW).is_ok()
             && self.written.iter().zip(&self.paths).all(|(w, p)| {
                 !w.load(Ordering::Acquire)
-                    || rustix::fs::statat(&self.dir, p, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+                    || rustix::fs::statat(&*self.dir, p, AtFlags::SYMLINK_NOFOLLOW).is_ok()
             })
     }
 
@@ -355,7 +373,7 @@ fn open_seed(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
         return Err(StorageError::NoData(root));
     }
     Ok(Storage {
-        dir: dir_fd,
+        dir: Arc::new(dir_fd),
         paths: info.files.iter().map(|f| f.relative_path()).collect(),
         written: present.iter().map(|_| AtomicBool::new(false)).collect(),
         preexisting: present.clone(),
@@ -459,7 +477,7 @@ fn open_fetch(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
         direct: direct.unwrap_or(false),
         writable: true,
         root: dir.join(&info.name),
-        dir: dir_fd,
+        dir: Arc::new(dir_fd),
     })
 }
 

@@ -336,6 +336,28 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The torrent the event is about.
+    pub fn torrent(&self) -> TorrentId {
+        match self {
+            Event::Connected { torrent, .. }
+            | Event::DialFailed { torrent, .. }
+            | Event::Handshaken { torrent, .. }
+            | Event::IsUs { torrent, .. }
+            | Event::Disconnected { torrent, .. }
+            | Event::Availability { torrent, .. }
+            | Event::WantPieces { torrent, .. }
+            | Event::ReturnPieces { torrent, .. }
+            | Event::PieceDone { torrent, .. }
+            | Event::HashFailed { torrent, .. }
+            | Event::SuspectPassed { torrent, .. }
+            | Event::Candidates { torrent, .. }
+            | Event::Stats { torrent, .. }
+            | Event::Fatal { torrent, .. } => *torrent,
+        }
+    }
+}
+
 /// What the coordinator tells a torrent on a shard.
 #[derive(Debug)]
 pub enum Command {
@@ -364,6 +386,12 @@ pub enum Command {
     Close(ConnId, PeerError),
     /// This shard's share of the torrent's rate limits, bytes per second.
     Rates { up: Option<u64>, down: Option<u64> },
+}
+
+/// A histogram of block latencies in microseconds (1 µs to 60 s, two
+/// significant digits: about 12 KiB).
+pub fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
 }
 
 /// Counters of one torrent on one shard since the last report: plain

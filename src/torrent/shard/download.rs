@@ -346,7 +346,10 @@ impl TorrentShard {
         }
         if let Some(t) = sent_at {
             let micros = now.saturating_duration_since(t).as_micros().max(1) as u64;
-            let _ = self.latency.record(micros.min(60_000_000));
+            let _ = self
+                .latency
+                .get_or_insert_with(crate::torrent::latency_histogram)
+                .record(micros.min(60_000_000));
         }
         if !requested {
             // It came after we gave up on it (a cancel crossed it): still good.

@@ -79,8 +79,9 @@ pub struct TorrentShard {
     /// Connections with newly queued bytes.
     dirty: Vec<ConnId>,
     stats: ShardStats,
-    /// Block latency, request to arrival, in microseconds.
-    latency: Histogram<u64>,
+    /// Block latency, request to arrival, in microseconds (made when the
+    /// first block arrives: a seed never needs one).
+    latency: Option<Histogram<u64>>,
     /// When the per-second work is due next.
     next_second: Instant,
     last_second: Instant,
@@ -128,7 +129,7 @@ impl TorrentShard {
             events: Vec::new(),
             dirty: Vec::new(),
             stats: ShardStats::default(),
-            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+            latency: None,
             next_second: now + Duration::from_secs(1),
             last_second: now,
             budget_retry: None,
@@ -183,7 +184,7 @@ impl TorrentShard {
     /// limit. A torrent with no connections needs no timer at all.
     pub fn poll_timeout(&self) -> Option<Instant> {
         // Counters left over from closed connections are reported too.
-        let busy = !self.conns.is_empty() || !self.stats.is_empty() || !self.latency.is_empty();
+        let busy = !self.conns.is_empty() || !self.stats.is_empty() || self.latency.is_some();
         let second = busy.then_some(self.next_second);
         [second, self.budget_retry, self.limit_retry]
             .into_iter()
@@ -672,12 +673,7 @@ impl TorrentShard {
         let peers = self.stats.peers;
         let mut s = std::mem::take(&mut self.stats);
         self.stats.peers = peers;
-        if !self.latency.is_empty() {
-            s.latency = Some(std::mem::replace(
-                &mut self.latency,
-                Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
-            ));
-        }
+        s.latency = self.latency.take();
         s
     }
 
