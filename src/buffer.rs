@@ -115,7 +115,7 @@ pub struct BufPool {
     /// Size of the buffers `take` hands out.
     buf_size: usize,
     /// Most bytes of spare buffers kept; beyond that, returned buffers are freed.
-    max_spare_bytes: usize,
+    max_spare_bytes: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -135,8 +135,16 @@ impl BufPool {
         std::sync::Arc::new(BufPool {
             free: std::sync::Mutex::new(Spare::default()),
             buf_size,
-            max_spare_bytes,
+            max_spare_bytes: std::sync::atomic::AtomicUsize::new(max_spare_bytes),
         })
+    }
+
+    /// Keeps at least `bytes` of spare buffers from now on (a torrent of
+    /// large pieces arrived: freeing and allocating each of its pieces would
+    /// cost a fresh, zeroed allocation per piece).
+    pub fn keep_at_least(&self, bytes: usize) {
+        self.max_spare_bytes
+            .fetch_max(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn spare(&self) -> std::sync::MutexGuard<'_, Spare> {
@@ -170,7 +178,10 @@ impl BufPool {
 
     pub fn put(&self, buf: PieceBuf) {
         let mut spare = self.spare();
-        if buf.capacity() >= self.buf_size && spare.bytes + buf.capacity() <= self.max_spare_bytes {
+        let max = self
+            .max_spare_bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if buf.capacity() >= self.buf_size && spare.bytes + buf.capacity() <= max {
             spare.bytes += buf.capacity();
             spare.bufs.push(buf);
         }

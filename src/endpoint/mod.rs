@@ -269,6 +269,7 @@ impl Endpoint {
         match cmd {
             ShardCommand::Add(ctx, have) => {
                 let id = ctx.id;
+                self.buffers.keep_at_least(ctx.budget.max() as usize);
                 self.by_hash.insert(ctx.info_hash, id);
                 let ts = TorrentShard::new(ctx, self.shard, have, self.buffers.clone(), now);
                 self.torrents.insert(id, ts);
