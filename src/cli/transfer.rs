@@ -45,9 +45,13 @@ pub struct Common {
     /// cache with write-behind, for disks whose direct writes are slow).
     #[arg(long, default_value = "direct", value_parser = parse_write_mode)]
     pub write_mode: WriteMode,
-    /// Regular upload slots (one optimistic slot comes on top).
+    /// Regular upload slots per torrent (one optimistic slot comes on top).
     #[arg(long, default_value_t = 8)]
     pub upload_slots: usize,
+    /// Peers unchoked at once, all torrents together (default: each
+    /// torrent's own slots only).
+    #[arg(long)]
+    pub max_unchoked: Option<usize>,
     /// Most peer connections.
     #[arg(long, default_value_t = 200)]
     pub max_peers: usize,
@@ -248,6 +252,7 @@ pub fn run(
         max_open_files: common.max_open_files,
         upload_limit: common.upload_limit,
         download_limit: common.download_limit,
+        max_unchoked: common.max_unchoked,
         torrent: TorrentConfig {
             choker: ringtorrent::choker::ChokerConfig {
                 slots: common.upload_slots,

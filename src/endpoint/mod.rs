@@ -126,6 +126,14 @@ impl Endpoint {
         self.torrents.len()
     }
 
+    /// Peers unchoked on this shard, all torrents.
+    pub fn unchoked_count(&self) -> usize {
+        self.torrents
+            .values()
+            .map(TorrentShard::unchoked_count)
+            .sum()
+    }
+
     pub fn connection_count(&self) -> usize {
         self.slots.iter().filter(|s| s.conn.is_some()).count()
     }

@@ -39,6 +39,11 @@ pub struct CoreConfig {
     /// Session-wide rate limits, bytes per second.
     pub upload_limit: Option<u64>,
     pub download_limit: Option<u64>,
+    /// Peers unchoked at once, all torrents together (each torrent's own
+    /// upload slots apply too).
+    pub max_unchoked: Option<usize>,
+    /// Time between choker rounds (BEP 3 suggests 10 s).
+    pub rechoke_interval: Duration,
     pub seed: u64,
 }
 
@@ -148,7 +153,6 @@ struct TorrentState {
     registry: Registry,
     choker: Choker,
     candidates: BTreeMap<PeerKey, Candidate>,
-    next_round: Instant,
     smart_ban: SmartBan,
     /// Which shards hold each piece on lease.
     leases: HashMap<u32, Vec<usize>>,
@@ -189,6 +193,9 @@ pub struct SessionCore {
     commands: Vec<(usize, ShardCommand)>,
     notices: Vec<Notice>,
     next_tick: Option<Instant>,
+    /// When every torrent's choker runs next (set one interval after the
+    /// first candidates: a new peer is unchoked at once if a slot is free).
+    next_round: Option<Instant>,
     /// Torrents whose counters changed since `take_changed`.
     changed: std::collections::BTreeSet<TorrentId>,
 }
@@ -209,6 +216,7 @@ impl SessionCore {
             commands: Vec::new(),
             notices: Vec::new(),
             next_tick: None,
+            next_round: None,
             changed: std::collections::BTreeSet::new(),
         }
     }
@@ -274,7 +282,6 @@ impl SessionCore {
         let shards = self.cfg.shards;
         let state = TorrentState {
             choker: Choker::new(ctx.config.choker, self.rng.u64(..)),
-            next_round: now + ctx.config.rechoke_interval,
             ctx: ctx.clone(),
             have: have.clone(),
             picker,
@@ -754,51 +761,84 @@ impl SessionCore {
         }
         self.next_tick = None;
         self.dial(now);
-        let ids: Vec<TorrentId> = self.torrents.keys().copied().collect();
-        for t in ids {
-            self.choke_round(now, t);
-        }
+        self.choke_round(now);
         self.rebalance_rates(now);
         if self.torrents.values().any(|ts| !ts.candidates.is_empty()) {
             self.wake_at(now + TICK);
         }
     }
 
-    /// Runs the choker for a torrent when its round is due, and tells each
-    /// shard which of its peers are unchoked.
-    fn choke_round(&mut self, now: Instant, t: TorrentId) {
+    /// Runs every torrent's choker when the round is due, keeps at most
+    /// the session's `max_unchoked` of their picks (the fastest), and tells
+    /// each shard which of its peers are unchoked and how many more it may
+    /// unchoke at once before the next round.
+    fn choke_round(&mut self, now: Instant) {
+        if self.torrents.values().all(|ts| ts.candidates.is_empty()) {
+            return;
+        }
+        let interval = self.cfg.rechoke_interval;
+        if now < *self.next_round.get_or_insert(now + interval) {
+            return;
+        }
+        self.next_round = Some(now + interval);
         let shards = self.cfg.shards;
-        let Some(ts) = self.torrents.get_mut(&t) else {
-            return;
-        };
-        if ts.candidates.is_empty() || now < ts.next_round {
-            return;
-        }
-        ts.next_round = now + ts.ctx.config.rechoke_interval;
-        let all: Vec<Candidate> = ts.candidates.values().copied().collect();
-        let seeding = ts.seeding();
-        let unchoke = ts.choker.rechoke(&all, seeding);
-        let free = (ts.ctx.config.choker.slots + 1).saturating_sub(unchoke.len());
-        let allowance = free.div_ceil(shards);
-        let mut per_shard: Vec<Vec<crate::torrent::ConnId>> = vec![Vec::new(); shards];
-        for key in unchoke {
-            let c = ShardConn::from_key(key);
-            if let Some(v) = per_shard.get_mut(c.shard) {
-                v.push(c.conn);
+        // (torrent, peer, rate it is ranked by)
+        let mut picks: Vec<(TorrentId, PeerKey, u64)> = Vec::new();
+        let mut rounds: Vec<(TorrentId, usize)> = Vec::new();
+        for (&t, ts) in self.torrents.iter_mut() {
+            if ts.candidates.is_empty() {
+                continue;
             }
+            let all: Vec<Candidate> = ts.candidates.values().copied().collect();
+            let seeding = ts.seeding();
+            let unchoke = ts.choker.rechoke(&all, seeding);
+            for key in unchoke {
+                let rate = ts.candidates.get(&key).map_or(0, |c| {
+                    if seeding {
+                        c.upload_rate
+                    } else {
+                        c.download_rate
+                    }
+                });
+                picks.push((t, key, rate));
+            }
+            rounds.push((t, ts.ctx.config.choker.slots + 1));
         }
-        for (s, keep) in per_shard.into_iter().enumerate() {
-            self.commands.push((
-                s,
-                ShardCommand::Torrent(
-                    t,
-                    Command::Unchoke {
-                        keep,
-                        decided: now,
-                        allowance,
-                    },
-                ),
-            ));
+        let free_global = match self.cfg.max_unchoked {
+            Some(max) => {
+                if picks.len() > max {
+                    picks.sort_by_key(|&(_, _, rate)| std::cmp::Reverse(rate));
+                    picks.truncate(max);
+                }
+                Some((max - picks.len()).div_ceil(rounds.len().max(1)))
+            }
+            None => None,
+        };
+        for (t, slots) in rounds {
+            let mine: Vec<PeerKey> = picks.iter().filter(|p| p.0 == t).map(|p| p.1).collect();
+            let free = slots.saturating_sub(mine.len());
+            let free = free_global.map_or(free, |g| free.min(g));
+            let allowance = free.div_ceil(shards);
+            let mut per_shard: Vec<Vec<crate::torrent::ConnId>> = vec![Vec::new(); shards];
+            for key in mine {
+                let c = ShardConn::from_key(key);
+                if let Some(v) = per_shard.get_mut(c.shard) {
+                    v.push(c.conn);
+                }
+            }
+            for (s, keep) in per_shard.into_iter().enumerate() {
+                self.commands.push((
+                    s,
+                    ShardCommand::Torrent(
+                        t,
+                        Command::Unchoke {
+                            keep,
+                            decided: now,
+                            allowance,
+                        },
+                    ),
+                ));
+            }
         }
     }
 

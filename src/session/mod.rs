@@ -80,6 +80,8 @@ pub struct SessionConfig {
     /// Session-wide rate limits, bytes per second.
     pub upload_limit: Option<u64>,
     pub download_limit: Option<u64>,
+    /// Peers unchoked at once, all torrents together.
+    pub max_unchoked: Option<usize>,
     /// Defaults for every torrent.
     pub torrent: TorrentConfig,
     pub tracker: TrackerConfig,
@@ -102,6 +104,7 @@ impl Default for SessionConfig {
             max_open_files: 256,
             upload_limit: None,
             download_limit: None,
+            max_unchoked: None,
             torrent: TorrentConfig::default(),
             tracker: TrackerConfig::default(),
             resume: None,
@@ -299,6 +302,8 @@ impl Session {
                 max_connections: cfg.max_connections,
                 upload_limit: cfg.upload_limit,
                 download_limit: cfg.download_limit,
+                max_unchoked: cfg.max_unchoked,
+                rechoke_interval: cfg.torrent.rechoke_interval,
                 seed: rng.u64(..),
             },
             peer_id,

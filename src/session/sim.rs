@@ -70,9 +70,13 @@ pub struct Sim {
     pub nodes: Vec<Node>,
     pipes: BTreeMap<(usize, usize, ConnId), Pipe>,
     pub now: Instant,
+    /// When the run began (virtual time).
+    pub start: Instant,
     pub rng: fastrand::Rng,
     /// Bytes handed to `handle_recv` at most per call, to exercise the decoder.
     pub chunk: usize,
+    /// For nodes added from now on: peers unchoked at once, all torrents.
+    pub max_unchoked: Option<usize>,
 }
 
 /// Prints the seed of a failing run.
@@ -128,8 +132,10 @@ impl Sim {
             nodes: Vec::new(),
             pipes: BTreeMap::new(),
             now: Instant::now(),
+            start: Instant::now(),
             rng: fastrand::Rng::with_seed(seed),
             chunk: 16 * 1024,
+            max_unchoked: None,
         }
     }
 
@@ -143,6 +149,8 @@ impl Sim {
                 max_connections: 200,
                 upload_limit: None,
                 download_limit: None,
+                max_unchoked: self.max_unchoked,
+                rechoke_interval: Duration::from_secs(10),
                 seed: self.rng.u64(..),
             },
             peer_id,

@@ -237,6 +237,49 @@ fn many_torrents_per_node_added_and_removed_mid_transfer() {
 }
 
 #[test]
+fn upload_slots_are_shared_by_every_torrent_of_a_session() {
+    // A seeder of three torrents allowed two unchoked peers in all: after
+    // a choker round, no more than two of its three leechers are served.
+    let _g = SeedGuard(8);
+    let mut sim = Sim::new(8);
+    let link = LinkSpec {
+        latency: Duration::from_millis(2),
+        bandwidth: 1 << 20,
+        loss: 0.0,
+    };
+    sim.max_unchoked = Some(2);
+    let seed = sim.add_node(2, link);
+    sim.max_unchoked = None;
+    let mut leechers = Vec::new();
+    for k in 0..3u64 {
+        let data = payload(8 << 20, 20 + k);
+        let info = Arc::new(info(&format!("s{k}"), &data, 256 * 1024));
+        sim.add_torrent(seed, &info, Some(&data), seed_cfg());
+        let n = sim.add_node(1, link);
+        let t = sim.add_torrent(n, &info, None, cfg());
+        sim.introduce(n, t, seed);
+        leechers.push((n, t));
+    }
+    let unchoked = |s: &Sim| -> usize {
+        s.nodes[seed]
+            .endpoints
+            .iter()
+            .map(crate::endpoint::Endpoint::unchoked_count)
+            .sum()
+    };
+    // Before the first round every newcomer is unchoked at once.
+    sim.settle(Duration::from_secs(2));
+    assert_eq!(unchoked(&sim), 3);
+    // From the first round on, two at most.
+    for _ in 0..10 {
+        sim.settle(Duration::from_secs(2));
+        if sim.now.duration_since(sim.start) > Duration::from_secs(11) {
+            assert!(unchoked(&sim) <= 2, "{} unchoked", unchoked(&sim));
+        }
+    }
+}
+
+#[test]
 fn slow_lossy_links_still_deliver_every_byte() {
     let _g = SeedGuard(7);
     let mut sim = Sim::new(7);

@@ -170,6 +170,11 @@ impl TorrentShard {
         self.conns.len()
     }
 
+    /// Peers we upload to (not choking) right now.
+    pub fn unchoked_count(&self) -> usize {
+        self.conns.values().filter(|c| !c.peer.am_choking).count()
+    }
+
     pub fn has_conn(&self, id: ConnId) -> bool {
         self.conns.contains_key(&id)
     }
