@@ -123,6 +123,23 @@ impl Bitfield {
             })
     }
 
+    /// Whether `other` has any bit set that `self` lacks and `mask` has.
+    pub fn lacks_any_of_masked(&self, other: &Bitfield, mask: &Bitfield) -> bool {
+        self.bytes
+            .iter()
+            .zip(&other.bytes)
+            .zip(&mask.bytes)
+            .any(|((mine, theirs), m)| theirs & !mine & m != 0)
+    }
+
+    /// Whether every bit of `other` is set in `self`.
+    pub fn contains(&self, other: &Bitfield) -> bool {
+        self.bytes
+            .iter()
+            .zip(&other.bytes)
+            .all(|(mine, theirs)| theirs & !mine == 0)
+    }
+
     /// Whether `other` has any bit set that `self` lacks.
     pub fn lacks_any_of(&self, other: &Bitfield) -> bool {
         self.bytes

@@ -7,6 +7,10 @@
 //! piece are counted apart (`seeds`): they raise every piece alike, which
 //! changes no order.
 //!
+//! Pieces have a priority (from their files: high, normal or low, or not
+//! wanted at all): a piece of higher priority is picked before any of lower
+//! priority, rarest first within each.
+//!
 //! Block-level state of a piece in progress belongs to the shard downloading
 //! it; the picker tracks pieces only, so it is touched once per piece, not
 //! once per block.
@@ -29,10 +33,35 @@ impl PeerPieces<'_> {
     }
 }
 
+/// How much a piece is wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Priority {
+    /// Not wanted: never picked, not needed for completion.
+    Skip,
+    Low,
+    #[default]
+    Normal,
+    High,
+}
+
+impl Priority {
+    /// Index of the picking tier (higher first); `None` for `Skip`.
+    fn tier(self) -> Option<usize> {
+        match self {
+            Priority::Skip => None,
+            Priority::Low => Some(2),
+            Priority::Normal => Some(1),
+            Priority::High => Some(0),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PieceState {
     /// Needed, and in the bucket of its availability.
     Wanted,
+    /// Not needed (its files are not wanted).
+    Skipped,
     /// Being downloaded by this many downloaders (more than one only in endgame).
     InProgress(u8),
     Have,
@@ -47,8 +76,12 @@ pub struct Picker {
     availability: Vec<u32>,
     /// Peers that have every piece.
     seeds: u32,
-    /// `buckets[a]` holds the wanted pieces of availability `a`, unordered.
-    buckets: Vec<Vec<u32>>,
+    /// `buckets[tier][a]` holds the wanted pieces of priority tier `tier`
+    /// (high, normal, low) and availability `a`, unordered.
+    buckets: [Vec<Vec<u32>>; 3],
+    priority: Vec<Priority>,
+    /// Pieces wanted in all (had or not).
+    wanted: u32,
     /// Index of each wanted piece in its bucket.
     position: Vec<u32>,
     have: u32,
@@ -59,21 +92,40 @@ pub struct Picker {
 
 impl Picker {
     pub fn new(have: &Bitfield, seed: u64) -> Picker {
+        Self::with_priorities(have, None, seed)
+    }
+
+    /// A picker for a torrent having `have`, with each piece's priority
+    /// (`None`: every piece at normal priority).
+    pub fn with_priorities(have: &Bitfield, priority: Option<&[Priority]>, seed: u64) -> Picker {
         let n = have.len();
         let mut p = Picker {
             state: vec![PieceState::Wanted; n as usize],
             availability: vec![0; n as usize],
             seeds: 0,
-            buckets: vec![Vec::new()],
+            buckets: [vec![Vec::new()], vec![Vec::new()], vec![Vec::new()]],
+            priority: match priority {
+                Some(pr) if pr.len() == n as usize => pr.to_vec(),
+                _ => vec![Priority::Normal; n as usize],
+            },
+            wanted: 0,
             position: vec![0; n as usize],
             have: 0,
             in_progress: 0,
             rng: fastrand::Rng::with_seed(seed),
         };
         for i in 0..n {
+            let skip = p.priority[i as usize] == Priority::Skip;
+            if !skip {
+                p.wanted += 1;
+            }
             if have.get(i) {
                 p.state[i as usize] = PieceState::Have;
-                p.have += 1;
+                if !skip {
+                    p.have += 1;
+                }
+            } else if skip {
+                p.state[i as usize] = PieceState::Skipped;
             } else {
                 p.insert(i);
             }
@@ -85,21 +137,28 @@ impl Picker {
         self.state.len() as u32
     }
 
+    /// Wanted pieces had.
     pub fn have_count(&self) -> u32 {
         self.have
     }
 
+    /// Pieces wanted in all.
+    pub fn wanted_count(&self) -> u32 {
+        self.wanted
+    }
+
+    /// Whether every wanted piece is had.
     pub fn is_complete(&self) -> bool {
-        self.have == self.piece_count()
+        self.have == self.wanted
     }
 
     pub fn has(&self, piece: u32) -> bool {
         matches!(self.state.get(piece as usize), Some(PieceState::Have))
     }
 
-    /// Whether no piece is left that nobody is downloading.
+    /// Whether no wanted piece is left that nobody is downloading.
     pub fn in_endgame(&self) -> bool {
-        self.have + self.in_progress == self.piece_count()
+        self.have + self.in_progress == self.wanted
     }
 
     /// Peers known to have `piece` (seeds included).
@@ -159,20 +218,22 @@ impl Picker {
 
     /// Like `pick`, over the pieces for which `offered` holds.
     pub fn pick_where(&mut self, offered: impl Fn(u32) -> bool) -> Option<u32> {
-        for a in 0..self.buckets.len() {
-            let bucket = &self.buckets[a];
-            if bucket.is_empty() || (a == 0 && self.seeds == 0) {
-                continue;
-            }
-            let start = self.rng.usize(..bucket.len());
-            let found = (0..bucket.len())
-                .map(|k| bucket[(start + k) % bucket.len()])
-                .find(|&p| offered(p));
-            if let Some(p) = found {
-                self.remove(p);
-                self.state[p as usize] = PieceState::InProgress(1);
-                self.in_progress += 1;
-                return Some(p);
+        for tier in 0..self.buckets.len() {
+            for a in 0..self.buckets[tier].len() {
+                let bucket = &self.buckets[tier][a];
+                if bucket.is_empty() || (a == 0 && self.seeds == 0) {
+                    continue;
+                }
+                let start = self.rng.usize(..bucket.len());
+                let found = (0..bucket.len())
+                    .map(|k| bucket[(start + k) % bucket.len()])
+                    .find(|&p| offered(p));
+                if let Some(p) = found {
+                    self.remove(p);
+                    self.state[p as usize] = PieceState::InProgress(1);
+                    self.in_progress += 1;
+                    return Some(p);
+                }
             }
         }
         None
@@ -243,7 +304,13 @@ impl Picker {
                 match s {
                     PieceState::Wanted => self.remove(piece),
                     PieceState::InProgress(_) => self.in_progress -= 1,
-                    PieceState::Have => unreachable!(),
+                    // A piece of an unwanted file that came anyway (it was
+                    // shared with a wanted one, or wanted before).
+                    PieceState::Skipped => {
+                        self.state[piece as usize] = PieceState::Have;
+                        return true;
+                    }
+                    PieceState::Have => return false,
                 }
                 self.state[piece as usize] = PieceState::Have;
                 self.have += 1;
@@ -256,23 +323,34 @@ impl Picker {
     pub fn interesting(&self, peer: PeerPieces<'_>) -> bool {
         match peer {
             PeerPieces::All => !self.is_complete(),
-            PeerPieces::Some(b) => b.ones().any(|p| !self.has(p)),
+            PeerPieces::Some(b) => b.ones().any(|p| {
+                matches!(
+                    self.state[p as usize],
+                    PieceState::Wanted | PieceState::InProgress(_)
+                )
+            }),
         }
+    }
+
+    fn tier(&self, piece: u32) -> usize {
+        self.priority[piece as usize].tier().unwrap_or(2)
     }
 
     fn insert(&mut self, piece: u32) {
         let a = self.availability[piece as usize] as usize;
-        if self.buckets.len() <= a {
-            self.buckets.resize_with(a + 1, Vec::new);
+        let t = self.tier(piece);
+        if self.buckets[t].len() <= a {
+            self.buckets[t].resize_with(a + 1, Vec::new);
         }
-        self.position[piece as usize] = self.buckets[a].len() as u32;
-        self.buckets[a].push(piece);
+        self.position[piece as usize] = self.buckets[t][a].len() as u32;
+        self.buckets[t][a].push(piece);
     }
 
     fn remove(&mut self, piece: u32) {
         let a = self.availability[piece as usize] as usize;
         let pos = self.position[piece as usize] as usize;
-        let bucket = &mut self.buckets[a];
+        let t = self.tier(piece);
+        let bucket = &mut self.buckets[t][a];
         debug_assert_eq!(bucket[pos], piece);
         bucket.swap_remove(pos);
         if let Some(&moved) = bucket.get(pos) {
@@ -375,6 +453,33 @@ mod tests {
         p.abort(b);
         p.abort(b);
         assert_eq!(p.pick(PeerPieces::All), Some(b));
+    }
+
+    #[test]
+    fn priorities_order_the_picks_and_skipped_pieces_are_never_picked() {
+        let pr = [
+            Priority::Low,
+            Priority::Skip,
+            Priority::High,
+            Priority::Normal,
+            Priority::Skip,
+        ];
+        let mut p = Picker::with_priorities(&Bitfield::new(5), Some(&pr), 3);
+        p.add_peer(PeerPieces::All);
+        assert_eq!(p.wanted_count(), 3);
+        assert_eq!(p.pick(PeerPieces::All), Some(2), "high first");
+        assert_eq!(p.pick(PeerPieces::All), Some(3), "then normal");
+        assert_eq!(p.pick(PeerPieces::All), Some(0), "then low");
+        assert_eq!(p.pick(PeerPieces::All), None, "never a skipped one");
+        assert!(p.in_endgame());
+        for x in [0, 2, 3] {
+            assert!(p.complete(x));
+        }
+        assert!(p.is_complete(), "complete without the skipped pieces");
+        assert!(!p.interesting(PeerPieces::All));
+        // A skipped piece that arrives anyway is had, and changes nothing.
+        assert!(p.complete(1) && p.has(1));
+        assert_eq!(p.have_count(), 3);
     }
 
     #[test]

@@ -276,12 +276,8 @@ pub fn run(
     let direct = common.write_mode == WriteMode::Direct;
     for meta in metas {
         let added = session.add(AddTorrent {
-            metainfo: meta.clone(),
-            dir: dir.clone(),
-            mode,
             peers: common.peers.clone(),
-            upload_limit: None,
-            download_limit: None,
+            ..AddTorrent::new(meta.clone(), dir.clone(), mode)
         });
         let added = match added {
             Ok(a) => a,

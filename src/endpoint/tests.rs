@@ -31,6 +31,7 @@ fn ctx(id: u32, hash: u8, config: TorrentConfig) -> Arc<TorrentCtx> {
         listen_port: 6881,
         budget: Arc::new(Budget::new(8 << 20)),
         read_pool: BufPool::new(16384, 4),
+        wanted: None,
     })
 }
 

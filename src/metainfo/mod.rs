@@ -144,6 +144,18 @@ impl Metainfo {
 }
 
 impl Info {
+    /// Gives the payload another name: the single file's, or the top
+    /// directory's of a multi-file torrent. (The info-hash stays the
+    /// torrent's: it is taken over the original bytes.)
+    pub fn rename(&mut self, name: &str) {
+        self.name = name.to_owned();
+        for f in &mut self.files {
+            if let Some(first) = f.path.first_mut() {
+                *first = name.to_owned();
+            }
+        }
+    }
+
     pub fn piece_count(&self) -> u32 {
         // Parsing checked that the count fits in u32.
         self.pieces.len() as u32

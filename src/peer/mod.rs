@@ -217,6 +217,15 @@ impl PeerState {
         }
     }
 
+    /// How many pieces the peer has.
+    pub fn piece_count(&self) -> u32 {
+        if self.has_all {
+            self.bitfield.len()
+        } else {
+            self.bitfield.count_ones()
+        }
+    }
+
     pub fn has(&self, piece: u32) -> bool {
         self.has_all || self.bitfield.get(piece)
     }

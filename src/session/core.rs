@@ -21,12 +21,12 @@ use crate::choker::{Candidate, Choker, PeerKey};
 use crate::endpoint::{ShardCommand, ShardEvent};
 use crate::metainfo::InfoHash;
 use crate::peer::PeerError;
-use crate::picker::{PeerPieces, Picker};
+use crate::picker::{PeerPieces, Picker, Priority};
 use crate::torrent::registry::{Registry, Verdict};
 use crate::torrent::smart_ban::SmartBan;
 use crate::torrent::{
-    Availability, Command, DiskError, Event, Offer, PeerIdent, ShardConn, ShardStats, TorrentCtx,
-    TorrentId,
+    Availability, Command, DiskError, Event, Offer, PeerIdent, PeerInfo, ShardConn, ShardStats,
+    TorrentCtx, TorrentId,
 };
 use crate::wire::PeerId;
 
@@ -76,6 +76,8 @@ pub struct TorrentStats {
     pub pieces_verified: u64,
     pub pieces_have: u32,
     pub pieces_total: u32,
+    /// Pieces wanted (of wanted files), had or not.
+    pub pieces_wanted: u32,
     pub peers: u64,
     pub peers_seen: u64,
     pub peers_banned: u64,
@@ -103,6 +105,7 @@ impl TorrentStats {
             pieces_verified: 0,
             pieces_have: 0,
             pieces_total,
+            pieces_wanted: pieces_total,
             peers: 0,
             peers_seen: 0,
             peers_banned: 0,
@@ -153,6 +156,8 @@ struct TorrentState {
     registry: Registry,
     choker: Choker,
     candidates: BTreeMap<PeerKey, Candidate>,
+    /// The same peers as `torrent-get` shows them.
+    peer_info: BTreeMap<PeerKey, PeerInfo>,
     smart_ban: SmartBan,
     /// Which shards hold each piece on lease.
     leases: HashMap<u32, Vec<usize>>,
@@ -172,7 +177,7 @@ struct TorrentState {
 
 impl TorrentState {
     fn seeding(&self) -> bool {
-        self.ctx.config.seed_only || self.have.is_full()
+        self.ctx.config.seed_only || self.ctx.done(&self.have)
     }
 
     fn total_conns(&self) -> usize {
@@ -271,14 +276,27 @@ impl SessionCore {
         }
     }
 
-    /// Carries a new torrent on every shard. `ctx.id` must be new.
-    pub fn add(&mut self, now: Instant, ctx: Arc<TorrentCtx>, have: Bitfield) {
+    /// Carries a new torrent on every shard: having `have`, its pieces of
+    /// `priorities` (`None`: all normal). `ctx.id` must be new.
+    pub fn add(
+        &mut self,
+        now: Instant,
+        ctx: Arc<TorrentCtx>,
+        have: Bitfield,
+        priorities: Option<&[Priority]>,
+    ) {
         let id = ctx.id;
         let seed = self.rng.u64(..);
-        let picker = (!ctx.config.seed_only && !have.is_full()).then(|| Picker::new(&have, seed));
+        let done = ctx.done(&have);
+        let picker = (!ctx.config.seed_only && !done)
+            .then(|| Picker::with_priorities(&have, priorities, seed));
         let mut stats = TorrentStats::empty(ctx.info.piece_count());
         stats.pieces_have = have.count_ones();
-        stats.complete = have.is_full();
+        stats.pieces_wanted = ctx
+            .wanted
+            .as_ref()
+            .map_or(ctx.info.piece_count(), |w| w.count_ones());
+        stats.complete = done;
         let shards = self.cfg.shards;
         let state = TorrentState {
             choker: Choker::new(ctx.config.choker, self.rng.u64(..)),
@@ -287,6 +305,7 @@ impl SessionCore {
             picker,
             registry: Registry::new(),
             candidates: BTreeMap::new(),
+            peer_info: BTreeMap::new(),
             smart_ban: SmartBan::default(),
             leases: HashMap::new(),
             conns: vec![0; shards],
@@ -342,6 +361,21 @@ impl SessionCore {
             ts.download_limit = down;
             self.rebalance_rates(now);
         }
+    }
+
+    /// A torrent's connected peers, as of their shards' last report.
+    pub fn peers(&self, t: TorrentId) -> Vec<PeerInfo> {
+        self.torrents
+            .get(&t)
+            .map(|ts| ts.peer_info.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Sets the session-wide rate limits (bytes per second; `None`: none).
+    pub fn set_session_limits(&mut self, now: Instant, up: Option<u64>, down: Option<u64>) {
+        self.cfg.upload_limit = up;
+        self.cfg.download_limit = down;
+        self.rebalance_rates(now);
     }
 
     pub fn stats(&self, t: TorrentId) -> Option<&TorrentStats> {
@@ -518,6 +552,7 @@ impl SessionCore {
                 if let Some(ts) = self.torrents.get_mut(&torrent) {
                     ts.registry.disconnected(now, addr, outgoing, peer_id, conn);
                     ts.candidates.remove(&conn.key());
+                    ts.peer_info.remove(&conn.key());
                     if let Some(at) = ts.registry.next_due() {
                         self.wake_at(at.max(now));
                     }
@@ -621,7 +656,7 @@ impl SessionCore {
                     }
                 }
             }
-            Event::Candidates {
+            Event::Peers {
                 torrent,
                 shard,
                 peers,
@@ -629,8 +664,11 @@ impl SessionCore {
                 if let Some(ts) = self.torrents.get_mut(&torrent) {
                     ts.candidates
                         .retain(|k, _| ShardConn::from_key(*k).shard != shard);
-                    for c in peers {
-                        ts.candidates.insert(c.key, c);
+                    ts.peer_info
+                        .retain(|k, _| ShardConn::from_key(*k).shard != shard);
+                    for p in peers {
+                        ts.candidates.insert(p.candidate.key, p.candidate);
+                        ts.peer_info.insert(p.candidate.key, p);
                     }
                     self.wake_at(now + TICK);
                 }
@@ -742,7 +780,7 @@ impl SessionCore {
         ts.stats.pieces_verified += 1;
         ts.stats.pieces_have = ts.have.count_ones();
         self.notices.push(Notice::PieceDone(t, piece));
-        let complete = ts.have.is_full();
+        let complete = ts.ctx.done(&ts.have);
         if complete {
             ts.stats.complete = true;
             ts.picker = None;

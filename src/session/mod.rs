@@ -33,11 +33,13 @@ use crate::engine::driver::{Driver, DriverConfig};
 use crate::engine::hasher::HashPool;
 use crate::engine::inbox::{Inbound, Inbox};
 use crate::metainfo::Metainfo;
+pub use crate::picker::Priority;
 use crate::resume::{ResumeState, store};
 use crate::storage::{OpenMode, Storage, StorageError, WriteMode};
+use crate::torrent::PeerInfo;
 use crate::torrent::config::MIN_PIECES_IN_FLIGHT;
 use crate::torrent::{Budget, TorrentConfig, TorrentCtx, TorrentId};
-use crate::tracker::client::{Announcer, Totals, TrackerConfig, TrackerSetup};
+use crate::tracker::client::{Announcer, Totals, TrackerConfig, TrackerSetup, TrackerStat};
 use crate::wire::PeerId;
 use resume::{SaveTarget, Saver};
 
@@ -124,6 +126,92 @@ pub struct AddTorrent {
     pub peers: Vec<SocketAddr>,
     pub upload_limit: Option<u64>,
     pub download_limit: Option<u64>,
+    /// Each file's priority (`Priority::Skip`: not wanted); `None`: every
+    /// file at normal priority.
+    pub files: Option<Vec<Priority>>,
+    /// Check the data even if resume state vouches for it.
+    pub force_check: bool,
+    /// Another name for the payload (`DIR/<name>`) than the torrent's.
+    pub name: Option<String>,
+    /// Trackers to use instead of the torrent's (tiers of URLs).
+    pub trackers: Option<Vec<Vec<String>>>,
+}
+
+impl AddTorrent {
+    /// A torrent with the defaults: every file wanted, its own name and
+    /// trackers, resume state trusted.
+    pub fn new(metainfo: Metainfo, dir: PathBuf, mode: Mode) -> AddTorrent {
+        AddTorrent {
+            metainfo,
+            dir,
+            mode,
+            peers: Vec::new(),
+            upload_limit: None,
+            download_limit: None,
+            files: None,
+            force_check: false,
+            name: None,
+            trackers: None,
+        }
+    }
+}
+
+/// Each piece's priority from its files' (the highest of the files it
+/// touches; pad files do not count), and the pieces wanted.
+fn piece_priorities(info: &crate::metainfo::Info, files: &[Priority]) -> (Vec<Priority>, Bitfield) {
+    let mut pr = vec![Priority::Skip; info.piece_count() as usize];
+    for (i, f) in info.files.iter().enumerate() {
+        if f.attr.pad {
+            continue;
+        }
+        let p = files.get(i).copied().unwrap_or_default();
+        for piece in info.file_pieces(i) {
+            let slot = &mut pr[piece as usize];
+            *slot = (*slot).max(p);
+        }
+    }
+    let mut wanted = Bitfield::new(info.piece_count());
+    for (i, p) in pr.iter().enumerate() {
+        if *p != Priority::Skip {
+            wanted.set(i as u32);
+        }
+    }
+    (pr, wanted)
+}
+
+#[cfg(test)]
+#[test]
+fn file_priorities_become_piece_priorities() {
+    use crate::metainfo::{FileAttr, FileEntry, Info};
+    let file = |name: &str, offset: u64, length: u64| FileEntry {
+        path: vec!["top".into(), name.into()],
+        length,
+        offset,
+        attr: FileAttr::default(),
+    };
+    // Pieces of 10 bytes: a = 0..15 (pieces 0, 1), b = 15..35 (1, 2, 3), c = 35..40 (3).
+    let info = Info {
+        name: "top".into(),
+        piece_length: 10,
+        pieces: vec![[0; 20]; 4],
+        files: vec![file("a", 0, 15), file("b", 15, 20), file("c", 35, 5)],
+        private: false,
+        multi_file: true,
+        total_length: 40,
+    };
+    let (pr, wanted) = piece_priorities(&info, &[Priority::High, Priority::Skip, Priority::Low]);
+    // A piece shared by a wanted and an unwanted file is wanted, at the
+    // wanted file's priority.
+    assert_eq!(
+        pr,
+        [
+            Priority::High,
+            Priority::High,
+            Priority::Skip,
+            Priority::Low
+        ]
+    );
+    assert_eq!(wanted.ones().collect::<Vec<_>>(), [0, 1, 3]);
 }
 
 /// What adding a torrent found.
@@ -180,6 +268,9 @@ pub enum CoordMsg {
     Peers(TorrentId, Vec<SocketAddr>),
     Announced(TorrentId, bool),
     SetLimits(TorrentId, Option<u64>, Option<u64>),
+    SessionLimits(Option<u64>, Option<u64>),
+    Reannounce(TorrentId),
+    TrackerStats(TorrentId, Vec<TrackerStat>),
     /// A resume save found the payload gone.
     SaveFailed(TorrentId, String),
     /// A shard's loop has ended.
@@ -196,6 +287,7 @@ pub struct Adding {
     peers: Vec<SocketAddr>,
     tiers: Vec<Vec<String>>,
     limits: (Option<u64>, Option<u64>),
+    priorities: Option<Vec<Priority>>,
 }
 
 /// Counters of the whole session, at the end.
@@ -210,12 +302,15 @@ pub struct SessionReport {
     pub announces: HashMap<TorrentId, (u64, u64)>,
 }
 
-/// What the coordinator publishes for `Session::stats`.
+/// What the coordinator publishes for `Session::stats` and the like.
 #[derive(Default)]
 struct Published {
     stats: HashMap<TorrentId, TorrentStats>,
     /// Tracker announces and failures per torrent.
     announces: HashMap<TorrentId, (u64, u64)>,
+    trackers: HashMap<TorrentId, Vec<TrackerStat>>,
+    peers: HashMap<TorrentId, Vec<PeerInfo>>,
+    have: HashMap<TorrentId, Bitfield>,
 }
 
 pub struct Session {
@@ -398,6 +493,39 @@ impl Session {
         lock(&self.published).stats.get(&id).cloned()
     }
 
+    /// A torrent's connected peers (refreshed about once a second).
+    pub fn peers(&self, id: TorrentId) -> Vec<PeerInfo> {
+        lock(&self.published)
+            .peers
+            .get(&id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// What each of a torrent's trackers said last.
+    pub fn trackers(&self, id: TorrentId) -> Vec<TrackerStat> {
+        lock(&self.published)
+            .trackers
+            .get(&id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// A torrent's verified and written pieces.
+    pub fn have(&self, id: TorrentId) -> Option<Bitfield> {
+        lock(&self.published).have.get(&id).cloned()
+    }
+
+    /// Sets the session-wide rate limits, bytes per second (`None`: none).
+    pub fn set_session_limits(&self, up: Option<u64>, down: Option<u64>) {
+        let _ = self.to_coordinator.send(CoordMsg::SessionLimits(up, down));
+    }
+
+    /// Announces a torrent to its trackers now.
+    pub fn reannounce(&self, id: TorrentId) {
+        let _ = self.to_coordinator.send(CoordMsg::Reannounce(id));
+    }
+
     /// Tracker announces and failures of a torrent so far.
     pub fn announces(&self, id: TorrentId) -> (u64, u64) {
         lock(&self.published)
@@ -412,12 +540,27 @@ impl Session {
     pub fn add(&self, t: AddTorrent) -> Result<Added, SessionError> {
         let start = Instant::now();
         let id = TorrentId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let info = Arc::new(t.metainfo.info.clone());
+        let mut info = t.metainfo.info.clone();
+        if let Some(name) = &t.name {
+            info.rename(name);
+        }
+        let info = Arc::new(info);
         let open_mode = match t.mode {
             Mode::Seed => OpenMode::Seed,
             Mode::Fetch => OpenMode::Fetch,
         };
-        let mut storage = Storage::open(&info, &t.dir, open_mode)?;
+        let selection = t
+            .files
+            .as_ref()
+            .filter(|f| f.iter().any(|p| *p != Priority::Normal))
+            .map(|f| piece_priorities(&info, f));
+        // Files to create: those holding a wanted piece.
+        let needed: Option<Vec<bool>> = selection.as_ref().map(|(_, wanted)| {
+            (0..info.files.len())
+                .map(|i| info.file_pieces(i).any(|p| wanted.get(p)))
+                .collect()
+        });
+        let mut storage = Storage::open_some(&info, &t.dir, open_mode, needed.as_deref())?;
         storage.share_dir(&mut lock(&self.dirs));
         let storage = Arc::new(storage);
         // Where this payload's resume state lives, if resume state is on.
@@ -443,7 +586,7 @@ impl Session {
             None => None,
         };
         let trusted = match &resume {
-            Some((trust, target)) if *trust || t.mode != Mode::Seed => {
+            Some((trust, target)) if !t.force_check && (*trust || t.mode != Mode::Seed) => {
                 resumed(&t, &info, &storage, target)
             }
             _ => None,
@@ -498,14 +641,19 @@ impl Session {
             config,
             listen_port: self.port,
             budget: self.budget.clone(),
+            wanted: selection.as_ref().map(|(_, w)| Arc::new(w.clone())),
         });
         let adding = Adding {
             have: have.clone(),
             storage,
             save,
             peers: t.peers,
-            tiers: t.metainfo.tracker_tiers(),
+            tiers: t
+                .trackers
+                .clone()
+                .unwrap_or_else(|| t.metainfo.tracker_tiers()),
             limits: (t.upload_limit, t.download_limit),
+            priorities: selection.map(|(p, _)| p),
             ctx,
         };
         self.to_coordinator
@@ -731,6 +879,15 @@ impl Coordinator {
                 }
             }
             CoordMsg::SetLimits(t, up, down) => self.core.set_limits(now, t, up, down),
+            CoordMsg::SessionLimits(up, down) => self.core.set_session_limits(now, up, down),
+            CoordMsg::Reannounce(t) => {
+                if let Some(a) = &self.announcer {
+                    a.reannounce(u64::from(t.0));
+                }
+            }
+            CoordMsg::TrackerStats(t, stats) => {
+                lock(&self.published).trackers.insert(t, stats);
+            }
             CoordMsg::SaveFailed(t, why) => {
                 let _ = self.events.send(SessionEvent::Failed(t, why));
             }
@@ -749,7 +906,7 @@ impl Coordinator {
             self.saves.insert(t, s);
         }
         let ctx = a.ctx.clone();
-        self.core.add(now, a.ctx, a.have);
+        self.core.add(now, a.ctx, a.have, a.priorities.as_deref());
         self.core.set_limits(now, t, a.limits.0, a.limits.1);
         self.core.add_peers(now, t, &a.peers);
         // Published before the first announce, which reports what is left.
@@ -762,6 +919,7 @@ impl Coordinator {
             let published = self.published.clone();
             let to_self = self.to_self.clone();
             let to_self2 = self.to_self.clone();
+            let to_self3 = self.to_self.clone();
             let total = ctx.info.total_length;
             let piece = u64::from(ctx.info.piece_length);
             ann.add(
@@ -792,6 +950,9 @@ impl Coordinator {
                     on_result: Box::new(move |_, r| {
                         let _ = to_self2.send(CoordMsg::Announced(t, r.is_ok()));
                     }),
+                    on_stats: Some(Box::new(move |stats| {
+                        let _ = to_self3.send(CoordMsg::TrackerStats(t, stats));
+                    })),
                 },
             );
         }
@@ -845,7 +1006,11 @@ impl Coordinator {
                     self.save_one(t);
                     self.storages.remove(&t);
                     self.saves.remove(&t);
-                    lock(&self.published).stats.remove(&t);
+                    let mut p = lock(&self.published);
+                    p.stats.remove(&t);
+                    p.peers.remove(&t);
+                    p.have.remove(&t);
+                    p.trackers.remove(&t);
                     let _ = self.events.send(SessionEvent::Removed(t));
                 }
             }
@@ -864,6 +1029,10 @@ impl Coordinator {
         for t in changed {
             if let Some(s) = self.core.stats(t) {
                 p.stats.insert(t, s.clone());
+                p.peers.insert(t, self.core.peers(t));
+            }
+            if let Some(h) = self.core.have(t) {
+                p.have.insert(t, h.clone());
             }
         }
         p.announces.clone_from(&self.announces);

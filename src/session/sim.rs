@@ -198,6 +198,18 @@ impl Sim {
         data: Option<&[u8]>,
         config: TorrentConfig,
     ) -> TorrentId {
+        self.add_torrent_with(node, info, data, config, None)
+    }
+
+    /// Like `add_torrent`, with each piece's priority.
+    pub fn add_torrent_with(
+        &mut self,
+        node: usize,
+        info: &Arc<Info>,
+        data: Option<&[u8]>,
+        config: TorrentConfig,
+        priorities: Option<Vec<crate::picker::Priority>>,
+    ) -> TorrentId {
         let now = self.now;
         let n = &mut self.nodes[node];
         let id = TorrentId(n.next_id);
@@ -217,13 +229,22 @@ impl Sim {
             listen_port: n.addr.port(),
             budget: n.budget.clone(),
             read_pool: BufPool::new(unit, 16),
+            wanted: priorities.as_ref().map(|pr| {
+                let mut w = Bitfield::new(info.piece_count());
+                for (i, p) in pr.iter().enumerate() {
+                    if *p != crate::picker::Priority::Skip {
+                        w.set(i as u32);
+                    }
+                }
+                Arc::new(w)
+            }),
         });
         n.disks.insert(
             id,
             data.map_or_else(|| vec![0; info.total_length as usize], <[u8]>::to_vec),
         );
         n.ctxs.insert(id, ctx.clone());
-        n.core.add(now, ctx, have);
+        n.core.add(now, ctx, have, priorities.as_deref());
         id
     }
 

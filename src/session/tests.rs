@@ -280,6 +280,63 @@ fn upload_slots_are_shared_by_every_torrent_of_a_session() {
 }
 
 #[test]
+fn only_wanted_pieces_are_fetched_and_high_priority_ones_first() {
+    use crate::picker::Priority;
+    let _g = SeedGuard(9);
+    let mut sim = Sim::new(9);
+    let link = LinkSpec {
+        latency: Duration::from_millis(2),
+        bandwidth: 4 << 20,
+        loss: 0.0,
+    };
+    let data = payload(64 * 16 * 1024, 9);
+    let info = Arc::new(info("select", &data, 16 * 1024));
+    let seed = sim.add_node(1, link);
+    sim.add_torrent(seed, &info, Some(&data), seed_cfg());
+    let leech = sim.add_node(2, link);
+    // Pieces 0..16 skipped, 16..32 low, 32..48 skipped, 48..64 high.
+    let pr: Vec<Priority> = (0..64)
+        .map(|i| match i / 16 {
+            0 | 2 => Priority::Skip,
+            1 => Priority::Low,
+            _ => Priority::High,
+        })
+        .collect();
+    let lt = sim.add_torrent_with(leech, &info, None, cfg(), Some(pr));
+    sim.introduce(leech, lt, seed);
+    assert!(sim.run_until(Duration::from_secs(60), |s| {
+        s.nodes[leech]
+            .notices
+            .contains(&super::Notice::Complete(lt))
+    }));
+    let have = sim.nodes[leech].core.have(lt).unwrap();
+    let got: Vec<u32> = have.ones().collect();
+    assert_eq!(
+        got,
+        (16..32).chain(48..64).collect::<Vec<_>>(),
+        "exactly the wanted pieces"
+    );
+    let disk = &sim.nodes[leech].disks[&lt];
+    let piece = 16 * 1024;
+    assert!(disk[16 * piece..32 * piece] == data[16 * piece..32 * piece]);
+    assert!(disk[48 * piece..] == data[48 * piece..]);
+    assert!(
+        disk[..16 * piece].iter().all(|&b| b == 0),
+        "skipped pieces never came"
+    );
+    // High before low: the pieces done first are high-priority ones.
+    let done: Vec<u32> = sim.nodes[leech]
+        .notices
+        .iter()
+        .filter_map(|n| match n {
+            super::Notice::PieceDone(t, p) if *t == lt => Some(*p),
+            _ => None,
+        })
+        .collect();
+    assert!(done[..8].iter().all(|&p| p >= 48), "{done:?}");
+}
+
+#[test]
 fn slow_lossy_links_still_deliver_every_byte() {
     let _g = SeedGuard(7);
     let mut sim = Sim::new(7);

@@ -112,9 +112,20 @@ impl std::fmt::Debug for Storage {
 
 impl Storage {
     pub fn open(info: &Info, dir: &Path, mode: OpenMode) -> Result<Storage, StorageError> {
+        Self::open_some(info, dir, mode, None)
+    }
+
+    /// Like `open`; for a download, only the files `needed` says are
+    /// created (the others are left alone: `None` means all).
+    pub fn open_some(
+        info: &Info,
+        dir: &Path,
+        mode: OpenMode,
+        needed: Option<&[bool]>,
+    ) -> Result<Storage, StorageError> {
         match mode {
             OpenMode::Seed => open_seed(info, dir),
-            OpenMode::Fetch => open_fetch(info, dir),
+            OpenMode::Fetch => open_fetch(info, dir, needed),
         }
     }
 
@@ -384,7 +395,8 @@ fn open_seed(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
     })
 }
 
-fn open_fetch(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
+fn open_fetch(info: &Info, dir: &Path, needed: Option<&[bool]>) -> Result<Storage, StorageError> {
+    let needed = |i: usize| needed.is_none_or(|n| n.get(i).copied().unwrap_or(true));
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let dir_fd: OwnedFd = rustix::fs::open(
         dir,
@@ -395,7 +407,8 @@ fn open_fetch(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
 
     // Space first: nothing is created for a torrent that cannot fit.
     let mut existing = 0u64;
-    for f in info.files.iter().filter(|f| f.is_stored()) {
+    let wanted = |(i, f): &(usize, &crate::metainfo::FileEntry)| f.is_stored() && needed(*i);
+    for (_, f) in info.files.iter().enumerate().filter(wanted) {
         if let Ok(st) = stat_nofollow(&dir_fd, &f.path)
             && st.is_file()
         {
@@ -405,8 +418,9 @@ fn open_fetch(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
     let stored: u64 = info
         .files
         .iter()
-        .filter(|f| f.is_stored())
-        .map(|f| f.length)
+        .enumerate()
+        .filter(wanted)
+        .map(|(_, f)| f.length)
         .sum();
     let need = stored.saturating_sub(existing);
     let vfs = rustix::fs::fstatvfs(&dir_fd).map_err(|e| io_err(dir)(e.into()))?;
@@ -423,10 +437,19 @@ fn open_fetch(info: &Info, dir: &Path) -> Result<Storage, StorageError> {
     let mut present = Vec::with_capacity(info.files.len());
     let mut preexisting = Vec::with_capacity(info.files.len());
     let mut direct = None;
-    for f in &info.files {
+    for (i, f) in info.files.iter().enumerate() {
         if !f.is_stored() {
             present.push(false);
             preexisting.push(false);
+            continue;
+        }
+        if !needed(i) {
+            // Not created; one already there in full (wanted once) stays
+            // readable, so its pieces are still seeded.
+            let there = stat_nofollow(&dir_fd, &f.path)
+                .is_ok_and(|st| st.is_file() && st.size == f.length && f.length > 0);
+            present.push(there);
+            preexisting.push(there);
             continue;
         }
         let (name, parents) = f.path.split_last().expect("paths are never empty");

@@ -154,9 +154,33 @@ pub struct TorrentCtx {
     /// Buffers for read units of this torrent's pieces (uploads), returned
     /// when the sends that use them complete.
     pub read_pool: Arc<BufPool>,
+    /// The pieces to download (`None`: all). Pieces only of unwanted files
+    /// are neither asked for nor needed to be done.
+    pub wanted: Option<Arc<Bitfield>>,
 }
 
 impl TorrentCtx {
+    /// Whether `have` holds every wanted piece.
+    pub fn done(&self, have: &Bitfield) -> bool {
+        match &self.wanted {
+            None => have.is_full(),
+            Some(w) => have.contains(w),
+        }
+    }
+
+    /// Whether a peer with `pieces` has a wanted piece `have` lacks.
+    pub fn wants_from(&self, have: &Bitfield, pieces: crate::picker::PeerPieces<'_>) -> bool {
+        match (pieces, &self.wanted) {
+            (crate::picker::PeerPieces::All, _) => !self.done(have),
+            (crate::picker::PeerPieces::Some(b), None) => have.lacks_any_of(b),
+            (crate::picker::PeerPieces::Some(b), Some(w)) => have.lacks_any_of_masked(b, w),
+        }
+    }
+
+    /// Whether piece `p` is wanted.
+    pub fn wants(&self, p: u32) -> bool {
+        self.wanted.as_ref().is_none_or(|w| w.get(p))
+    }
     /// Bytes one download reserves from the budget.
     pub fn piece_reservation(&self) -> u64 {
         u64::from(self.info.piece_length)
@@ -316,11 +340,12 @@ pub enum Event {
         piece: u32,
         digests: Vec<[u8; 20]>,
     },
-    /// This second's choker candidates of a torrent on a shard.
-    Candidates {
+    /// This second's peers of a torrent on a shard (the choker's
+    /// candidates, and what `torrent-get` shows of each peer).
+    Peers {
         torrent: TorrentId,
         shard: usize,
-        peers: Vec<Candidate>,
+        peers: Vec<PeerInfo>,
     },
     /// Counters since the last report.
     Stats {
@@ -351,11 +376,27 @@ impl Event {
             | Event::PieceDone { torrent, .. }
             | Event::HashFailed { torrent, .. }
             | Event::SuspectPassed { torrent, .. }
-            | Event::Candidates { torrent, .. }
+            | Event::Peers { torrent, .. }
             | Event::Stats { torrent, .. }
             | Event::Fatal { torrent, .. } => *torrent,
         }
     }
+}
+
+/// A connected peer, as the coordinator (and `torrent-get`) sees it.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub addr: SocketAddr,
+    pub incoming: bool,
+    /// From its BEP 10 handshake.
+    pub client: String,
+    pub candidate: Candidate,
+    /// We choke it / are interested in it / it chokes us.
+    pub am_choking: bool,
+    pub am_interested: bool,
+    pub peer_choking: bool,
+    /// Fraction of the pieces it has.
+    pub progress: f32,
 }
 
 /// What the coordinator tells a torrent on a shard.

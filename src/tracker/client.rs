@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::tiers::Tiers;
 use super::udp::{self, Reply, Step, UdpTracker};
-use super::{AnnounceRequest, AnnounceResponse, Event, TrackerError, http};
+use super::{AnnounceRequest, AnnounceResponse, Event, ScrapeStats, TrackerError, http};
 use crate::metainfo::InfoHash;
 use crate::wire::PeerId;
 
@@ -47,6 +47,31 @@ impl Default for TrackerConfig {
     }
 }
 
+/// What one tracker said last, for `trackerStats` and `ringtorrent health`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrackerStat {
+    pub url: String,
+    pub tier: usize,
+    /// Unix seconds of the last announce, and whether it worked.
+    pub last_announce: Option<(u64, bool)>,
+    /// Peers the last answer gave, or why it failed.
+    pub last_peers: u32,
+    pub last_error: Option<String>,
+    /// Unix seconds of the next announce (the whole torrent's).
+    pub next_announce: u64,
+    /// The tracker's own counts of the swarm: from a scrape (or, lacking
+    /// one, the announce's), `None` until known.
+    pub seeders: Option<u32>,
+    pub leechers: Option<u32>,
+    pub downloads: Option<u32>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Transfer totals for announces.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Totals {
@@ -68,6 +93,8 @@ pub struct TrackerSetup {
     pub on_peers: Box<dyn FnMut(Vec<SocketAddr>) + Send>,
     /// Told about every announce outcome (for counters and `--json`).
     pub on_result: ResultHook,
+    /// Told what every tracker said, after each round.
+    pub on_stats: Option<Box<dyn FnMut(Vec<TrackerStat>) + Send>>,
 }
 
 /// Threads announcing at once.
@@ -157,6 +184,14 @@ impl Announcer {
         self.shared.wake.notify_all();
     }
 
+    /// Announces now (a user asked for it).
+    pub fn reannounce(&self, key: u64) {
+        if let Some(e) = self.shared.lock().entries.get_mut(&key) {
+            e.next = Instant::now();
+        }
+        self.shared.wake.notify_all();
+    }
+
     /// Stops announcing a torrent (after a `stopped` announce).
     pub fn remove(&self, key: u64) {
         if let Some(e) = self.shared.lock().entries.get_mut(&key) {
@@ -239,6 +274,17 @@ fn run(shared: &Shared) {
         }
         let cfg = worker.setup.config.clone();
         let result = worker.announce(event, None, &shared.interrupt);
+        let next = match &result {
+            Ok(resp) => {
+                let interval = u64::from(resp.min_interval.unwrap_or(0).max(resp.interval))
+                    .max(cfg.min_interval.as_secs());
+                unix_now() + interval
+            }
+            Err(_) => unix_now(),
+        };
+        if worker.setup.on_stats.is_some() {
+            worker.scrape_and_report(next);
+        }
         let mut s = shared.lock();
         let Some(e) = s.entries.get_mut(&key) else {
             continue;
@@ -281,6 +327,8 @@ struct Worker {
     tracker_id: Option<Vec<u8>>,
     /// The tracker that last answered: `stopped` goes there.
     last_good: Option<String>,
+    /// What each tracker said last.
+    stats: Vec<TrackerStat>,
 }
 
 impl Worker {
@@ -289,6 +337,18 @@ impl Worker {
             .timeout(setup.config.http_timeout)
             .user_agent(concat!("ringtorrent/", env!("CARGO_PKG_VERSION")))
             .build();
+        let stats = setup
+            .tiers
+            .iter()
+            .enumerate()
+            .flat_map(|(tier, urls)| {
+                urls.iter().map(move |url| TrackerStat {
+                    url: url.clone(),
+                    tier,
+                    ..TrackerStat::default()
+                })
+            })
+            .collect();
         Worker {
             tiers: Tiers::new(setup.tiers.clone()),
             setup,
@@ -297,6 +357,7 @@ impl Worker {
             key: fastrand::u32(..),
             tracker_id: None,
             last_good: None,
+            stats,
         }
     }
 
@@ -327,7 +388,9 @@ impl Worker {
             .map(|(t, i, u)| (t, i, u.to_owned()))
             .collect();
         for (tier, index, url) in order {
-            match self.announce_one(&url, event, deadline, Some(interrupt)) {
+            let result = self.announce_one(&url, event, deadline, Some(interrupt));
+            self.note(&url, &result);
+            match result {
                 Ok(resp) => {
                     self.tiers.promote(tier, index);
                     self.last_good = Some(url.clone());
@@ -353,6 +416,83 @@ impl Worker {
             }
         }
         Err(Interrupted::Failed)
+    }
+
+    /// Records an announce's outcome for the tracker's stats.
+    fn note(&mut self, url: &str, result: &Result<AnnounceResponse, Outcome>) {
+        let Some(st) = self.stats.iter_mut().find(|s| s.url == url) else {
+            return;
+        };
+        match result {
+            Ok(r) => {
+                st.last_announce = Some((unix_now(), true));
+                st.last_peers = r.peers.len() as u32;
+                st.last_error = None;
+                st.seeders = r.seeders.or(st.seeders);
+                st.leechers = r.leechers.or(st.leechers);
+            }
+            Err(Outcome::Error(e)) => {
+                st.last_announce = Some((unix_now(), false));
+                st.last_error = Some(e.to_string());
+            }
+            Err(Outcome::Interrupted(_)) => {}
+        }
+    }
+
+    /// Asks the tracker that answered last for the swarm's counts, and
+    /// reports every tracker's stats (`next` in Unix seconds).
+    fn scrape_and_report(&mut self, next: u64) {
+        if let Some(url) = self.last_good.clone() {
+            match self.scrape_one(&url) {
+                Ok(s) => {
+                    if let Some(st) = self.stats.iter_mut().find(|x| x.url == url) {
+                        st.seeders = Some(s.seeders);
+                        st.leechers = Some(s.leechers);
+                        st.downloads = Some(s.completed);
+                    }
+                }
+                Err(e) => log::debug!("tracker {url}: scrape: {e}"),
+            }
+        }
+        for st in &mut self.stats {
+            st.next_announce = next;
+        }
+        if let Some(f) = self.setup.on_stats.as_mut() {
+            f(self.stats.clone());
+        }
+    }
+
+    /// One scrape of `url` for this torrent (BEP 48 over HTTP, BEP 15 over UDP).
+    fn scrape_one(&mut self, url: &str) -> Result<ScrapeStats, TrackerError> {
+        let hash = self.setup.info_hash;
+        if url.starts_with("http://") || url.starts_with("https://") {
+            let Some(full) = http::scrape_url(url, &hash) else {
+                return Err(TrackerError::UnsupportedUrl(url.to_owned()));
+            };
+            let resp = self
+                .agent
+                .get(&full)
+                .call()
+                .map_err(|e| TrackerError::Io(e.to_string()))?;
+            let mut body = Vec::new();
+            resp.into_reader()
+                .take(http::MAX_RESPONSE as u64)
+                .read_to_end(&mut body)
+                .map_err(|e| TrackerError::Io(e.to_string()))?;
+            http::parse_scrape(&body, &hash)
+        } else if let Some(rest) = url.strip_prefix("udp://") {
+            let deadline = Instant::now() + self.setup.config.http_timeout;
+            match self.udp(url, rest, udp::Request::Scrape(hash), Some(deadline), None) {
+                Ok(Reply::Scrape(s)) => Ok(s),
+                Ok(Reply::Announce(_)) => {
+                    Err(TrackerError::BadPacket("announce reply to a scrape"))
+                }
+                Err(Outcome::Error(e)) => Err(e),
+                Err(Outcome::Interrupted(_)) => Err(TrackerError::TimedOut(0)),
+            }
+        } else {
+            Err(TrackerError::UnsupportedUrl(url.to_owned()))
+        }
     }
 
     fn request(&self, event: Event) -> AnnounceRequest {
@@ -386,7 +526,12 @@ impl Worker {
         if url.starts_with("http://") || url.starts_with("https://") {
             self.http(url, &req, deadline)
         } else if let Some(rest) = url.strip_prefix("udp://") {
-            self.udp(url, rest, req, deadline, interrupt)
+            match self.udp(url, rest, udp::Request::Announce(req), deadline, interrupt)? {
+                Reply::Announce(r) => Ok(r),
+                Reply::Scrape(_) => Err(Outcome::Error(TrackerError::BadPacket(
+                    "scrape reply to an announce",
+                ))),
+            }
         } else {
             Err(Outcome::Error(TrackerError::UnsupportedUrl(url.to_owned())))
         }
@@ -436,10 +581,10 @@ impl Worker {
         &mut self,
         url: &str,
         rest: &str,
-        req: AnnounceRequest,
+        req: udp::Request,
         deadline: Option<Instant>,
         interrupt: Option<&AtomicBool>,
-    ) -> Result<AnnounceResponse, Outcome> {
+    ) -> Result<Reply, Outcome> {
         let io = |e: std::io::Error| Outcome::Error(TrackerError::Io(e.to_string()));
         let hostport = rest.split('/').next().unwrap_or(rest);
         let addr = hostport
@@ -460,16 +605,11 @@ impl Worker {
             .entry(url.to_owned())
             .or_insert_with(|| UdpTracker::new(cfg.udp_timeout, cfg.udp_attempts, addr.is_ipv6()));
         let now = Instant::now();
-        let mut step = client.start(now, udp::Request::Announce(req));
+        let mut step = client.start(now, req);
         let mut buf = [0u8; 8192];
         loop {
             let wait_until = match step {
-                Step::Done(Reply::Announce(r)) => return Ok(r),
-                Step::Done(Reply::Scrape(_)) => {
-                    return Err(Outcome::Error(TrackerError::BadPacket(
-                        "scrape reply to an announce",
-                    )));
-                }
+                Step::Done(r) => return Ok(r),
                 Step::Send(ref packet, d) => {
                     sock.send(packet).map_err(io)?;
                     d

@@ -22,15 +22,12 @@ const LEASE_BATCH: u32 = 2;
 
 impl TorrentShard {
     fn wants_pieces(&self) -> bool {
-        !self.shutting_down && !self.ctx.config.seed_only && !self.have.is_full()
+        !self.shutting_down && !self.ctx.config.seed_only && !self.ctx.done(&self.have)
     }
 
-    /// Whether the peer has a piece we lack.
+    /// Whether the peer has a wanted piece we lack.
     fn interesting(&self, p: PeerPieces<'_>) -> bool {
-        match p {
-            PeerPieces::All => !self.have.is_full(),
-            PeerPieces::Some(b) => self.have.lacks_any_of(b),
-        }
+        self.ctx.wants_from(&self.have, p)
     }
 
     /// The peer's piece set arrived: tell the picker, and see whether it has
@@ -48,7 +45,7 @@ impl TorrentShard {
         let is_seed = c.peer.is_seed();
         let interesting = self.interesting(c.peer.pieces());
         self.events.push(Event::Availability { torrent, change });
-        if self.have.is_full() && is_seed {
+        if self.ctx.done(&self.have) && is_seed {
             self.close(now, id, PeerError::NothingToDo);
             return;
         }
@@ -62,13 +59,17 @@ impl TorrentShard {
             torrent: self.ctx.id,
             change: crate::torrent::Availability::Have(piece),
         });
-        let complete = self.have.is_full();
+        let complete = self.ctx.done(&self.have);
         let Some(c) = self.conns.get(&id) else { return };
         if complete && c.peer.is_seed() {
             self.close(now, id, PeerError::NothingToDo);
             return;
         }
-        if !c.peer.am_interested && !self.have.get(piece) && self.wants_pieces() {
+        if !c.peer.am_interested
+            && !self.have.get(piece)
+            && self.ctx.wants(piece)
+            && self.wants_pieces()
+        {
             self.become_interested(id);
         }
         self.fill(now, id);
@@ -539,7 +540,7 @@ impl TorrentShard {
     /// we have.
     fn announce_have(&mut self, now: Instant, piece: u32) {
         self.suspects.remove(&piece);
-        let complete = self.have.is_full();
+        let complete = self.ctx.done(&self.have);
         for id in self.conn_ids() {
             let Some(c) = self.conns.get(&id) else {
                 continue;

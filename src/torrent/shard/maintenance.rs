@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use super::TorrentShard;
 use crate::choker::Candidate;
 use crate::peer::PeerError;
-use crate::torrent::{ConnId, Event};
+use crate::torrent::{ConnId, Event, PeerInfo};
 use crate::wire::{BLOCK_SIZE, Message};
 
 impl TorrentShard {
@@ -155,17 +155,27 @@ impl TorrentShard {
                 continue;
             };
             let p = &c.peer;
-            candidates.push(Candidate {
-                key: self.shard_conn(id).key(),
-                interested: p.peer_interested,
-                download_rate: p.down.per_second(),
-                upload_rate: p.up.per_second(),
-                snubbed: p.snubbed,
-                is_seed: p.is_seed(),
+            let pieces = self.ctx.info.piece_count().max(1);
+            candidates.push(PeerInfo {
+                addr: p.addr,
+                incoming: !p.outgoing,
+                client: p.client().to_owned(),
+                candidate: Candidate {
+                    key: self.shard_conn(id).key(),
+                    interested: p.peer_interested,
+                    download_rate: p.down.per_second(),
+                    upload_rate: p.up.per_second(),
+                    snubbed: p.snubbed,
+                    is_seed: p.is_seed(),
+                },
+                am_choking: p.am_choking,
+                am_interested: p.am_interested,
+                peer_choking: p.peer_choking,
+                progress: p.piece_count() as f32 / pieces as f32,
             });
         }
         if !candidates.is_empty() {
-            self.events.push(Event::Candidates {
+            self.events.push(Event::Peers {
                 torrent: self.ctx.id,
                 shard: self.shard,
                 peers: candidates,
