@@ -283,7 +283,10 @@ fn run(shared: &Shared) {
             Err(_) => unix_now(),
         };
         if worker.setup.on_stats.is_some() {
-            worker.scrape_and_report(next);
+            // Not after `completed`: the next announce is `stopped`, and a
+            // slow scrape must not hold it up.
+            let scrape = event != Event::Completed;
+            worker.scrape_and_report(next, scrape, &shared.interrupt);
         }
         let mut s = shared.lock();
         let Some(e) = s.entries.get_mut(&key) else {
@@ -329,7 +332,12 @@ struct Worker {
     last_good: Option<String>,
     /// What each tracker said last.
     stats: Vec<TrackerStat>,
+    last_scrape: Option<Instant>,
 }
+
+/// How often a torrent's tracker is scraped (announces carry the counts
+/// too, where the tracker sends them).
+const SCRAPE_EVERY: Duration = Duration::from_secs(300);
 
 impl Worker {
     fn new(setup: TrackerSetup) -> Worker {
@@ -358,6 +366,7 @@ impl Worker {
             tracker_id: None,
             last_good: None,
             stats,
+            last_scrape: None,
         }
     }
 
@@ -439,11 +448,16 @@ impl Worker {
         }
     }
 
-    /// Asks the tracker that answered last for the swarm's counts, and
-    /// reports every tracker's stats (`next` in Unix seconds).
-    fn scrape_and_report(&mut self, next: u64) {
-        if let Some(url) = self.last_good.clone() {
-            match self.scrape_one(&url) {
+    /// Asks the tracker that answered last for the swarm's counts (at most
+    /// every [`SCRAPE_EVERY`], and only if `scrape`), and reports every
+    /// tracker's stats (`next` in Unix seconds).
+    fn scrape_and_report(&mut self, next: u64, scrape: bool, interrupt: &AtomicBool) {
+        let due = self
+            .last_scrape
+            .is_none_or(|at| at.elapsed() >= SCRAPE_EVERY);
+        if let Some(url) = self.last_good.clone().filter(|_| scrape && due) {
+            self.last_scrape = Some(Instant::now());
+            match self.scrape_one(&url, interrupt) {
                 Ok(s) => {
                     if let Some(st) = self.stats.iter_mut().find(|x| x.url == url) {
                         st.seeders = Some(s.seeders);
@@ -463,7 +477,11 @@ impl Worker {
     }
 
     /// One scrape of `url` for this torrent (BEP 48 over HTTP, BEP 15 over UDP).
-    fn scrape_one(&mut self, url: &str) -> Result<ScrapeStats, TrackerError> {
+    fn scrape_one(
+        &mut self,
+        url: &str,
+        interrupt: &AtomicBool,
+    ) -> Result<ScrapeStats, TrackerError> {
         let hash = self.setup.info_hash;
         if url.starts_with("http://") || url.starts_with("https://") {
             let Some(full) = http::scrape_url(url, &hash) else {
@@ -482,7 +500,13 @@ impl Worker {
             http::parse_scrape(&body, &hash)
         } else if let Some(rest) = url.strip_prefix("udp://") {
             let deadline = Instant::now() + self.setup.config.http_timeout;
-            match self.udp(url, rest, udp::Request::Scrape(hash), Some(deadline), None) {
+            match self.udp(
+                url,
+                rest,
+                udp::Request::Scrape(hash),
+                Some(deadline),
+                Some(interrupt),
+            ) {
                 Ok(Reply::Scrape(s)) => Ok(s),
                 Ok(Reply::Announce(_)) => {
                     Err(TrackerError::BadPacket("announce reply to a scrape"))
