@@ -371,20 +371,20 @@ fn watch(
         running.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
     let fetching = mode == Mode::Fetch;
     let result = loop {
-        match session.events().recv_timeout(Duration::from_millis(200)) {
-            Ok(SessionEvent::Complete(id)) => {
+        match session.next_event(Duration::from_millis(200)) {
+            Some(SessionEvent::Complete(id)) => {
                 if let Some(&i) = by_id.get(&id) {
                     running[i].completed_at.get_or_insert_with(Instant::now);
                     log::info!("{}: download complete", running[i].meta.info.name);
                 }
             }
-            Ok(SessionEvent::Failed(id, why)) => {
+            Some(SessionEvent::Failed(id, why)) => {
                 let name = by_id
                     .get(&id)
                     .map_or_else(|| id.to_string(), |&i| running[i].meta.info.name.clone());
                 break Err(RunError::Failed { name, why }.into());
             }
-            Ok(SessionEvent::Removed(_)) | Err(_) => {}
+            Some(SessionEvent::Removed(_)) | None => {}
         }
         if fetching && !seed_after && running.iter().all(|r| r.completed_at.is_some()) {
             break Ok(());

@@ -444,6 +444,13 @@ impl Endpoint {
         }
     }
 
+    /// A disk job of torrent `t` took `took` (for its latency figures).
+    pub fn record_disk(&mut self, t: TorrentId, took: Duration) {
+        if self.torrents.contains_key(&t) {
+            self.with_torrent(t, |ts| ts.record_disk(took));
+        }
+    }
+
     pub fn handle_written(
         &mut self,
         now: Instant,

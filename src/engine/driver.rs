@@ -719,7 +719,9 @@ impl Driver {
 
     fn finish_job(&mut self, now: Instant, job: usize) {
         let j = self.jobs.remove(job);
-        self.stats.disk_nanos += now.saturating_duration_since(j.started).as_nanos() as u64;
+        let took = now.saturating_duration_since(j.started);
+        self.stats.disk_nanos += took.as_nanos() as u64;
+        self.endpoint.record_disk(j.torrent, took);
         if j.error.is_none() {
             self.write_behind(j.write_behind);
         }

@@ -143,6 +143,16 @@ impl Metainfo {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenameError {
+    #[error("{0:?} is not a usable file name")]
+    BadName(String),
+    #[error("the torrent has no file or directory {0:?}")]
+    NoSuchPath(String),
+    #[error("{0:?} is taken by another file of the torrent")]
+    Taken(String),
+}
+
 impl Info {
     /// Gives the payload another name: the single file's, or the top
     /// directory's of a multi-file torrent. (The info-hash stays the
@@ -154,6 +164,40 @@ impl Info {
                 *first = name.to_owned();
             }
         }
+    }
+
+    /// Renames one file or directory of the payload, as Transmission's
+    /// `torrent-rename-path` does: `path` names it from the torrent's name
+    /// down (`name/dir/file`), `new_name` is its new last component.
+    pub fn rename_path(&mut self, path: &str, new_name: &str) -> Result<(), RenameError> {
+        if parse::component_problem(new_name).is_some() {
+            return Err(RenameError::BadName(new_name.to_owned()));
+        }
+        let from: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        let matches = |f: &FileEntry| {
+            f.path.len() >= from.len() && f.path.iter().zip(&from).all(|(a, b)| a == b)
+        };
+        if from.is_empty() || !self.files.iter().any(matches) {
+            return Err(RenameError::NoSuchPath(path.to_owned()));
+        }
+        if from.len() == 1 {
+            self.rename(new_name);
+            return Ok(());
+        }
+        let depth = from.len() - 1;
+        let taken = self.files.iter().any(|f| {
+            !matches(f)
+                && f.path.len() > depth
+                && f.path[..depth].iter().zip(&from).all(|(a, b)| a == b)
+                && f.path[depth] == new_name
+        });
+        if taken {
+            return Err(RenameError::Taken(new_name.to_owned()));
+        }
+        for f in self.files.iter_mut().filter(|f| matches(f)) {
+            f.path[depth] = new_name.to_owned();
+        }
+        Ok(())
     }
 
     pub fn piece_count(&self) -> u32 {

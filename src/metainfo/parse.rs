@@ -247,8 +247,9 @@ fn check_unique_paths(files: &[FileEntry]) -> Result<()> {
 }
 
 /// A path component must name exactly one entry inside its parent directory.
-fn check_component(c: &str, field: Name<'_>) -> Result<()> {
-    let reason = if c.is_empty() {
+/// Why `c` cannot be a path component, if it cannot.
+pub(super) fn component_problem(c: &str) -> Option<&'static str> {
+    if c.is_empty() {
         Some("is empty")
     } else if c == "." || c == ".." {
         Some("refers to a directory by a relative name")
@@ -260,7 +261,11 @@ fn check_component(c: &str, field: Name<'_>) -> Result<()> {
         Some("is longer than 255 bytes")
     } else {
         None
-    };
+    }
+}
+
+fn check_component(c: &str, field: Name<'_>) -> Result<()> {
+    let reason = component_problem(c);
     match reason {
         Some(reason) => Err(MetainfoError::UnsafePath {
             field: field(),

@@ -134,8 +134,9 @@ impl ResumeState {
 
     /// The pieces this state vouches for, if it describes this torrent in
     /// this place. A fetch trusts the pieces of every file that was already
-    /// on disk at its full length (its own writes change the mtimes); a seed
-    /// (`strict`) also wants every file's mtime unchanged.
+    /// on disk at its full length (its own writes change the mtimes) and
+    /// wants the mtime unchanged only for files it had finished; a seed
+    /// (`strict`) wants every file's mtime unchanged.
     pub fn usable(
         &self,
         info_hash: &InfoHash,
@@ -168,7 +169,10 @@ impl ResumeState {
             if !preexisting.get(i).copied().unwrap_or(false) {
                 return Err(Mismatch::Missing(name()));
             }
-            if cur.length != f.length || (strict && self.files[i] != Some(cur)) {
+            // A file all of whose pieces are claimed is never written
+            // again: a changed mtime means someone else changed it.
+            let finished = info.file_pieces(i).all(|p| self.have.get(p));
+            if cur.length != f.length || ((strict || finished) && self.files[i] != Some(cur)) {
                 return Err(Mismatch::Changed(name()));
             }
         }

@@ -74,14 +74,55 @@ pub fn load(path: &Path) -> Option<ResumeState> {
 }
 
 pub fn save(path: &Path, state: &ResumeState) -> Result<(), StoreError> {
-    let err = |source| StoreError::Save {
+    write_atomic(path, &state.encode()).map_err(|source| StoreError::Save {
         path: path.to_path_buf(),
         source,
-    };
+    })
+}
+
+/// Replaces `path` with `bytes` so that a crash at any moment leaves either
+/// the old file or the new one: a temporary file beside it, fsynced, renamed
+/// over it, and the directory fsynced.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    tmp.write_all(&state.encode()).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(err)
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    File::open(dir).and_then(|d| d.sync_all())
+}
+
+/// The journal beside a state file: pieces written since its last save.
+pub fn journal_path(state: &Path) -> PathBuf {
+    state.with_extension("journal")
+}
+
+/// Appends piece numbers (4 bytes each, little-endian) to the journal of
+/// `state`. Not synced: it has to outlive the process, not the machine.
+pub fn append_journal(state: &Path, pieces: &[u32]) -> std::io::Result<()> {
+    let bytes: Vec<u8> = pieces.iter().flat_map(|p| p.to_le_bytes()).collect();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(journal_path(state))?
+        .write_all(&bytes)
+}
+
+/// The pieces the journal of `state` names (a torn last entry is ignored).
+pub fn read_journal(state: &Path) -> Vec<u32> {
+    std::fs::read(journal_path(state))
+        .unwrap_or_default()
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Empties the journal once a save covers it.
+pub fn clear_journal(state: &Path) {
+    match std::fs::remove_file(journal_path(state)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            log::warn!("cannot clear {}: {e}", journal_path(state).display());
+        }
+        _ => {}
+    }
 }

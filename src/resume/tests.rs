@@ -104,6 +104,24 @@ fn a_fetch_trusts_files_that_were_there_at_full_length() {
 }
 
 #[test]
+fn a_fetch_wants_finished_files_unchanged() {
+    // Pieces 0..=2 cover all of file a (0..40) and the start of b.
+    let s = state(&[0, 1, 2]);
+    let info = info();
+    let (root, hash, both) = (Path::new("/data/top"), InfoHash([7; 20]), [true, true]);
+    // b is still being written: its mtime may move.
+    assert!(
+        s.usable(&hash, &info, root, &[stamp(1), stamp(9)], &both, false)
+            .is_ok()
+    );
+    // a was finished when saved: a new mtime means it was changed.
+    assert_eq!(
+        s.usable(&hash, &info, root, &[stamp(9), stamp(2)], &both, false),
+        Err(Mismatch::Changed("top/a".into()))
+    );
+}
+
+#[test]
 fn a_state_for_something_else_is_not_used() {
     let s = state(&[0]);
     let info = info();

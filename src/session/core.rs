@@ -58,8 +58,9 @@ pub enum Notice {
         piece: u32,
         error: DiskError,
     },
-    /// A removed torrent is gone from every shard.
-    Removed(TorrentId),
+    /// A removed torrent is gone from every shard; its pieces at the end
+    /// (for its last resume save).
+    Removed(TorrentId, Bitfield),
     /// A piece is verified and on disk (for resume state).
     PieceDone(TorrentId, u32),
 }
@@ -89,6 +90,8 @@ pub struct TorrentStats {
     pub hash_nanos: u64,
     /// Block latencies (none while nothing was downloaded).
     pub latency: Option<Histogram<u64>>,
+    /// Disk job latencies (reads and writes), microseconds.
+    pub disk_latency: Option<Histogram<u64>>,
     pub complete: bool,
 }
 
@@ -116,6 +119,7 @@ impl TorrentStats {
             known_peers: 0,
             hash_nanos: 0,
             latency: None,
+            disk_latency: None,
             complete: false,
         }
     }
@@ -136,14 +140,18 @@ impl TorrentStats {
         self.banned.extend(d.banned);
         self.banned.truncate(100);
         self.hash_nanos += d.hash_nanos;
-        if let Some(h) = d.latency {
-            match &mut self.latency {
-                Some(mine) => {
-                    let _ = mine.add(&h);
-                }
-                None => self.latency = Some(h),
-            }
+        merge(&mut self.latency, d.latency);
+        merge(&mut self.disk_latency, d.disk_latency);
+    }
+}
+
+fn merge(into: &mut Option<Histogram<u64>>, from: Option<Histogram<u64>>) {
+    match (into.as_mut(), from) {
+        (Some(mine), Some(h)) => {
+            let _ = mine.add(&h);
         }
+        (None, Some(h)) => *into = Some(h),
+        (_, None) => {}
     }
 }
 
@@ -458,8 +466,9 @@ impl SessionCore {
                         for (s, n) in conns.into_iter().enumerate() {
                             self.shard_conns[s] = self.shard_conns[s].saturating_sub(n);
                         }
-                        self.torrents.remove(&t);
-                        self.notices.push(Notice::Removed(t));
+                        if let Some(ts) = self.torrents.remove(&t) {
+                            self.notices.push(Notice::Removed(t, ts.have));
+                        }
                     }
                 }
             }

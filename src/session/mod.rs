@@ -133,8 +133,16 @@ pub struct AddTorrent {
     pub force_check: bool,
     /// Another name for the payload (`DIR/<name>`) than the torrent's.
     pub name: Option<String>,
+    /// Files or directories renamed, in order: (path from the torrent's
+    /// name down, new last component), as [`Info::rename_path`] takes them.
+    ///
+    /// [`Info::rename_path`]: crate::metainfo::Info::rename_path
+    pub renames: Vec<(String, String)>,
     /// Trackers to use instead of the torrent's (tiers of URLs).
     pub trackers: Option<Vec<Vec<String>>>,
+    /// Once set, stops this torrent's start-up check (as the session's
+    /// cancel flag does for every torrent).
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl AddTorrent {
@@ -151,14 +159,19 @@ impl AddTorrent {
             files: None,
             force_check: false,
             name: None,
+            renames: Vec::new(),
             trackers: None,
+            cancel: None,
         }
     }
 }
 
 /// Each piece's priority from its files' (the highest of the files it
 /// touches; pad files do not count), and the pieces wanted.
-fn piece_priorities(info: &crate::metainfo::Info, files: &[Priority]) -> (Vec<Priority>, Bitfield) {
+pub fn piece_priorities(
+    info: &crate::metainfo::Info,
+    files: &[Priority],
+) -> (Vec<Priority>, Bitfield) {
     let mut pr = vec![Priority::Skip; info.piece_count() as usize];
     for (i, f) in info.files.iter().enumerate() {
         if f.attr.pad {
@@ -215,7 +228,7 @@ fn file_priorities_become_piece_priorities() {
 }
 
 /// What adding a torrent found.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Added {
     pub id: TorrentId,
     /// Seconds spent checking existing data.
@@ -224,6 +237,8 @@ pub struct Added {
     pub resumed_pieces: u32,
     /// Pieces present when it started.
     pub have: u32,
+    /// Which ones.
+    pub pieces: Bitfield,
 }
 
 /// What the session tells its owner.
@@ -253,6 +268,8 @@ pub enum SessionError {
     NoData(PathBuf),
     #[error("resume state (choose another --state-dir, or --no-resume)")]
     Resume(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error(transparent)]
+    Rename(#[from] crate::metainfo::RenameError),
     #[error("the torrent is already in the session")]
     Duplicate,
     #[error("the session has stopped")]
@@ -273,6 +290,8 @@ pub enum CoordMsg {
     TrackerStats(TorrentId, Vec<TrackerStat>),
     /// A resume save found the payload gone.
     SaveFailed(TorrentId, String),
+    /// The last save of a removed torrent is done (or failed).
+    Saved(TorrentId),
     /// A shard's loop has ended.
     ShardStopped(usize),
     Stop,
@@ -313,6 +332,21 @@ struct Published {
     have: HashMap<TorrentId, Bitfield>,
 }
 
+// The daemon shares one session between its threads.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Session>();
+};
+
+/// The threads a shutdown joins.
+struct Running {
+    coordinator: JoinHandle<SessionReport>,
+    shards: Vec<JoinHandle<std::io::Result<LoopStats>>>,
+    pool: Option<HashPool>,
+}
+
+/// Shared by reference between threads (`Session` is `Sync`): its methods
+/// post messages or read published counters.
 pub struct Session {
     cfg: SessionConfig,
     /// The shards' listening sockets (copies), until `listen` is called.
@@ -323,11 +357,10 @@ pub struct Session {
     budget: Arc<Budget>,
     next_id: AtomicU32,
     to_coordinator: Sender<CoordMsg>,
-    coordinator: Option<JoinHandle<SessionReport>>,
-    shards: Vec<JoinHandle<std::io::Result<LoopStats>>>,
+    /// Taken by the first `shutdown`.
+    threads_running: Mutex<Option<Running>>,
     inboxes: Vec<Arc<Inbox>>,
-    pool: Option<HashPool>,
-    events: Receiver<SessionEvent>,
+    events: Mutex<Receiver<SessionEvent>>,
     published: Arc<Mutex<Published>>,
     /// Set to stop a start-up check under way.
     cancel: Arc<AtomicBool>,
@@ -440,11 +473,13 @@ impl Session {
             threads,
             next_id: AtomicU32::new(1),
             to_coordinator,
-            coordinator: Some(coordinator),
-            shards,
+            threads_running: Mutex::new(Some(Running {
+                coordinator,
+                shards,
+                pool,
+            })),
             inboxes,
-            pool,
-            events,
+            events: Mutex::new(events),
             published,
             cancel: Arc::new(AtomicBool::new(false)),
             dirs: Mutex::new(HashMap::new()),
@@ -484,8 +519,9 @@ impl Session {
         self.cancel = flag;
     }
 
-    pub fn events(&self) -> &Receiver<SessionEvent> {
-        &self.events
+    /// The next event, waiting at most `timeout` (`None`: nothing came).
+    pub fn next_event(&self, timeout: Duration) -> Option<SessionEvent> {
+        lock(&self.events).recv_timeout(timeout).ok()
     }
 
     /// A torrent's counters (refreshed a few times a second).
@@ -544,6 +580,9 @@ impl Session {
         if let Some(name) = &t.name {
             info.rename(name);
         }
+        for (path, name) in &t.renames {
+            info.rename_path(path, name)?;
+        }
         let info = Arc::new(info);
         let open_mode = match t.mode {
             Mode::Seed => OpenMode::Seed,
@@ -587,7 +626,46 @@ impl Session {
         };
         let trusted = match &resume {
             Some((trust, target)) if !t.force_check && (*trust || t.mode != Mode::Seed) => {
-                resumed(&t, &info, &storage, target)
+                resumed(&t, &info, &storage, target).map(|mut have| {
+                    // Pieces written after the last save, if the process
+                    // ended before the next: checked, not fetched again.
+                    let mut journal = Bitfield::new(info.piece_count());
+                    for p in store::read_journal(&target.path) {
+                        if p < info.piece_count() && !have.get(p) {
+                            journal.set(p);
+                        }
+                    }
+                    if journal.count_ones() > 0 {
+                        let cancel = t.cancel.as_deref().unwrap_or(&self.cancel);
+                        if let Ok(found) =
+                            storage.check_pieces(&info, self.threads, cancel, &journal)
+                        {
+                            log::info!(
+                                "{}: {} of {} journaled pieces verified",
+                                storage.root().display(),
+                                found.count_ones(),
+                                journal.count_ones()
+                            );
+                            for p in found.ones() {
+                                have.set(p);
+                            }
+                            // Saved now, so the journal is not needed again.
+                            let saved = storage
+                                .sync()
+                                .map_err(|e| crate::error_chain(&e))
+                                .and_then(|()| {
+                                    target
+                                        .write(&storage, have.clone())
+                                        .map_err(|e| crate::error_chain(&e))
+                                });
+                            match saved {
+                                Ok(()) => store::clear_journal(&target.path),
+                                Err(e) => log::warn!("{e}"),
+                            }
+                        }
+                    }
+                    have
+                })
             }
             _ => None,
         };
@@ -595,7 +673,10 @@ impl Session {
         let resumed_pieces = trusted.as_ref().map_or(0, Bitfield::count_ones);
         let have = match trusted {
             Some(have) => have,
-            None => storage.check(&info, self.threads, &self.cancel)?,
+            None => {
+                let cancel = t.cancel.as_deref().unwrap_or(&self.cancel);
+                storage.check(&info, self.threads, cancel)?
+            }
         };
         let check_seconds = start.elapsed().as_secs_f64();
         log::info!(
@@ -612,18 +693,18 @@ impl Session {
         if t.mode == Mode::Seed && have.count_ones() == 0 {
             return Err(SessionError::NoData(storage.root().to_path_buf()));
         }
-        let save = match (resume, t.mode) {
-            (Some((_, target)), Mode::Seed) => {
-                // Seeding never changes the files: one save after a check
-                // is enough (and nothing needs flushing first).
-                if !from_state && let Err(e) = target.write(&storage, have.clone()) {
-                    log::warn!("{}", crate::error_chain(&e));
-                }
-                None
-            }
-            (Some((_, target)), Mode::Fetch) => Some(target),
-            (None, _) => None,
-        };
+        let save = resume.map(|(_, target)| target);
+        if let Some(target) = &save
+            && !from_state
+            && have.count_ones() > 0
+            && let Err(e) = target.write(&storage, have.clone())
+        {
+            // What a check found is saved at once: a restart does not check
+            // again. (Checked pieces were read back from the files.)
+            log::warn!("{}", crate::error_chain(&e));
+        }
+        // Seeding never changes the files: that one save is enough.
+        let save = save.filter(|_| t.mode == Mode::Fetch);
         let mut config = self.cfg.torrent.clone();
         config.seed_only = t.mode == Mode::Seed;
         self.budget
@@ -664,6 +745,7 @@ impl Session {
             check_seconds,
             resumed_pieces,
             have: have.count_ones(),
+            pieces: have,
         })
     }
 
@@ -684,26 +766,25 @@ impl Session {
 
     /// Stops everything: trackers hear `stopped` (within a second), shards
     /// close their connections, resume state is saved. Returns the final
-    /// counters.
-    pub fn shutdown(mut self) -> SessionReport {
+    /// counters (empty after the first call).
+    pub fn shutdown(&self) -> SessionReport {
         self.cancel.store(true, Ordering::Relaxed);
-        let _ = self.to_coordinator.send(CoordMsg::Stop);
-        let mut report = match self.coordinator.take().map(JoinHandle::join) {
-            Some(Ok(r)) => r,
-            _ => SessionReport::default(),
+        let Some(running) = lock(&self.threads_running).take() else {
+            return SessionReport::default();
         };
-        for t in self.shards.drain(..) {
+        let _ = self.to_coordinator.send(CoordMsg::Stop);
+        let mut report = running.coordinator.join().unwrap_or_default();
+        for t in running.shards {
             match t.join() {
                 Ok(Ok(s)) => report.loops.add(&s),
                 Ok(Err(e)) => log::error!("shard failed: {e}"),
                 Err(_) => log::error!("a shard thread panicked"),
             }
         }
-        if let Some(p) = self.pool.take() {
+        if let Some(p) = running.pool {
             report.hash_seconds = p.nanos.load(Ordering::Relaxed) as f64 / 1e9;
             p.stop();
         }
-        let _ = &self.inboxes;
         report
     }
 }
@@ -891,6 +972,9 @@ impl Coordinator {
             CoordMsg::SaveFailed(t, why) => {
                 let _ = self.events.send(SessionEvent::Failed(t, why));
             }
+            CoordMsg::Saved(t) => {
+                let _ = self.events.send(SessionEvent::Removed(t));
+            }
             CoordMsg::ShardStopped(_) => self.stopped_shards += 1,
             CoordMsg::Stop => {}
         }
@@ -969,11 +1053,16 @@ impl Coordinator {
         }
         while let Some(n) = self.core.poll_notice() {
             match n {
-                Notice::PieceDone(t, _) => {
+                Notice::PieceDone(t, piece) => {
                     self.dirty.entry(t).or_insert(now);
+                    if let (Some(saver), Some(target)) = (&self.saver, self.saves.get(&t)) {
+                        saver.journal(target, piece);
+                    }
                 }
                 Notice::Complete(t) => {
                     log::info!("torrent {t} complete");
+                    // The `completed` announce reports what is left: nothing.
+                    self.publish();
                     if let Some(a) = &self.announcer {
                         a.completed(u64::from(t.0));
                     }
@@ -996,22 +1085,32 @@ impl Coordinator {
                     log::error!("{why}");
                     let _ = self.events.send(SessionEvent::Failed(torrent, why));
                 }
-                Notice::Removed(t) => {
+                Notice::Removed(t, have) => {
                     for v in per_shard.iter_mut() {
                         v.push(Inbound::Forget(t));
                     }
                     if let Some(a) = &self.announcer {
                         a.remove(u64::from(t.0));
                     }
-                    self.save_one(t);
-                    self.storages.remove(&t);
-                    self.saves.remove(&t);
+                    self.dirty.remove(&t);
+                    let storage = self.storages.remove(&t);
+                    let save = self.saves.remove(&t);
                     let mut p = lock(&self.published);
                     p.stats.remove(&t);
                     p.peers.remove(&t);
                     p.have.remove(&t);
                     p.trackers.remove(&t);
-                    let _ = self.events.send(SessionEvent::Removed(t));
+                    drop(p);
+                    // `Removed` once the last save is written, so that a
+                    // torrent added again finds it.
+                    match (save, storage, &self.saver) {
+                        (Some(target), Some(storage), Some(saver)) => {
+                            saver.save_last(t, target, storage, have);
+                        }
+                        _ => {
+                            let _ = self.events.send(SessionEvent::Removed(t));
+                        }
+                    }
                 }
             }
         }

@@ -267,6 +267,26 @@ impl Storage {
         threads: usize,
         cancel: &AtomicBool,
     ) -> Result<Bitfield, StorageError> {
+        let mut candidate = Bitfield::new(info.piece_count());
+        for i in 0..info.files.len() {
+            if self.preexisting[i] {
+                for p in info.file_pieces(i) {
+                    candidate.set(p);
+                }
+            }
+        }
+        self.check_pieces(info, threads, cancel, &candidate)
+    }
+
+    /// Hashes `candidate` pieces (those of files that were on disk) and
+    /// returns the ones that match.
+    pub fn check_pieces(
+        &self,
+        info: &Info,
+        threads: usize,
+        cancel: &AtomicBool,
+        candidate: &Bitfield,
+    ) -> Result<Bitfield, StorageError> {
         // The files are open for the check only.
         let open: Vec<Option<File>> = (0..info.files.len())
             .map(|i| {
@@ -285,14 +305,6 @@ impl Storage {
                 None => Source::Missing(f.length),
             })
             .collect();
-        let mut candidate = Bitfield::new(info.piece_count());
-        for i in 0..info.files.len() {
-            if self.preexisting[i] {
-                for p in info.file_pieces(i) {
-                    candidate.set(p);
-                }
-            }
-        }
         let have = Mutex::new(Bitfield::new(info.piece_count()));
         let io_error: Mutex<Option<std::io::Error>> = Mutex::new(None);
         hashing::hash_pieces(

@@ -435,6 +435,12 @@ pub fn latency_histogram() -> hdrhistogram::Histogram<u64> {
     hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
 }
 
+/// Records `took` in a latency histogram made on first use.
+pub fn record_latency(h: &mut Option<hdrhistogram::Histogram<u64>>, took: std::time::Duration) {
+    let micros = (took.as_micros() as u64).clamp(1, 60_000_000);
+    let _ = h.get_or_insert_with(latency_histogram).record(micros);
+}
+
 /// Counters of one torrent on one shard since the last report: plain
 /// numbers on the shard, folded into the session's totals once a second.
 #[derive(Debug, Clone, Default)]
@@ -462,6 +468,8 @@ pub struct ShardStats {
     pub hash_nanos: u64,
     /// Block latency, request to arrival, microseconds.
     pub latency: Option<hdrhistogram::Histogram<u64>>,
+    /// Disk job latency, submission to completion, microseconds.
+    pub disk_latency: Option<hdrhistogram::Histogram<u64>>,
     /// Peers with a completed handshake right now (not a delta).
     pub peers: u64,
 }
@@ -492,5 +500,6 @@ impl ShardStats {
             && self.banned.is_empty()
             && self.hash_nanos == 0
             && self.latency.as_ref().is_none_or(|h| h.is_empty())
+            && self.disk_latency.as_ref().is_none_or(|h| h.is_empty())
     }
 }

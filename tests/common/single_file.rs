@@ -66,3 +66,21 @@ pub fn saved_state(state_dir: &Path) -> Option<ResumeState> {
     let bytes = std::fs::read(entry.path()).ok()?;
     Some(ResumeState::decode(&bytes).expect("a saved state always decodes"))
 }
+
+/// The pieces named by the resume journal in `state_dir` (written since the
+/// last save), if there is one.
+pub fn journaled_pieces(state_dir: &Path) -> Vec<u32> {
+    std::fs::read_dir(state_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "journal"))
+        .flat_map(|e| {
+            std::fs::read(e.path())
+                .unwrap_or_default()
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}

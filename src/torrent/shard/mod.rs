@@ -673,6 +673,11 @@ impl TorrentShard {
         self.buffers.put(buf);
     }
 
+    /// A disk job of this torrent took `took`, from submission to completion.
+    pub fn record_disk(&mut self, took: Duration) {
+        crate::torrent::record_latency(&mut self.stats.disk_latency, took);
+    }
+
     /// Takes the counters gathered since the last call (for the coordinator).
     fn take_stats(&mut self) -> ShardStats {
         let peers = self.stats.peers;
