@@ -205,3 +205,37 @@ pub fn udp_tracker(data: &[u8]) {
         }
     }
 }
+
+/// The daemon's RPC on a stand-in session: any request body gets a JSON
+/// answer with a `result`, never a panic, and the daemon keeps answering.
+pub fn rpc(data: &[u8]) {
+    use std::sync::{Arc, OnceLock};
+
+    use crate::daemon::Daemon;
+    use crate::daemon::config::Settings;
+    use crate::daemon::engine::StandIn;
+    use crate::daemon::state::StateDir;
+
+    static DAEMON: OnceLock<(Arc<Daemon>, tempfile::TempDir)> = OnceLock::new();
+    // Requests that would reach the network (torrent-add of a URL) are not
+    // this target's business.
+    if data.windows(4).any(|w| w.eq_ignore_ascii_case(b"http")) {
+        return;
+    }
+    let (d, _dir) = DAEMON.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let state = StateDir::open(&dir.path().join("state")).expect("state directory");
+        let settings = Settings {
+            download_dir: Some(dir.path().join("dl")),
+            ..Settings::default()
+        };
+        let (d, jobs) = Daemon::new(Arc::new(StandIn::default()), state, settings).expect("daemon");
+        // Nobody starts torrents here: the jobs are dropped.
+        drop(jobs);
+        (d, dir)
+    });
+    let out = crate::daemon::rpc::handle(d, data);
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("the answer is JSON");
+    assert!(v["result"].is_string(), "no result in {v}");
+    assert!(v["arguments"].is_object(), "no arguments in {v}");
+}

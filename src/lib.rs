@@ -5,12 +5,15 @@
 //! from per-core io_uring event loops.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+// serde_json's `json!` of session-get's sixty keys.
+#![recursion_limit = "256"]
 
 pub mod bencode;
 pub mod bitfield;
 pub mod buffer;
 pub mod choker;
 pub mod create;
+pub mod daemon;
 pub mod endpoint;
 pub mod engine;
 #[doc(hidden)]
@@ -25,6 +28,7 @@ pub mod session;
 pub mod storage;
 pub mod torrent;
 pub mod tracker;
+pub mod units;
 pub mod wire;
 
 /// An error and its sources on one line (`a: b: c`), for logs.

@@ -51,3 +51,8 @@ fn http_tracker_regressions() {
 fn udp_tracker_regressions() {
     assert!(replay("udp_tracker", ringtorrent::fuzzing::udp_tracker) > 0);
 }
+
+#[test]
+fn rpc_regressions() {
+    assert!(replay("rpc", ringtorrent::fuzzing::rpc) > 0);
+}

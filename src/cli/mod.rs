@@ -3,6 +3,7 @@
 
 mod bench;
 mod create;
+mod daemon;
 mod fetch;
 mod fmt;
 mod info;
@@ -36,6 +37,9 @@ enum Command {
     Fetch(fetch::Args),
     /// Loopback benchmark: generate data, seed and fetch it between ringtorrent processes.
     Bench(bench::Args),
+    /// Run many torrents, driven over Transmission's RPC (transmission-remote,
+    /// its web client, Sonarr...), with a web UI and Prometheus metrics.
+    Daemon(Box<daemon::Args>),
 }
 
 pub fn run() -> anyhow::Result<ExitCode> {
@@ -46,6 +50,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Seed(args) => seed::run(args),
         Command::Fetch(args) => fetch::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Daemon(args) => daemon::run(*args),
     }
 }
 

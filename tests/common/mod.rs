@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod fake_peer;
 pub mod single_file;
 pub mod tracker;
@@ -141,6 +142,28 @@ impl Proc {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            child,
+            name: name.to_owned(),
+        }
+    }
+
+    /// Like `spawn`, with stdout and stderr appended to `log` (a pipe that
+    /// nobody reads would fill and stall a long-running process).
+    pub fn spawn_logged(cmd: &mut Command, name: &str, log: &Path) -> Proc {
+        let file = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap_or_else(|e| panic!("{}: {e}", log.display()))
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file())
+            .stderr(file())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Proc {
