@@ -128,6 +128,15 @@ fn transmission_remote_drives_the_daemon_against_a_libtorrent_seeder() {
     assert!(trackers.contains("Got a list of 1 peers"), "{trackers}");
     transmission_remote(port, &["-t", "1", "-pi"]);
 
+    // "all" is an empty list in the request: every file.
+    transmission_remote(port, &["-t", "1", "-G", "all"]);
+    let wanted = |t: &[serde_json::Value]| t[0]["wanted"].as_array().unwrap().clone();
+    let t = d.torrents(&["wanted"]);
+    assert!(wanted(&t).iter().all(|w| w == false), "{t:?}");
+    transmission_remote(port, &["-t", "1", "-g", "all"]);
+    let t = d.torrents(&["wanted"]);
+    assert!(wanted(&t).iter().all(|w| w == true), "{t:?}");
+
     transmission_remote(port, &["-t", "1", "--remove-and-delete"]);
     let start = Instant::now();
     while got.exists() {

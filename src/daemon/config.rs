@@ -134,6 +134,12 @@ pub enum ConfigError {
     OpenRpc(SocketAddr),
     #[error("no state directory: set --state-dir (neither XDG_STATE_HOME nor HOME is set)")]
     NoStateDir,
+    #[error("rpc-password is set but rpc-username is not: set both, or neither")]
+    PasswordWithoutUser,
+    #[error("ratio-limit must be a finite number at least 0, not {0}")]
+    BadRatio(f64),
+    #[error("cannot tell the current directory for the relative {0}")]
+    RelativePath(PathBuf),
 }
 
 impl Settings {
@@ -212,11 +218,31 @@ impl Settings {
     }
 
     /// Refuses what must not start: an RPC reachable from elsewhere with no
-    /// password.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// password, a password that would be ignored, a ratio that cannot be
+    /// saved. Relative directories are made absolute here, once.
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
         let rpc = self.rpc_addr();
+        if self.rpc_password.is_some() && self.rpc_username.is_none() {
+            return Err(ConfigError::PasswordWithoutUser);
+        }
         if !rpc.ip().is_loopback() && self.credentials().is_none() {
             return Err(ConfigError::OpenRpc(rpc));
+        }
+        if let Some(r) = self.ratio_limit.filter(|r| !r.is_finite() || *r < 0.0) {
+            return Err(ConfigError::BadRatio(r));
+        }
+        for dir in [
+            &mut self.download_dir,
+            &mut self.state_dir,
+            &mut self.watch_dir,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *dir = absolute(dir)?;
+        }
+        for root in self.allowed_roots.iter_mut().flatten() {
+            *root = absolute(root)?;
         }
         Ok(())
     }
@@ -263,6 +289,10 @@ impl Settings {
     }
 }
 
+fn absolute(p: &Path) -> Result<PathBuf, ConfigError> {
+    std::path::absolute(p).map_err(|_| ConfigError::RelativePath(p.to_path_buf()))
+}
+
 /// What `session-set` changes while the daemon runs (saved with the
 /// state). Rates in bytes per second.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -295,7 +325,10 @@ impl Default for Prefs {
             .filter(|h| !h.is_empty())
             .map(PathBuf::from);
         Prefs {
-            download_dir: home.map_or_else(|| PathBuf::from("."), |h| h.join("Downloads")),
+            download_dir: home.map_or_else(
+                || std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+                |h| h.join("Downloads"),
+            ),
             speed_limit_down: 100_000,
             speed_limit_down_enabled: false,
             speed_limit_up: 100_000,
@@ -354,6 +387,7 @@ mod tests {
         assert_eq!(s.download_dir, Some(PathBuf::from("/srv/data")));
         assert_eq!(s.speed_limit_down, Some(10 << 20));
         assert_eq!(s.speed_limit_up, Some(2048));
+        let mut s = s;
         assert!(s.validate().is_ok());
         let p = s.prefs_over(Prefs::default());
         assert_eq!(p.session_limits(), (Some(50_000), Some(50_000)));
@@ -370,12 +404,30 @@ mod tests {
 
     #[test]
     fn an_open_rpc_needs_credentials() {
-        let open = Settings {
+        let mut open = Settings {
             rpc: Some("0.0.0.0:9091".parse().unwrap()),
             ..Settings::default()
         };
         assert!(matches!(open.validate(), Err(ConfigError::OpenRpc(_))));
+        open.rpc_password = Some("secret".into());
+        assert!(matches!(
+            open.validate(),
+            Err(ConfigError::PasswordWithoutUser)
+        ));
+        open.rpc_username = Some("admin".into());
+        assert!(open.validate().is_ok());
         assert!(Settings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn settings_that_could_not_be_saved_or_found_again_are_fixed_or_refused() {
+        let mut s = Settings::parse("ratio-limit = inf").unwrap();
+        assert!(matches!(s.validate(), Err(ConfigError::BadRatio(_))));
+        let mut s = Settings::parse("download-dir = \"data\"\nwatch-dir = \"w\"").unwrap();
+        s.validate().unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(s.download_dir, Some(cwd.join("data")));
+        assert_eq!(s.watch_dir, Some(cwd.join("w")));
     }
 
     #[test]

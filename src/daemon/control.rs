@@ -47,34 +47,45 @@ pub struct AddRequest {
     pub bandwidth_priority: Option<i8>,
 }
 
-/// File indices whose wanted flag or priority changes.
+/// File indices whose wanted flag or priority changes. As in
+/// Transmission, an empty list means every file (`transmission-remote -G
+/// all` sends one); `None` changes nothing.
 #[derive(Debug, Default, Clone)]
 pub struct FileChanges {
-    pub wanted: Vec<usize>,
-    pub unwanted: Vec<usize>,
-    pub high: Vec<usize>,
-    pub normal: Vec<usize>,
-    pub low: Vec<usize>,
+    pub wanted: Option<Vec<usize>>,
+    pub unwanted: Option<Vec<usize>>,
+    pub high: Option<Vec<usize>>,
+    pub normal: Option<Vec<usize>>,
+    pub low: Option<Vec<usize>>,
 }
 
 impl FileChanges {
     pub fn is_empty(&self) -> bool {
-        self.wanted.is_empty()
-            && self.unwanted.is_empty()
-            && self.high.is_empty()
-            && self.normal.is_empty()
-            && self.low.is_empty()
+        self.wanted.is_none()
+            && self.unwanted.is_none()
+            && self.high.is_none()
+            && self.normal.is_none()
+            && self.low.is_none()
     }
 
     /// Applies to `files`; indices out of range are ignored.
     fn apply(&self, files: &mut [FilePrefs]) -> bool {
         let mut changed = false;
-        let mut set = |list: &[usize], f: &dyn Fn(&mut FilePrefs)| {
-            for &i in list {
-                if let Some(p) = files.get_mut(i) {
-                    let before = *p;
-                    f(p);
-                    changed |= *p != before;
+        let mut set = |list: &Option<Vec<usize>>, f: &dyn Fn(&mut FilePrefs)| {
+            let mut one = |p: &mut FilePrefs| {
+                let before = *p;
+                f(p);
+                changed |= *p != before;
+            };
+            match list.as_deref() {
+                None => {}
+                Some([]) => files.iter_mut().for_each(&mut one),
+                Some(list) => {
+                    for &i in list {
+                        if let Some(p) = files.get_mut(i) {
+                            one(p);
+                        }
+                    }
                 }
             }
         };
@@ -133,6 +144,9 @@ pub struct Daemon {
     table: Mutex<Table>,
     starter: Sender<u32>,
     settings: RwLock<Settings>,
+    /// Where downloads may go when no `allowed-roots` are set: the download
+    /// directory at start, so `session-set` cannot widen it.
+    default_root: PathBuf,
     /// The `X-Transmission-Session-Id` clients must echo.
     pub session_id: String,
     pub started: Instant,
@@ -194,6 +208,7 @@ impl Daemon {
         }
         table.renumber_queue();
         let (starter, jobs) = std::sync::mpsc::channel();
+        let default_root = table.prefs.download_dir.clone();
         let d = Arc::new_cyclic(|me| Daemon {
             me: me.clone(),
             engine,
@@ -201,6 +216,7 @@ impl Daemon {
             table: Mutex::new(table),
             starter,
             settings: RwLock::new(settings),
+            default_root,
             session_id: new_session_id(),
             started: Instant::now(),
             closing: AtomicBool::new(false),
@@ -271,7 +287,7 @@ impl Daemon {
         let roots = self
             .settings()
             .allowed_roots
-            .unwrap_or_else(|| vec![self.table().prefs.download_dir.clone()]);
+            .unwrap_or_else(|| vec![self.default_root.clone()]);
         if roots
             .iter()
             .any(|r| resolved.starts_with(resolve_existing(r)))
@@ -352,7 +368,15 @@ impl Daemon {
                     e.error = None;
                     e.run = Run::Queued;
                 }
-                Run::Checking | Run::Moving => e.pending = None,
+                // A pending removal or move stays; a pending stop is undone.
+                Run::Checking | Run::Moving => {
+                    e.pending = e.pending.take().and_then(|p| {
+                        match p.then(After::Start { check: false }) {
+                            After::Start { .. } => None,
+                            kept => Some(kept),
+                        }
+                    });
+                }
                 Run::Leaving(_, after) => {
                     *after = after.clone().then(After::Start { check: false });
                 }
@@ -468,6 +492,9 @@ impl Daemon {
         let e = t.entries.get_mut(&id).ok_or(ControlError::NoSuchTorrent)?;
         // Refused before anything stops.
         let mut probe = (*e.info).clone();
+        for (p, n) in &e.pending_rename {
+            let _ = probe.rename_path(p, n);
+        }
         probe.rename_path(path, name)?;
         let start = e.is_active();
         // Made on disk once it is out of the session (at once if it is).
@@ -594,7 +621,12 @@ impl Daemon {
         e.rates.reset();
         e.peers_connected = 0;
         for (path, name) in std::mem::take(&mut e.pending_rename) {
-            match data::rename(&e.saved.download_dir, &path, &name) {
+            // Checked again against the renames made so far: a rename the
+            // session could not apply would keep the torrent from starting.
+            let applies = (*e.info).clone().rename_path(&path, &name);
+            match applies.map_err(|e| e.to_string()).and_then(|()| {
+                data::rename(&e.saved.download_dir, &path, &name).map_err(|e| e.to_string())
+            }) {
                 Ok(()) => {
                     e.saved.renames.push((path, name));
                     e.renames_changed();
@@ -637,6 +669,17 @@ impl Daemon {
             }
             After::Move { to, start } => {
                 let from = e.saved.download_dir.clone();
+                if from == to {
+                    return self.settle(
+                        t,
+                        id,
+                        if start {
+                            After::Start { check: false }
+                        } else {
+                            After::Stop
+                        },
+                    );
+                }
                 let info = e.info.clone();
                 let old_resume = resume_path(&self.state, &e.meta, &e.saved);
                 e.saved.download_dir = to.clone();
@@ -648,22 +691,26 @@ impl Daemon {
                 };
                 std::thread::spawn(move || {
                     let r = data::relocate(&info, &from, &to);
-                    forget_resume(&old_resume);
                     let mut t = d.table();
                     let Some(e) = t.entries.get_mut(&id) else {
                         return;
                     };
                     match r {
-                        Ok(()) => log::info!("moved {} to {}", info.name, to.display()),
+                        Ok(()) => {
+                            log::info!("moved {} to {}", info.name, to.display());
+                            // Its resume state named the old place: check.
+                            forget_resume(&old_resume);
+                            e.force_check = true;
+                        }
                         Err(err) => {
+                            // The data stayed (or was put back) where it was.
+                            e.saved.download_dir = from;
                             e.error = Some((
                                 ErrorKind::Local,
                                 format!("cannot move the data to {}: {err}", to.display()),
                             ));
                         }
                     }
-                    // Its resume state named the old place: check.
-                    e.force_check = true;
                     let then = e.pending.take().unwrap_or(if start {
                         After::Start { check: true }
                     } else {
@@ -824,8 +871,8 @@ impl Daemon {
             };
             let (u0, d0) = (e.saved.uploaded_ever, e.saved.downloaded_ever);
             absorb(e, Some(&stats));
-            up += e.saved.uploaded_ever - u0;
-            down += e.saved.downloaded_ever - d0;
+            up += e.saved.uploaded_ever.saturating_sub(u0);
+            down += e.saved.downloaded_ever.saturating_sub(d0);
             e.rates.sample(now, stats.downloaded, stats.uploaded);
             if e.rates.down > 0 || e.rates.up > 0 {
                 e.last_transfer = now;
@@ -932,6 +979,9 @@ fn torrent_limits(s: &SavedTorrent) -> (Option<u64>, Option<u64>) {
     )
 }
 
+/// Trackers one torrent may have.
+const MAX_TRACKERS: usize = 256;
+
 /// Applies tracker changes; whether any tracker changed.
 fn change_trackers(e: &mut Entry, c: &TorrentChanges) -> bool {
     if c.tracker_add.is_empty()
@@ -972,11 +1022,23 @@ fn change_trackers(e: &mut Entry, c: &TorrentChanges) -> bool {
             tiers[tier].push(u);
         }
     }
+    let mut known: std::collections::HashSet<String> = tiers.iter().flatten().cloned().collect();
     for url in &c.tracker_add {
+        if known.len() >= MAX_TRACKERS {
+            break;
+        }
         // Each added tracker gets a tier of its own, as Transmission does.
-        if !tiers.iter().flatten().any(|u| u == url) && url::is_tracker_url(url) {
+        if url::is_tracker_url(url) && known.insert(url.clone()) {
             tiers.push(vec![url.clone()]);
         }
+    }
+    tiers.retain(|t| !t.is_empty());
+    // A request cannot make the announce list (and every later
+    // `trackerStats`) unboundedly long.
+    let mut room = MAX_TRACKERS;
+    for t in &mut tiers {
+        t.truncate(room);
+        room -= t.len();
     }
     tiers.retain(|t| !t.is_empty());
     if e.saved.trackers.as_ref() == Some(&tiers) {
@@ -989,9 +1051,9 @@ fn change_trackers(e: &mut Entry, c: &TorrentChanges) -> bool {
 mod url {
     /// Trackers the announce client can reach.
     pub fn is_tracker_url(u: &str) -> bool {
-        ["http://", "https://", "udp://"]
-            .iter()
-            .any(|s| u.len() > s.len() && u[..s.len()].eq_ignore_ascii_case(s))
+        ["http://", "https://", "udp://"].iter().any(|s| {
+            u.len() > s.len() && u.as_bytes()[..s.len()].eq_ignore_ascii_case(s.as_bytes())
+        })
     }
 }
 

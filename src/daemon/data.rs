@@ -33,11 +33,38 @@ fn own_dirs(info: &Info, dir: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// Whether every directory between `dir` and `path` (below `dir`) is a
+/// real directory: a symlink there could lead a delete or a move out of
+/// the download directory (storage refuses them too).
+fn no_symlinked_dirs(dir: &Path, path: &Path) -> bool {
+    let Ok(rel) = path.strip_prefix(dir) else {
+        return false;
+    };
+    let mut at = dir.to_path_buf();
+    let mut parts: Vec<_> = rel.components().collect();
+    parts.pop();
+    parts.into_iter().all(|c| {
+        at.push(c);
+        !std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink())
+    })
+}
+
+fn symlinked(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{} lies under a symbolic link: left alone", path.display()),
+    )
+}
+
 /// Deletes the torrent's files, then its directories that are left empty.
 /// Files missing already are fine.
 pub fn delete(info: &Info, dir: &Path) -> io::Result<()> {
     let mut first_error = None;
     for f in stored_files(info, dir) {
+        if !no_symlinked_dirs(dir, &f) {
+            first_error.get_or_insert(symlinked(&f));
+            continue;
+        }
         match std::fs::remove_file(&f) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 first_error.get_or_insert(e);
@@ -53,34 +80,67 @@ pub fn delete(info: &Info, dir: &Path) -> io::Result<()> {
 }
 
 /// Moves the torrent's files from `from` to `to` (renamed where both are
-/// on one file system, copied and then deleted where not).
+/// on one file system, copied and then deleted where not). Nothing moves
+/// if a file would overwrite one already at `to`.
 pub fn relocate(info: &Info, from: &Path, to: &Path) -> io::Result<()> {
     if from == to {
         return Ok(());
     }
+    let pairs: Vec<(PathBuf, PathBuf)> = info
+        .files
+        .iter()
+        .filter(|f| f.is_stored())
+        .map(|f| (from.join(f.relative_path()), to.join(f.relative_path())))
+        .filter(|(src, _)| src.exists())
+        .collect();
+    for (src, dst) in &pairs {
+        if !no_symlinked_dirs(from, src) {
+            return Err(symlinked(src));
+        }
+        if !no_symlinked_dirs(to, dst) {
+            return Err(symlinked(dst));
+        }
+        if std::fs::symlink_metadata(dst).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", dst.display()),
+            ));
+        }
+    }
     std::fs::create_dir_all(to)?;
-    for f in info.files.iter().filter(|f| f.is_stored()) {
-        let (src, dst) = (from.join(f.relative_path()), to.join(f.relative_path()));
-        if !src.exists() {
-            continue;
-        }
-        if let Some(parent) = dst.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        match std::fs::rename(&src, &dst) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                std::fs::copy(&src, &dst)?;
-                std::fs::File::open(&dst)?.sync_all()?;
-                std::fs::remove_file(&src)?;
+    for (i, (src, dst)) in pairs.iter().enumerate() {
+        if let Err(e) = move_file(src, dst) {
+            // Put back what moved, so the data stays in one place.
+            for (src, dst) in pairs[..i].iter().rev() {
+                if let Err(back) = move_file(dst, src) {
+                    log::error!("cannot move {} back: {back}", dst.display());
+                }
             }
-            Err(e) => return Err(e),
+            for d in own_dirs(info, to) {
+                let _ = std::fs::remove_dir(&d);
+            }
+            return Err(e);
         }
     }
     for d in own_dirs(info, from) {
         let _ = std::fs::remove_dir(&d);
     }
     Ok(())
+}
+
+/// Renames, or copies (flushed) and deletes across file systems.
+fn move_file(src: &Path, dst: &Path) -> io::Result<()> {
+    if let Some(parent) = dst.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::rename(src, dst) {
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            std::fs::copy(src, dst)?;
+            std::fs::File::open(dst)?.sync_all()?;
+            std::fs::remove_file(src)
+        }
+        r => r,
+    }
 }
 
 /// Renames `path` (from the torrent's name down) to `new_name` on disk, if
@@ -94,6 +154,9 @@ pub fn rename(dir: &Path, path: &str, new_name: &str) -> io::Result<()> {
     let Some(parent) = src.parent() else {
         return Ok(());
     };
+    if !no_symlinked_dirs(dir, &src) {
+        return Err(symlinked(&src));
+    }
     let dst = parent.join(new_name);
     if dst.exists() {
         return Err(io::Error::new(
@@ -163,6 +226,34 @@ mod tests {
         assert_eq!(std::fs::read(to.join("top/d/b")).unwrap(), b"bbb");
         assert_eq!(std::fs::read(to.join("top/a")).unwrap(), b"aaa");
         assert!(!from.join("top").exists());
+    }
+
+    #[test]
+    fn nothing_is_touched_through_a_symlinked_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dl, elsewhere) = (tmp.path().join("dl"), tmp.path().join("elsewhere"));
+        plant(&elsewhere);
+        std::fs::create_dir_all(&dl).unwrap();
+        // dl/top -> elsewhere/top: the torrent's own name, but not its files.
+        std::os::unix::fs::symlink(elsewhere.join("top"), dl.join("top")).unwrap();
+        assert!(delete(&info(), &dl).is_err());
+        assert!(relocate(&info(), &dl, &tmp.path().join("to")).is_err());
+        assert!(rename(&dl, "top/a", "b").is_err());
+        assert_eq!(std::fs::read(elsewhere.join("top/a")).unwrap(), b"aaa");
+        assert_eq!(std::fs::read(elsewhere.join("top/d/b")).unwrap(), b"bbb");
+    }
+
+    #[test]
+    fn relocate_overwrites_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (from, to) = (tmp.path().join("x"), tmp.path().join("y"));
+        plant(&from);
+        std::fs::create_dir_all(to.join("top/d")).unwrap();
+        std::fs::write(to.join("top/d/b"), b"theirs").unwrap();
+        assert!(relocate(&info(), &from, &to).is_err());
+        assert_eq!(std::fs::read(to.join("top/d/b")).unwrap(), b"theirs");
+        assert_eq!(std::fs::read(from.join("top/a")).unwrap(), b"aaa");
+        assert!(!to.join("top/a").exists());
     }
 
     #[test]

@@ -31,6 +31,8 @@ use super::control::Daemon;
 use super::{metrics, rpc, web};
 
 pub const MAX_CONNECTIONS: usize = 128;
+/// Connections served at once for one address.
+pub const MAX_PER_IP: usize = 32;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Room for a base64 .torrent of the largest size we accept.
@@ -77,6 +79,7 @@ async fn serve(
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let logins = Arc::new(Logins::default());
+    let per_ip = Arc::new(Mutex::new(HashMap::new()));
     loop {
         let (stream, peer) = tokio::select! {
             _ = stopped.changed() => return,
@@ -93,6 +96,9 @@ async fn serve(
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue;
         };
+        let Some(own) = PerIp::enter(&per_ip, peer.ip()) else {
+            continue;
+        };
         let (d, logins) = (d.clone(), logins.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
@@ -104,7 +110,7 @@ async fn serve(
                 .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
-            drop(slot);
+            drop((slot, own));
         });
     }
 }
@@ -311,6 +317,41 @@ fn authorized(header: Option<&HeaderValue>, user: &str, pass: &str) -> bool {
             == 0
 }
 
+/// One address's share of the connections, released on drop.
+struct PerIp {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    /// A share for `ip`, unless it holds [`MAX_PER_IP`] connections already
+    /// (so one client, slowed down for bad passwords, cannot take them all).
+    fn enter(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<PerIp> {
+        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = c.entry(ip).or_insert(0);
+        if *n >= MAX_PER_IP {
+            return None;
+        }
+        *n += 1;
+        Some(PerIp {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerIp {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Failed logins by address: after a few, each answer waits longer.
 #[derive(Default)]
 struct Logins {
@@ -326,8 +367,12 @@ impl Logins {
     fn failed(&self, ip: IpAddr) -> Duration {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        if f.len() >= MAX_TRACKED {
+        if f.len() >= MAX_TRACKED && !f.contains_key(&ip) {
             f.retain(|_, (_, at)| now.duration_since(*at) < FORGIVE);
+            if f.len() >= MAX_TRACKED {
+                // Too many failing addresses to remember: all of them wait.
+                return penalty(u32::MAX);
+            }
         }
         let e = f.entry(ip).or_insert((0, now));
         if now.duration_since(e.1) >= FORGIVE {

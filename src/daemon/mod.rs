@@ -21,6 +21,7 @@ pub mod table;
 mod watch;
 mod web;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,16 +57,24 @@ pub enum DaemonError {
 /// the command line's settings, `config` the file they sit on (read again
 /// on SIGHUP).
 pub fn run(flags: Settings, config: Option<PathBuf>) -> Result<(), DaemonError> {
-    let load = |flags: &Settings| -> Result<Settings, ConfigError> {
+    // `bound`: the RPC address in use. A reload cannot move the listener,
+    // so it is validated (credentials included) against that address.
+    let load = |bound: Option<SocketAddr>| -> Result<Settings, ConfigError> {
         let file = match &config {
             Some(p) => Settings::load(p)?,
             None => Settings::default(),
         };
-        let s = flags.clone().or(file);
+        let mut s = flags.clone().or(file);
+        if let Some(addr) = bound {
+            if s.rpc_addr() != addr {
+                log::warn!("rpc stays on {addr}: a new RPC address takes a restart");
+            }
+            s.rpc = Some(addr);
+        }
         s.validate()?;
         Ok(s)
     };
-    let settings = load(&flags)?;
+    let settings = load(None)?;
     let state = StateDir::open(&settings.state_dir()?)?;
     let rpc_addr = settings.rpc_addr();
     let rpc = std::net::TcpListener::bind(rpc_addr).map_err(|source| DaemonError::Rpc {
@@ -119,7 +128,7 @@ pub fn run(flags: Settings, config: Option<PathBuf>) -> Result<(), DaemonError> 
     while !stop.load(Ordering::Relaxed) && !daemon.is_closing() {
         if reload.swap(false, Ordering::Relaxed) {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-            match load(&flags) {
+            match load(Some(rpc_addr)) {
                 Ok(s) => {
                     daemon.reload(s);
                     log::info!("configuration reloaded");

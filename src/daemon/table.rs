@@ -52,10 +52,13 @@ pub enum After {
 
 impl After {
     /// What to do when `self` was asked for and then `next`: removal wins,
-    /// and a later request replaces an earlier one.
+    /// a move already promised still happens (a later stop or start only
+    /// decides what follows it), and otherwise the later request wins.
     pub fn then(self, next: After) -> After {
         match (self, next) {
-            (r @ After::Remove { .. }, After::Stop | After::Start { .. }) => r,
+            (r @ After::Remove { .. }, After::Stop | After::Start { .. } | After::Move { .. }) => r,
+            (After::Move { to, .. }, After::Stop) => After::Move { to, start: false },
+            (After::Move { to, .. }, After::Start { .. }) => After::Move { to, start: true },
             (_, next) => next,
         }
     }
@@ -371,14 +374,17 @@ pub struct Table {
     pub dirty: bool,
 }
 
+/// The largest torrent id: clients keep ids in signed 32-bit integers.
+const MAX_ID: u32 = i32::MAX as u32;
+
 /// How long `recently-active` looks back.
 pub const RECENT: Duration = Duration::from_secs(60);
 
 impl Table {
     pub fn insert(&mut self, e: Entry) -> u32 {
         let id = match e.saved.id {
-            id if id > 0 && !self.entries.contains_key(&id) => id,
-            _ => self.next_id.max(1),
+            id if (1..=MAX_ID).contains(&id) && !self.entries.contains_key(&id) => id,
+            _ => self.free_id(),
         };
         self.next_id = self.next_id.max(id + 1);
         let mut e = e;
@@ -386,6 +392,15 @@ impl Table {
         self.by_hash.insert(e.hash(), id);
         self.entries.insert(id, e);
         self.dirty = true;
+        id
+    }
+
+    /// The next id not in use (ids are not reused while free ones follow).
+    fn free_id(&self) -> u32 {
+        let mut id = self.next_id.clamp(1, MAX_ID);
+        while self.entries.contains_key(&id) {
+            id = if id >= MAX_ID { 1 } else { id + 1 };
+        }
         id
     }
 
@@ -472,6 +487,7 @@ impl Table {
             v.sort_unstable();
             v.into_iter().map(|(_, id)| id).collect()
         };
+        let ids: std::collections::HashSet<u32> = ids.iter().copied().collect();
         let moving = |id: &u32| ids.contains(id);
         match to {
             QueueMove::Top | QueueMove::Bottom => {
@@ -525,6 +541,24 @@ pub enum QueueMove {
 mod tests {
     use super::*;
     use crate::metainfo::{FileAttr, FileEntry};
+
+    #[test]
+    fn a_promised_removal_or_move_survives_a_later_stop_or_start() {
+        let rm = After::Remove { delete_data: true };
+        let mv = |start| After::Move {
+            to: "/x".into(),
+            start,
+        };
+        assert_eq!(rm.clone().then(After::Start { check: false }), rm);
+        assert_eq!(rm.clone().then(mv(true)), rm);
+        assert_eq!(mv(true).then(After::Stop), mv(false));
+        assert_eq!(mv(false).then(After::Start { check: true }), mv(true));
+        assert_eq!(mv(true).then(rm.clone()), rm);
+        assert_eq!(
+            After::Stop.then(After::Start { check: true }),
+            After::Start { check: true }
+        );
+    }
 
     /// Pieces of 10 bytes: a = 0..15, b = 15..35, c = 35..40.
     fn meta() -> Arc<Metainfo> {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::control::{AddOutcome, AddRequest, ControlError, Daemon};
 
@@ -17,7 +17,16 @@ pub struct Watcher {
     /// Files that failed to parse, with their size then (retried only once
     /// they change or settle).
     failed: HashMap<PathBuf, u64>,
+    /// Files added that could not be moved aside (a read-only directory),
+    /// with their size and mtime: not added again while unchanged.
+    kept: HashMap<PathBuf, (u64, Option<SystemTime>)>,
+    /// Files whose add failed for a reason of ours (a full disk, say), not
+    /// theirs: tried again after [`RETRY`].
+    retry: HashMap<PathBuf, Instant>,
 }
+
+/// How long a file whose add failed on our side waits before another try.
+const RETRY: Duration = Duration::from_secs(60);
 
 impl Watcher {
     pub fn scan(&mut self, daemon: &Daemon, dir: &Path) {
@@ -43,12 +52,21 @@ impl Watcher {
             if self.failed.get(&path) == Some(&meta.len()) && !settled {
                 continue;
             }
-            self.take(daemon, &path, meta.len(), settled);
+            if self.kept.get(&path) == Some(&(meta.len(), meta.modified().ok())) {
+                continue;
+            }
+            if self.retry.get(&path).is_some_and(|at| Instant::now() < *at) {
+                continue;
+            }
+            self.take(daemon, &path, &meta, settled);
         }
         self.failed.retain(|p, _| p.exists());
+        self.kept.retain(|p, _| p.exists());
+        self.retry.retain(|p, _| p.exists());
     }
 
-    fn take(&mut self, daemon: &Daemon, path: &Path, len: u64, settled: bool) {
+    fn take(&mut self, daemon: &Daemon, path: &Path, meta: &std::fs::Metadata, settled: bool) {
+        let len = meta.len();
         if len > crate::metainfo::MAX_TORRENT_FILE_SIZE {
             return self.refuse(path, "too large for a torrent file");
         }
@@ -68,14 +86,22 @@ impl Watcher {
                 };
                 if let Err(e) = done {
                     log::error!("watch dir: cannot move {} aside: {e}", path.display());
+                    self.kept
+                        .insert(path.to_path_buf(), (len, meta.modified().ok()));
                 }
                 self.failed.remove(path);
+                self.retry.remove(path);
             }
             Err(ControlError::BadTorrent(_)) if !settled => {
                 // Perhaps still being written.
                 self.failed.insert(path.to_path_buf(), len);
             }
-            Err(e) => self.refuse(path, &crate::error_chain(&e)),
+            Err(e @ ControlError::BadTorrent(_)) => self.refuse(path, &crate::error_chain(&e)),
+            Err(e) => {
+                log::error!("watch dir: {}: {}", path.display(), crate::error_chain(&e));
+                self.retry
+                    .insert(path.to_path_buf(), Instant::now() + RETRY);
+            }
         }
     }
 

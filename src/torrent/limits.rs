@@ -66,11 +66,15 @@ impl TokenBucket {
         }
     }
 
-    /// When `n` bytes of allowance will be there.
+    /// When `n` bytes of allowance will be there. At rate 0 never: look
+    /// again in a second (the rate may have changed by then), not at once.
     pub fn ready_at(&self, n: u64) -> Instant {
         let missing = n as f64 - self.tokens;
-        if missing <= 0.0 || self.rate == 0 {
+        if missing <= 0.0 {
             return self.last;
+        }
+        if self.rate == 0 {
+            return self.last + Duration::from_secs(1);
         }
         self.last + Duration::from_secs_f64(missing / self.rate as f64)
     }
@@ -98,6 +102,15 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_rate_waits_instead_of_spinning() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(0, 16384, t0);
+        assert!(b.take(16384, t0));
+        assert!(!b.take(16384, t0));
+        assert_eq!(b.ready_at(16384), t0 + Duration::from_secs(1));
+    }
 
     #[test]
     fn passes_the_rate_over_time() {

@@ -15,7 +15,7 @@ use crate::tracker::client::TrackerStat;
 macro_rules! fields {
     ($($name:literal => $variant:ident,)*) => {
         /// A field name `torrent-get` knows.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Field { $($variant,)* }
 
         impl Field {

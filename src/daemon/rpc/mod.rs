@@ -30,6 +30,10 @@ type Answer = Result<Args, String>;
 
 /// Answers one request body.
 pub fn handle(d: &Daemon, body: &[u8]) -> Vec<u8> {
+    if json_values(body) > MAX_VALUES {
+        let resp = json!({"arguments": {}, "result": "request has too many values"});
+        return serde_json::to_vec(&resp).unwrap_or_default();
+    }
     let req: Option<Map<String, Value>> = serde_json::from_slice(body).ok();
     let tag = req
         .as_ref()
@@ -134,6 +138,35 @@ fn queue(d: &Daemon, a: &Args, to: QueueMove) -> Answer {
 
 /// Which torrents `ids` names: all of them when absent; a number, a hash,
 /// or a list of both; or `recently-active`.
+/// Values a request may hold. A body under the size cap can still hold
+/// tens of millions of tiny values (`[0,0,0,...]`), each tens of bytes once
+/// parsed; a real request (a torrent-get of every id, a base64 torrent)
+/// has far fewer.
+const MAX_VALUES: usize = 1 << 20;
+
+/// About how many JSON values `body` holds: separators and openings
+/// outside strings (a cheap scan before parsing).
+fn json_values(body: &[u8]) -> usize {
+    let (mut n, mut in_string, mut escaped) = (0, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b',' | b'[' | b'{' | b':' => n += 1,
+                _ => {}
+            }
+        }
+    }
+    n
+}
+
 fn select(t: &Table, a: &Args) -> Vec<u32> {
     let one = |v: &Value| -> Option<u32> {
         match v {
@@ -155,7 +188,14 @@ fn select(t: &Table, a: &Args) -> Vec<u32> {
             .filter(|(_, e)| e.touched.elapsed() < RECENT)
             .map(|(id, _)| *id)
             .collect(),
-        Some(Value::Array(list)) => list.iter().filter_map(one).collect(),
+        // Each torrent once, however often it is named.
+        Some(Value::Array(list)) => {
+            let mut seen = std::collections::HashSet::new();
+            list.iter()
+                .filter_map(one)
+                .filter(|id| seen.insert(*id))
+                .collect()
+        }
         Some(v) => one(v).into_iter().collect(),
     }
 }
@@ -198,13 +238,15 @@ fn string(a: &Args, key: &str) -> Option<String> {
     a.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
-fn indices(a: &Args, key: &str) -> Vec<usize> {
+/// A list of file indices (`Some(empty)`: every file, as the spec says).
+fn indices(a: &Args, key: &str) -> Option<Vec<usize>> {
     match a.get(key) {
-        Some(Value::Array(v)) => v
-            .iter()
-            .filter_map(|x| x.as_u64().and_then(|n| usize::try_from(n).ok()))
-            .collect(),
-        _ => Vec::new(),
+        Some(Value::Array(v)) => Some(
+            v.iter()
+                .filter_map(|x| x.as_u64().and_then(|n| usize::try_from(n).ok()))
+                .collect(),
+        ),
+        _ => None,
     }
 }
 
@@ -219,22 +261,27 @@ fn strings(a: &Args, key: &str) -> Option<Vec<String>> {
     }
 }
 
-fn file_changes(a: &Args) -> FileChanges {
+/// `torrent-set`'s file lists; `torrent-add` gives no meaning to an empty
+/// one (Transmission's own daemon neither).
+fn file_changes(a: &Args, empty_means_all: bool) -> FileChanges {
+    let indices = |key| indices(a, key).filter(|l| empty_means_all || !l.is_empty());
     FileChanges {
-        wanted: indices(a, "files-wanted"),
-        unwanted: indices(a, "files-unwanted"),
-        high: indices(a, "priority-high"),
-        normal: indices(a, "priority-normal"),
-        low: indices(a, "priority-low"),
+        wanted: indices("files-wanted"),
+        unwanted: indices("files-unwanted"),
+        high: indices("priority-high"),
+        normal: indices("priority-normal"),
+        low: indices("priority-low"),
     }
 }
 
 fn session_get(d: &Daemon, a: &Args) -> Args {
     let settings = d.settings();
+    // statvfs outside the lock: a hung mount must not stall every request.
+    let dir = d.table().prefs.download_dir.clone();
+    let free = free_bytes(&dir).unwrap_or(-1);
     let t = d.table();
     let p = &t.prefs;
     let kb = |v: u64| v / SPEED_UNIT;
-    let free = free_bytes(&p.download_dir).unwrap_or(-1);
     let Value::Object(mut m) = json!({
         "alt-speed-down": kb(p.alt_speed_down),
         "alt-speed-enabled": p.alt_speed_enabled,
@@ -305,7 +352,8 @@ fn session_get(d: &Daemon, a: &Args) -> Args {
     };
     // Transmission 4: only the fields asked for, when asked.
     if let Some(want) = strings(a, "fields") {
-        m.retain(|k, _| want.iter().any(|w| w == k));
+        let want: std::collections::HashSet<String> = want.into_iter().collect();
+        m.retain(|k, _| want.contains(k));
     }
     m
 }
@@ -428,7 +476,7 @@ fn torrent_add(d: &Daemon, a: &Args) -> Answer {
         torrent,
         download_dir: string(a, "download-dir").map(PathBuf::from),
         paused: flag(a, "paused"),
-        files: file_changes(a),
+        files: file_changes(a, false),
         labels: strings(a, "labels"),
         peer_limit: uint(a, "peer-limit").map(|v| v.min(u64::from(u32::MAX)) as u32),
         bandwidth_priority: int(a, "bandwidthPriority").map(|v| v.clamp(-1, 1) as i8),
@@ -501,7 +549,7 @@ fn torrent_set(d: &Daemon, a: &Args) -> Answer {
         download_limited: flag(a, "downloadLimited"),
         upload_limit: speed("uploadLimit"),
         upload_limited: flag(a, "uploadLimited"),
-        files: file_changes(a),
+        files: file_changes(a, true),
         labels: strings(a, "labels"),
         peer_limit: uint(a, "peer-limit").map(|v| v.min(u64::from(u32::MAX)) as u32),
         queue_position: uint(a, "queuePosition").map(|v| v as usize),
@@ -510,7 +558,7 @@ fn torrent_set(d: &Daemon, a: &Args) -> Answer {
         seed_ratio_limit: real(a, "seedRatioLimit"),
         seed_ratio_mode: uint(a, "seedRatioMode").map(|v| v.min(2) as u8),
         tracker_add: strings(a, "trackerAdd").unwrap_or_default(),
-        tracker_remove: indices(a, "trackerRemove"),
+        tracker_remove: indices(a, "trackerRemove").unwrap_or_default(),
         tracker_replace: replace,
         tracker_list,
     };
@@ -576,9 +624,11 @@ fn torrent_get(d: &Daemon, a: &Args, tag: Option<&Value>) -> Vec<u8> {
         finish(&mut out, "no fields specified");
         return out;
     };
+    let mut seen = std::collections::HashSet::new();
     let fields: Vec<Field> = names
         .iter()
         .filter_map(|n| n.as_str().and_then(Field::parse))
+        .filter(|f| seen.insert(*f))
         .collect();
     let table_format = a.get("format").and_then(Value::as_str) == Some("table");
     let t = d.table();

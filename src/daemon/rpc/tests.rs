@@ -278,6 +278,37 @@ fn torrent_set_changes_what_it_names() {
         urls,
         ["http://127.0.0.1:1/announce", "udp://127.0.0.1:2/announce"]
     );
+    // An empty list names every file (transmission-remote -G all / -g all).
+    h.ok("torrent-set", json!({"ids": [1], "files-unwanted": []}));
+    assert_eq!(
+        h.get(&["wanted"])[0]["wanted"],
+        json!([false, false, false])
+    );
+    h.ok(
+        "torrent-set",
+        json!({"ids": [1], "files-wanted": [], "priority-low": []}),
+    );
+    let t = &h.get(&["wanted", "priorities"])[0];
+    assert_eq!(t["wanted"], json!([true, true, true]));
+    assert_eq!(t["priorities"], json!([-1, -1, -1]));
+    // Non-ASCII tracker text is refused, not a crash; the list is capped.
+    h.ok(
+        "torrent-set",
+        json!({"ids": [1], "trackerAdd": ["aaaaaaé", "httpé://x"]}),
+    );
+    let many: Vec<String> = (0..1000)
+        .map(|i| format!("http://t{i}.example/a"))
+        .collect();
+    h.ok("torrent-set", json!({"ids": [1], "trackerAdd": many}));
+    let n = h.get(&["trackers"])[0]["trackers"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(n, 256);
+    h.ok(
+        "torrent-set",
+        json!({"ids": [1], "trackerList": "http://127.0.0.1:1/announce\n\nudp://127.0.0.1:2/announce"}),
+    );
     h.ok("torrent-set", json!({"ids": [1], "trackerRemove": [0]}));
     assert_eq!(
         h.get(&["trackers"])[0]["trackers"]
@@ -372,4 +403,18 @@ fn free_space_and_unknown_methods() {
     assert_eq!(h.err("no-such", json!({})), "method name not recognized");
     let r = h.call(json!({"arguments": {}}));
     assert_eq!(r["result"], "no method name");
+    // Millions of tiny values are refused before they are parsed.
+    let mut body = br#"{"method":"torrent-get","arguments":{"fields":["id"],"ids":["#.to_vec();
+    body.extend(std::iter::repeat_n(b"0,".as_slice(), 2 << 20).flatten());
+    body.extend(b"0]}}");
+    let out = super::handle(&h.d, &body);
+    let r: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(r["result"], "request has too many values");
+    // A repeated field or id is answered once.
+    h.ok("torrent-add", json!({"metainfo": h.torrent("y", 1)}));
+    let got = h.ok(
+        "torrent-get",
+        json!({"ids": [1, 1, 1], "fields": ["id", "id", "name"]}),
+    );
+    assert_eq!(got["torrents"], json!([{"id": 1, "name": "y"}]));
 }
