@@ -94,9 +94,11 @@ async fn serve(
             },
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
+            log::debug!("RPC: {peer} refused: {MAX_CONNECTIONS} connections open");
             continue;
         };
         let Some(own) = PerIp::enter(&per_ip, peer.ip()) else {
+            log::debug!("RPC: {peer} refused: {MAX_PER_IP} connections from its address");
             continue;
         };
         let (d, logins) = (d.clone(), logins.clone());
@@ -105,11 +107,14 @@ async fn serve(
                 let (d, logins) = (d.clone(), logins.clone());
                 async move { Ok::<_, Infallible>(respond(&d, &logins, peer, req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .await
+            {
+                log::debug!("RPC connection from {peer}: {e}");
+            }
             drop((slot, own));
         });
     }
@@ -143,11 +148,11 @@ async fn respond(
     let settings = d.settings();
     let credentials = settings.credentials();
     if credentials.is_none() && !host_allowed(req.headers().get(header::HOST), &settings) {
-        return text(
+        return closing(text(
             StatusCode::MISDIRECTED_REQUEST,
             "<h1>421: Misdirected Request</h1><p>Unauthorized Host header. Add the name to \
              rpc-host-whitelist, or use an IP address.</p>",
-        );
+        ));
     }
     if let Some((user, pass)) = &credentials {
         if !authorized(req.headers().get(header::AUTHORIZATION), user, pass) {
@@ -158,7 +163,8 @@ async fn respond(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"ringtorrent\""),
             );
-            return r;
+            // Its body is not read: the connection cannot carry another request.
+            return closing(r);
         }
         logins.succeeded(peer.ip());
     }
@@ -180,6 +186,35 @@ async fn respond(
     }
 }
 
+/// A reply after which the connection closes (the request's body was
+/// left unread, so nothing after it on the connection can be parsed).
+fn closing(mut r: Reply) -> Reply {
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// Reads and drops a body of at most [`MAX_BODY`] bytes that arrives
+/// within [`BODY_TIMEOUT`]; whether it did.
+async fn discard(mut body: Incoming) -> bool {
+    let read = async {
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return false;
+            };
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > MAX_BODY {
+                return false;
+            }
+        }
+        true
+    };
+    tokio::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .unwrap_or(false)
+}
+
 async fn rpc_call(d: &Arc<Daemon>, req: Request<Incoming>) -> Reply {
     let id = req
         .headers()
@@ -197,7 +232,13 @@ async fn rpc_call(d: &Arc<Daemon>, req: Request<Incoming>) -> Reply {
         if let Ok(v) = HeaderValue::from_str(&d.session_id) {
             r.headers_mut().insert(SESSION_HEADER, v);
         }
-        return r;
+        // Clients resend at once on the same connection: read the body
+        // they sent first, or say the connection ends here.
+        return if discard(req.into_body()).await {
+            r
+        } else {
+            closing(r)
+        };
     }
     let declared = req
         .headers()
@@ -205,10 +246,10 @@ async fn rpc_call(d: &Arc<Daemon>, req: Request<Incoming>) -> Reply {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return text(
+        return closing(text(
             StatusCode::PAYLOAD_TOO_LARGE,
             "<h1>413: Payload Too Large</h1>",
-        );
+        ));
     }
     let body = Limited::new(req.into_body(), MAX_BODY).collect();
     let body = match tokio::time::timeout(BODY_TIMEOUT, body).await {
