@@ -428,7 +428,7 @@ impl Daemon {
     pub fn reannounce(&self, ids: &[u32]) {
         let t = self.table();
         for id in ids {
-            if let Some(s) = t.entries.get(id).and_then(Entry::session_id) {
+            if let Some(s) = t.entries.get(id).and_then(|e| e.session_id()) {
                 self.engine.reannounce(s);
             }
         }

@@ -202,11 +202,11 @@ pub fn render(d: &Daemon) -> String {
         }
         if let Some(h) = &s.latency {
             block_latency.summary(&l, h);
-            let _ = all_blocks.add(h);
+            let _ = all_blocks.add(&**h);
         }
         if let Some(h) = &s.disk_latency {
             disk_latency.summary(&l, h);
-            let _ = all_disk.add(h);
+            let _ = all_disk.add(&**h);
         }
     }
     for (k, n) in by_status {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::Prefs;
 use crate::metainfo::{InfoHash, Metainfo};
-use crate::resume::store::write_atomic;
+use crate::resume::store::{write_atomic, write_atomic_with};
 use crate::session::Priority;
 
 #[derive(Debug, thiserror::Error)]
@@ -217,11 +217,11 @@ impl StateDir {
 
     pub fn save(&self, saved: &Saved) -> Result<(), StateError> {
         let path = self.state_file();
-        let bytes = serde_json::to_vec(saved).map_err(|e| StateError::Save {
-            path: path.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        write_atomic(&path, &bytes).map_err(|source| StateError::Save { path, source })
+        // Streamed: with thousands of torrents the text is megabytes.
+        write_atomic_with(&path, |w| {
+            serde_json::to_writer(w, saved).map_err(std::io::Error::other)
+        })
+        .map_err(|source| StateError::Save { path, source })
     }
 
     /// Keeps a copy of an added torrent (before the add is acknowledged).

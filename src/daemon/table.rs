@@ -360,7 +360,8 @@ fn renamed(info: &Info, renames: &[(String, String)]) -> Info {
 #[derive(Debug, Default)]
 pub struct Table {
     /// By RPC id.
-    pub entries: BTreeMap<u32, Entry>,
+    // Boxed: B-tree nodes are often half full, and an entry is 600 bytes.
+    pub entries: BTreeMap<u32, Box<Entry>>,
     pub by_hash: HashMap<InfoHash, u32>,
     pub by_session: HashMap<TorrentId, u32>,
     pub next_id: u32,
@@ -390,7 +391,7 @@ impl Table {
         let mut e = e;
         e.saved.id = id;
         self.by_hash.insert(e.hash(), id);
-        self.entries.insert(id, e);
+        self.entries.insert(id, Box::new(e));
         self.dirty = true;
         id
     }
@@ -412,7 +413,7 @@ impl Table {
         }
         self.removed.push((id, Instant::now()));
         self.dirty = true;
-        Some(e)
+        Some(*e)
     }
 
     /// The entries that ask to run, in queue order, and whether each is a
@@ -445,6 +446,7 @@ impl Table {
             .entries
             .values()
             .filter(|e| e.run == Run::Queued)
+            .map(|e| &**e)
             .collect();
         queued.sort_by_key(|e| e.saved.queue_position);
         let mut out = Vec::new();

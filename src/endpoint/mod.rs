@@ -77,7 +77,9 @@ pub struct Endpoint {
     shard: usize,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    torrents: BTreeMap<TorrentId, TorrentShard>,
+    // Boxed: a B-tree keeps its values in half-full nodes, and a shard holds
+    // one of these (about 1 KiB) for every torrent of the session.
+    torrents: BTreeMap<TorrentId, Box<TorrentShard>>,
     by_hash: HashMap<InfoHash, TorrentId>,
     /// Torrents being removed: they finish closing, then go.
     removing: HashSet<TorrentId>,
@@ -128,10 +130,7 @@ impl Endpoint {
 
     /// Peers unchoked on this shard, all torrents.
     pub fn unchoked_count(&self) -> usize {
-        self.torrents
-            .values()
-            .map(TorrentShard::unchoked_count)
-            .sum()
+        self.torrents.values().map(|t| t.unchoked_count()).sum()
     }
 
     pub fn connection_count(&self) -> usize {
@@ -141,7 +140,7 @@ impl Endpoint {
     /// Whether nothing is left for the driver to finish (after shutdown).
     pub fn is_drained(&self) -> bool {
         self.actions.is_empty()
-            && self.torrents.values().all(TorrentShard::is_drained)
+            && self.torrents.values().all(|t| t.is_drained())
             && self.connection_count() == 0
     }
 
@@ -280,7 +279,7 @@ impl Endpoint {
                 self.buffers.keep_at_least(ctx.budget.max() as usize);
                 self.by_hash.insert(ctx.info_hash, id);
                 let ts = TorrentShard::new(ctx, self.shard, have, self.buffers.clone(), now);
-                self.torrents.insert(id, ts);
+                self.torrents.insert(id, Box::new(ts));
             }
             ShardCommand::Remove(t) => {
                 let Some(ts) = self.torrents.get_mut(&t) else {
@@ -476,7 +475,7 @@ impl Endpoint {
         });
         self.torrents
             .values()
-            .filter_map(TorrentShard::poll_timeout)
+            .filter_map(|t| t.poll_timeout())
             .chain(handshakes)
             .min()
     }

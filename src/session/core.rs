@@ -14,8 +14,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-
 use crate::bitfield::Bitfield;
 use crate::choker::{Candidate, Choker, PeerKey};
 use crate::endpoint::{ShardCommand, ShardEvent};
@@ -89,9 +87,9 @@ pub struct TorrentStats {
     pub known_peers: usize,
     pub hash_nanos: u64,
     /// Block latencies (none while nothing was downloaded).
-    pub latency: Option<Histogram<u64>>,
+    pub latency: crate::torrent::Latency,
     /// Disk job latencies (reads and writes), microseconds.
-    pub disk_latency: Option<Histogram<u64>>,
+    pub disk_latency: crate::torrent::Latency,
     pub complete: bool,
 }
 
@@ -145,10 +143,10 @@ impl TorrentStats {
     }
 }
 
-fn merge(into: &mut Option<Histogram<u64>>, from: Option<Histogram<u64>>) {
+fn merge(into: &mut crate::torrent::Latency, from: crate::torrent::Latency) {
     match (into.as_mut(), from) {
         (Some(mine), Some(h)) => {
-            let _ = mine.add(&h);
+            let _ = mine.add(&*h);
         }
         (None, Some(h)) => *into = Some(h),
         (_, None) => {}
@@ -197,7 +195,8 @@ pub struct SessionCore {
     cfg: CoreConfig,
     peer_id: PeerId,
     rng: fastrand::Rng,
-    torrents: BTreeMap<TorrentId, TorrentState>,
+    // Boxed: B-tree nodes are often half full, and there is one per torrent.
+    torrents: BTreeMap<TorrentId, Box<TorrentState>>,
     by_hash: HashMap<InfoHash, TorrentId>,
     /// Connections (and dials under way) per shard, all torrents.
     shard_conns: Vec<usize>,
@@ -326,7 +325,7 @@ impl SessionCore {
             failed: false,
         };
         self.by_hash.insert(ctx.info_hash, id);
-        self.torrents.insert(id, state);
+        self.torrents.insert(id, Box::new(state));
         self.changed.insert(id);
         for s in 0..shards {
             self.commands

@@ -431,12 +431,18 @@ pub enum Command {
 
 /// A histogram of block latencies in microseconds (1 µs to 60 s, two
 /// significant digits: about 12 KiB).
-pub fn latency_histogram() -> hdrhistogram::Histogram<u64> {
-    hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
+/// A latency histogram, boxed: most torrents of a big session never make
+/// one, and every shard keeps counters for every torrent.
+pub type Latency = Option<Box<hdrhistogram::Histogram<u64>>>;
+
+pub fn latency_histogram() -> Box<hdrhistogram::Histogram<u64>> {
+    Box::new(
+        hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds"),
+    )
 }
 
 /// Records `took` in a latency histogram made on first use.
-pub fn record_latency(h: &mut Option<hdrhistogram::Histogram<u64>>, took: std::time::Duration) {
+pub fn record_latency(h: &mut Latency, took: std::time::Duration) {
     let micros = (took.as_micros() as u64).clamp(1, 60_000_000);
     let _ = h.get_or_insert_with(latency_histogram).record(micros);
 }
@@ -467,9 +473,9 @@ pub struct ShardStats {
     /// Nanoseconds spent hashing on the shard (with no hashing threads).
     pub hash_nanos: u64,
     /// Block latency, request to arrival, microseconds.
-    pub latency: Option<hdrhistogram::Histogram<u64>>,
+    pub latency: Latency,
     /// Disk job latency, submission to completion, microseconds.
-    pub disk_latency: Option<hdrhistogram::Histogram<u64>>,
+    pub disk_latency: Latency,
     /// Peers with a completed handshake right now (not a delta).
     pub peers: u64,
 }

@@ -15,8 +15,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-
 use super::cache::ReadCache;
 use super::download::Download;
 use super::limits::Limits;
@@ -81,7 +79,7 @@ pub struct TorrentShard {
     stats: ShardStats,
     /// Block latency, request to arrival, in microseconds (made when the
     /// first block arrives: a seed never needs one).
-    latency: Option<Histogram<u64>>,
+    latency: crate::torrent::Latency,
     /// When the per-second work is due next.
     next_second: Instant,
     last_second: Instant,
