@@ -585,3 +585,61 @@ fn metrics_parse_as_prometheus_text() {
     }
     assert!(matches!(sample("ringtorrent_uptime_seconds", None), V::Gauge(v) if v > 0.0));
 }
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping_and_sighup_rereads_the_config() {
+    use std::os::unix::net::UnixDatagram;
+    let tmp = tempfile::tempdir().unwrap();
+    let sock_path = tmp.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = sock.recv(&mut buf).expect("a notification from the daemon");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let config = tmp.path().join("ringtorrent.toml");
+    std::fs::write(&config, "speed-limit-down = 100000\n").unwrap();
+    let mut d = Daemon::start_with_env(
+        &tmp.path().join("d"),
+        free_port(),
+        &["--config", config.to_str().unwrap()],
+        &[("NOTIFY_SOCKET", &sock_path)],
+    );
+    assert!(next().contains("READY=1"));
+    let limit = |d: &Daemon| {
+        let s = d.ok("session-get", json!({}));
+        (
+            s["speed-limit-down"].clone(),
+            s["speed-limit-down-enabled"].clone(),
+        )
+    };
+    assert_eq!(limit(&d), (json!(100), json!(true)));
+    let hup = |d: &Daemon| {
+        // SAFETY: kill(2) on our own, not yet reaped, child.
+        unsafe { libc::kill(d.proc.child.id() as i32, libc::SIGHUP) };
+    };
+
+    // A file that must not be used is refused and the running settings stay.
+    std::fs::write(
+        &config,
+        "speed-limit-down = 300000\nrpc-password = \"x\"\n",
+    )
+    .unwrap();
+    hup(&d);
+    assert!(next().contains("RELOADING=1"));
+    assert!(next().contains("READY=1"));
+    assert_eq!(limit(&d), (json!(100), json!(true)));
+    assert!(d.log_text().contains("not reloaded"), "{}", d.log_text());
+
+    std::fs::write(&config, "speed-limit-down = 300000\n").unwrap();
+    hup(&d);
+    assert!(next().contains("RELOADING=1"));
+    assert!(next().contains("READY=1"));
+    assert_eq!(limit(&d), (json!(300), json!(true)));
+
+    let (status, _) = d.proc.terminate(Duration::from_secs(3));
+    assert!(status.success());
+    assert!(next().contains("STOPPING=1"));
+}

@@ -28,6 +28,16 @@ impl Daemon {
     }
 
     pub fn start_at(root: &Path, rpc_port: u16, extra: &[&str]) -> Daemon {
+        Daemon::start_with_env(root, rpc_port, extra, &[])
+    }
+
+    /// [`Daemon::start_at`] with environment variables set for it.
+    pub fn start_with_env(
+        root: &Path,
+        rpc_port: u16,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Daemon {
         let download_dir = root.join("downloads");
         let state_dir = root.join("state");
         std::fs::create_dir_all(&download_dir).unwrap();
@@ -42,6 +52,7 @@ impl Daemon {
                 .args(["--listen", "127.0.0.1:0"])
                 .args(["--rpc", &format!("127.0.0.1:{rpc_port}")])
                 .args(extra)
+                .envs(env.iter().copied())
                 .env("RUST_LOG", "info"),
             "ringtorrent daemon",
             &log,
