@@ -622,11 +622,7 @@ fn systemd_hears_ready_reloading_and_stopping_and_sighup_rereads_the_config() {
     };
 
     // A file that must not be used is refused and the running settings stay.
-    std::fs::write(
-        &config,
-        "speed-limit-down = 300000\nrpc-password = \"x\"\n",
-    )
-    .unwrap();
+    std::fs::write(&config, "speed-limit-down = 300000\nrpc-password = \"x\"\n").unwrap();
     hup(&d);
     assert!(next().contains("RELOADING=1"));
     assert!(next().contains("READY=1"));
