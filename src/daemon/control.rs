@@ -624,9 +624,10 @@ impl Daemon {
             // Checked again against the renames made so far: a rename the
             // session could not apply would keep the torrent from starting.
             let applies = (*e.info).clone().rename_path(&path, &name);
-            match applies.map_err(|e| e.to_string()).and_then(|()| {
-                data::rename(&e.saved.download_dir, &path, &name).map_err(|e| e.to_string())
-            }) {
+            let done = applies.map_err(|err| err.to_string()).and_then(|()| {
+                data::rename(&e.saved.download_dir, &path, &name).map_err(|err| err.to_string())
+            });
+            match done {
                 Ok(()) => {
                     e.saved.renames.push((path, name));
                     e.renames_changed();
