@@ -3,35 +3,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// `ringtorrent seed` of several torrents, listening on a free port.
-fn seed_many(
-    torrents: &[PathBuf],
-    data_dir: &Path,
-    extra: &[&str],
-) -> (Proc, std::net::SocketAddr) {
-    let addr = local(free_port());
-    let mut p = Proc::spawn(
-        Command::new(bin())
-            .arg("seed")
-            .args(torrents)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("RINGTORRENT_STATE_DIR", state_dir(data_dir))
-            .args(["--listen", &addr.to_string()])
-            .args(extra),
-        "ringtorrent seed",
-    );
-    wait_listening(addr, &mut p, Duration::from_secs(60));
-    (p, addr)
-}
 
 fn summaries(o: &std::process::Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&o.stdout)
@@ -61,7 +38,7 @@ fn fifty_torrents_from_one_seed_process_to_one_fetch_process() {
         torrents.push(torrent);
         payloads.push((name, payload));
     }
-    let (mut seeder, addr) = seed_many(&torrents, &seed, &["--json"]);
+    let (mut seeder, addr) = rt_seed_many(&torrents, &seed, &["--json"]);
     let out = tmp.path().join("out");
     let mut cmd = Command::new(bin());
     cmd.arg("fetch")

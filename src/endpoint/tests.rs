@@ -2,26 +2,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::metainfo::{FileAttr, FileEntry, Info, InfoHash};
+use crate::metainfo::InfoHash;
 use crate::torrent::{Budget, TorrentConfig, TorrentCtx};
 use crate::wire::{BlockRef, Handshake, Message, PeerId};
 
 fn ctx(id: u32, hash: u8, config: TorrentConfig) -> Arc<TorrentCtx> {
     let data = vec![7u8; 100_000];
-    let info = Info {
-        name: "x".into(),
-        piece_length: 16384,
-        pieces: data.chunks(16384).map(crate::hash::sha1).collect(),
-        files: vec![FileEntry {
-            path: vec!["x".into()],
-            length: data.len() as u64,
-            offset: 0,
-            attr: FileAttr::default(),
-        }],
-        private: false,
-        multi_file: false,
-        total_length: data.len() as u64,
-    };
+    let info = crate::session::sim::info("x", &data, 16384);
     Arc::new(TorrentCtx {
         id: TorrentId(id),
         info: Arc::new(info),

@@ -10,7 +10,7 @@
 pub mod core;
 mod resume;
 #[cfg(test)]
-mod sim;
+pub(crate) mod sim;
 #[cfg(test)]
 mod tests;
 

@@ -262,11 +262,16 @@ pub fn state_dir(payload_dir: &Path) -> PathBuf {
 
 /// Starts `ringtorrent seed` on a free port and waits until it listens.
 pub fn rt_seed(torrent: &Path, data_dir: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
+    rt_seed_many(&[torrent.to_path_buf()], data_dir, extra)
+}
+
+/// [`rt_seed`] of several torrents in one process.
+pub fn rt_seed_many(torrents: &[PathBuf], data_dir: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
     let addr = local(free_port());
     let mut p = Proc::spawn(
         Command::new(bin())
             .arg("seed")
-            .arg(torrent)
+            .args(torrents)
             .arg("--data-dir")
             .arg(data_dir)
             .env("RINGTORRENT_STATE_DIR", state_dir(data_dir))

@@ -181,14 +181,7 @@ impl TorrentShard {
                 peers: candidates,
             });
         }
-        let delta = self.take_stats();
-        if !delta.is_empty() {
-            self.events.push(Event::Stats {
-                torrent: self.ctx.id,
-                shard: self.shard,
-                delta: Box::new(delta),
-            });
-        }
+        self.flush_stats();
         self.refill_all(now);
     }
 }

@@ -685,7 +685,8 @@ impl TorrentShard {
         s
     }
 
-    /// Reports what is left of the counters (at shutdown).
+    /// Reports the counters gathered since the last report, if any (each
+    /// second, and what is left at shutdown).
     pub fn flush_stats(&mut self) {
         let delta = self.take_stats();
         if !delta.is_empty() {
