@@ -239,3 +239,64 @@ pub fn rpc(data: &[u8]) {
     assert!(v["result"].is_string(), "no result in {v}");
     assert!(v["arguments"].is_object(), "no arguments in {v}");
 }
+
+/// The extension messages and the metadata exchange never panic: the
+/// input decodes as `ut_metadata` and `ut_pex` messages, then drives an
+/// exchange as four peers' answers (4 bytes an operation). Whatever the
+/// exchange returns as done hashes to the info-hash.
+pub fn metadata(data: &[u8]) {
+    use crate::metadata::{Exchange, MetadataMsg, PIECE, Progress};
+    use std::time::{Duration, Instant};
+    let _ = crate::pex::PexMessage::decode(data);
+    if let Ok(m @ (MetadataMsg::Request(_) | MetadataMsg::Reject(_))) = MetadataMsg::decode(data) {
+        assert_eq!(MetadataMsg::decode(&m.encode()), Ok(m));
+    }
+    let info: Vec<u8> = (0..40_000u32).map(|i| (i * 31 % 253) as u8).collect();
+    let hash = crate::metainfo::InfoHash::of(&info);
+    let mut x = Exchange::<u8>::new(hash, 1 << 20);
+    let t0 = Instant::now();
+    let mut now = t0;
+    let sizes = [
+        None,
+        Some(0),
+        Some(40_000),
+        Some(39_999),
+        Some(2 << 20),
+        Some(16_384),
+    ];
+    for op in data.chunks_exact(4) {
+        let peer = op[1] % 4;
+        let piece = u32::from(op[2] % 4);
+        match op[0] % 7 {
+            0 => {
+                let _ = x.add_peer(peer, sizes[usize::from(op[3]) % sizes.len()]);
+            }
+            1 => {
+                let _ = x.next_request(now, peer);
+            }
+            2 | 3 => {
+                let start = (piece as usize * PIECE).min(info.len());
+                let end = (start + PIECE).min(info.len());
+                let mut chunk = info[start..end].to_vec();
+                if op[0] % 7 == 3 && !chunk.is_empty() {
+                    let i = usize::from(op[3]) % chunk.len();
+                    chunk[i] ^= 1;
+                }
+                let size = if op[3] & 0x80 == 0 { 40_000 } else { 39_999 };
+                if let Ok(Progress::Done { info: got, .. }) = x.on_data(peer, piece, size, &chunk) {
+                    assert_eq!(crate::metainfo::InfoHash::of(&got), hash);
+                }
+            }
+            4 => {
+                let _ = x.on_reject(now, peer, piece);
+            }
+            5 => x.remove_peer(peer),
+            _ => {
+                now += Duration::from_secs(u64::from(op[3]));
+                for p in x.stalled(now) {
+                    x.remove_peer(p);
+                }
+            }
+        }
+    }
+}

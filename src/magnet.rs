@@ -91,6 +91,37 @@ impl Magnet {
     }
 }
 
+impl Magnet {
+    /// What to call the torrent until its metadata arrives.
+    pub fn name(&self) -> String {
+        self.display_name
+            .clone()
+            .unwrap_or_else(|| self.info_hash.to_hex())
+    }
+
+    /// The trackers as BEP 12 tiers: each its own, as libtorrent does.
+    pub fn tracker_tiers(&self) -> Vec<Vec<String>> {
+        self.trackers.iter().map(|t| vec![t.clone()]).collect()
+    }
+
+    /// The `x.pe` peers as addresses, host names resolved (those that do
+    /// not resolve are left out, with a warning).
+    pub fn peer_addrs(&self) -> Vec<SocketAddr> {
+        use std::net::ToSocketAddrs;
+        let mut out = Vec::new();
+        for p in &self.peers {
+            match p {
+                PeerHint::Addr(a) => out.push(*a),
+                PeerHint::Host { host, port } => match (host.as_str(), *port).to_socket_addrs() {
+                    Ok(addrs) => out.extend(addrs),
+                    Err(e) => log::warn!("magnet peer {host}:{port}: {e}"),
+                },
+            }
+        }
+        out
+    }
+}
+
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)

@@ -56,3 +56,8 @@ fn udp_tracker_regressions() {
 fn rpc_regressions() {
     assert!(replay("rpc", ringtorrent::fuzzing::rpc) > 0);
 }
+
+#[test]
+fn metadata_regressions() {
+    assert!(replay("metadata", ringtorrent::fuzzing::metadata) > 0);
+}

@@ -13,13 +13,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 fn fetch_ok(torrent: &Path, out: &Path, peers: &[SocketAddr], extra: &[&str]) -> serde_json::Value {
     let mut cmd = rt_fetch_cmd(torrent, out, free_port(), peers, extra);
     cmd.arg("--json");
-    let o = run_limited(&mut cmd, LIMIT);
-    assert!(
-        o.status.success(),
-        "fetch failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    json(&o)
+    json(&run_limited_ok(&mut cmd, LIMIT, "fetch"))
 }
 
 #[test]

@@ -8,9 +8,13 @@ use super::transfer::{self, Common};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// One or more .torrent files, fetched together in one process.
+    /// One or more .torrent files or magnet links, fetched together in one
+    /// process.
     #[arg(required = true)]
     torrents: Vec<PathBuf>,
+    /// Write the torrent a magnet link's metadata makes to this file.
+    #[arg(long, value_name = "FILE")]
+    save_torrent: Option<PathBuf>,
     /// Each payload goes to OUT_DIR/<name>.
     #[arg(long)]
     out_dir: PathBuf,
@@ -27,13 +31,16 @@ pub struct Args {
 /// Downloads; exits 0 once every piece of every torrent is verified and written.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let summaries = transfer::run(
-        &args.torrents,
-        args.out_dir,
-        Mode::Fetch,
-        args.seed_after,
+        transfer::Run {
+            torrents: &args.torrents,
+            dir: args.out_dir,
+            mode: Mode::Fetch,
+            seed_after: args.seed_after,
+            stall: Duration::from_secs(args.timeout),
+            trust_resume: false,
+            save_torrent: args.save_torrent.as_deref(),
+        },
         &args.common,
-        Duration::from_secs(args.timeout),
-        false,
     )?;
     transfer::report(&summaries, args.common.json, "fetched")?;
     Ok(ExitCode::SUCCESS)

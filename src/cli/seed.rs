@@ -25,13 +25,16 @@ pub struct Args {
 /// Seeds until SIGTERM or SIGINT.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let summaries = transfer::run(
-        &args.torrents,
-        args.data_dir,
-        Mode::Seed,
-        false,
+        transfer::Run {
+            torrents: &args.torrents,
+            dir: args.data_dir,
+            mode: Mode::Seed,
+            seed_after: false,
+            stall: Duration::MAX,
+            trust_resume: args.trust_resume,
+            save_torrent: None,
+        },
         &args.common,
-        Duration::MAX,
-        args.trust_resume,
     )?;
     transfer::report(&summaries, args.common.json, "seeded")?;
     Ok(ExitCode::SUCCESS)

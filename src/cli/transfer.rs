@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use ringtorrent::magnet::Magnet;
 use ringtorrent::metainfo::Metainfo;
 use ringtorrent::resume::store;
 use ringtorrent::session::{
-    AddTorrent, Mode, ResumeConfig, Session, SessionConfig, SessionEvent, SessionReport,
-    TorrentStats,
+    AddTorrent, FindMetadata, Mode, ResumeConfig, Session, SessionConfig, SessionEvent,
+    SessionReport, TorrentStats,
 };
 use ringtorrent::storage::WriteMode;
 use ringtorrent::torrent::{TorrentConfig, TorrentId};
@@ -154,6 +155,17 @@ pub struct Summary {
     pub peak_rss_kib: u64,
     /// How pieces were written: `direct`, `buffered`, or `none` (seeding).
     pub write_path: &'static str,
+    /// For a magnet link: seconds until its metadata was verified, and how
+    /// many peers sent pieces of it.
+    pub metadata_seconds: Option<f64>,
+    pub metadata_sources: Option<usize>,
+    /// Peers whose metadata was refused or who were dropped while it was
+    /// fetched, by reason.
+    pub metadata_refused: BTreeMap<String, u64>,
+    /// Seconds from the start of the run to the first payload byte.
+    pub first_byte_seconds: Option<f64>,
+    /// Peer addresses learned by peer exchange (BEP 11).
+    pub pex_peers: u64,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -189,6 +201,9 @@ struct Running {
     /// Bytes received so far, and when that last changed.
     progress: (u64, Instant),
     write_path: &'static str,
+    /// The metadata fetch (magnet links only).
+    metadata: Option<MetadataFetch>,
+    first_byte: Option<Instant>,
 }
 
 /// Why a run of `seed` or `fetch` failed.
@@ -210,33 +225,118 @@ pub enum RunError {
     Interrupted { have: u32, total: u32 },
 }
 
-fn read_torrent(path: &Path) -> anyhow::Result<Metainfo> {
-    if path.to_str().is_some_and(|t| t.starts_with("magnet:")) {
-        bail!(
-            "{}: magnet links are not supported yet; give the .torrent file (`ringtorrent info` reads magnets)",
-            path.display()
-        );
-    }
-    Ok(Metainfo::from_file(path)?)
+/// How a magnet's metadata was fetched.
+#[derive(Debug, Clone)]
+struct MetadataFetch {
+    seconds: f64,
+    sources: usize,
+    refused: BTreeMap<&'static str, u64>,
 }
 
-/// Runs one session with every torrent in `torrents`: seeds until stopped,
-/// or fetches until every torrent is complete (then seeds on with
-/// `seed_after`). Returns a summary per torrent, in order.
-pub fn run(
-    torrents: &[PathBuf],
-    dir: PathBuf,
-    mode: Mode,
-    seed_after: bool,
+/// A torrent named on the command line.
+enum Source {
+    File(Box<Metainfo>),
+    Magnet(Magnet),
+}
+
+fn read_torrent(path: &Path) -> anyhow::Result<Source> {
+    if let Some(uri) = path.to_str().filter(|t| t.starts_with("magnet:")) {
+        return Ok(Source::Magnet(Magnet::parse(uri)?));
+    }
+    let meta = Metainfo::from_file(path).with_context(|| format!("{}", path.display()))?;
+    Ok(Source::File(Box::new(meta)))
+}
+
+/// Fetches a magnet's metadata; the torrent it makes, the peers that had
+/// it, and how long it took.
+fn resolve(
+    session: &Session,
+    m: &Magnet,
     common: &Common,
     stall: Duration,
-    trust_resume: bool,
-) -> anyhow::Result<Vec<Summary>> {
+    stop: &AtomicBool,
+) -> anyhow::Result<(Metainfo, Vec<SocketAddr>, MetadataFetch)> {
+    let started = Instant::now();
+    let mut peers = common.peers.clone();
+    peers.extend(m.peer_addrs());
+    log::info!(
+        "{}: fetching the metadata from {} peers and {} trackers",
+        m.name(),
+        peers.len(),
+        m.trackers.len()
+    );
+    let fetched = session.fetch_metadata(
+        FindMetadata {
+            info_hash: m.info_hash,
+            trackers: m.tracker_tiers(),
+            peers: peers.clone(),
+            timeout: Some(stall),
+        },
+        stop,
+    )?;
+    let meta = Metainfo::from_info(&fetched.info, &m.tracker_tiers())
+        .with_context(|| format!("{}: the metadata the peers sent", m.name()))?;
+    for p in fetched.peers {
+        if !peers.contains(&p) {
+            peers.push(p);
+        }
+    }
+    let took = started.elapsed().as_secs_f64();
+    log::info!("{}: metadata verified in {took:.2} s", meta.info.name);
+    Ok((
+        meta,
+        peers,
+        MetadataFetch {
+            seconds: took,
+            sources: fetched.sources,
+            refused: fetched.refused,
+        },
+    ))
+}
+
+/// What `seed` and `fetch` ask of [`run`] besides the common options.
+pub struct Run<'a> {
+    pub torrents: &'a [PathBuf],
+    /// Where payloads are (`DIR/<name>`).
+    pub dir: PathBuf,
+    pub mode: Mode,
+    /// Seed on once every download is complete.
+    pub seed_after: bool,
+    /// Give up on a download that receives nothing for this long.
+    pub stall: Duration,
+    pub trust_resume: bool,
+    /// Where to write the torrent of a magnet link's metadata.
+    pub save_torrent: Option<&'a Path>,
+}
+
+/// Runs one session with every torrent of `run`: seeds until stopped, or
+/// fetches until every torrent is complete (then seeds on with
+/// `seed_after`). Returns a summary per torrent, in order.
+pub fn run(run: Run<'_>, common: &Common) -> anyhow::Result<Vec<Summary>> {
+    let Run {
+        torrents,
+        dir,
+        mode,
+        seed_after,
+        stall,
+        trust_resume,
+        save_torrent,
+    } = run;
     super::init_logging(common.verbose);
-    let metas: Vec<Metainfo> = torrents
+    let sources: Vec<Source> = torrents
         .iter()
         .map(|t| read_torrent(t))
         .collect::<anyhow::Result<_>>()?;
+    let magnets = sources
+        .iter()
+        .filter(|s| matches!(s, Source::Magnet(_)))
+        .count();
+    if save_torrent.is_some() && magnets != 1 {
+        bail!("--save-torrent takes exactly one magnet link, {magnets} given");
+    }
+    if mode == Mode::Seed && magnets > 0 {
+        bail!("seeding needs the .torrent file: fetch the magnet first (with --save-torrent)");
+    }
     let run_start = Instant::now();
     let stop = stop_on_signals()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -272,11 +372,28 @@ pub fn run(
     let mut session = Session::start(cfg)?;
     // A signal during the start-up check stops it too.
     session.set_cancel_flag(stop.clone());
-    let mut running = Vec::with_capacity(metas.len());
+    let mut running = Vec::with_capacity(sources.len());
     let direct = common.write_mode == WriteMode::Direct;
-    for meta in metas {
+    for source in sources {
+        let (meta, peers, metadata) = match source {
+            Source::File(meta) => (*meta, common.peers.clone(), None),
+            Source::Magnet(m) => match resolve(&session, &m, common, stall, &stop) {
+                Ok((meta, peers, took)) => (meta, peers, Some(took)),
+                Err(e) => {
+                    session.shutdown();
+                    return Err(e);
+                }
+            },
+        };
+        if metadata.is_some()
+            && let Some(path) = save_torrent
+        {
+            let bytes = meta.to_torrent_bytes();
+            ringtorrent::resume::store::write_atomic(path, &bytes)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
         let added = session.add(AddTorrent {
-            peers: common.peers.clone(),
+            peers,
             ..AddTorrent::new(meta.clone(), dir.clone(), mode)
         });
         let added = match added {
@@ -304,6 +421,8 @@ pub fn run(
             started: now,
             progress: (0, now),
             write_path,
+            metadata,
+            first_byte: None,
         });
     }
     session.listen()?;
@@ -371,7 +490,10 @@ fn watch(
         running.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
     let fetching = mode == Mode::Fetch;
     let result = loop {
-        match session.next_event(Duration::from_millis(200)) {
+        // Finer until the first byte, which `--json` reports.
+        let waiting = fetching && running.iter().any(|r| r.first_byte.is_none());
+        let poll = Duration::from_millis(if waiting { 20 } else { 200 });
+        match session.next_event(poll) {
             Some(SessionEvent::Complete(id)) => {
                 if let Some(&i) = by_id.get(&id) {
                     running[i].completed_at.get_or_insert_with(Instant::now);
@@ -410,6 +532,7 @@ fn watch(
             uploaded += s.uploaded;
             if s.downloaded != r.progress.0 {
                 r.progress = (s.downloaded, now);
+                r.first_byte.get_or_insert(now);
             } else if fetching
                 && r.completed_at.is_none()
                 && now.duration_since(r.progress.1) > stall
@@ -531,6 +654,18 @@ fn summary(r: &Running, report: &SessionReport, run_start: Instant) -> Summary {
         disk_ops: report.loops.disk_ops,
         peak_rss_kib: peak_rss_kib(),
         write_path: r.write_path,
+        metadata_seconds: r.metadata.as_ref().map(|m| m.seconds),
+        metadata_sources: r.metadata.as_ref().map(|m| m.sources),
+        metadata_refused: r.metadata.as_ref().map_or_else(BTreeMap::new, |m| {
+            m.refused
+                .iter()
+                .map(|(k, n)| ((*k).to_owned(), *n))
+                .collect()
+        }),
+        first_byte_seconds: r
+            .first_byte
+            .map(|t| t.saturating_duration_since(run_start).as_secs_f64()),
+        pex_peers: s.pex_received,
     }
 }
 

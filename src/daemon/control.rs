@@ -3,6 +3,7 @@
 //! directory call these; the manager thread calls `tick` and `on_event`;
 //! the starter thread adds torrents to the session one at a time.
 
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -14,9 +15,10 @@ use super::data;
 use super::engine::Engine;
 use super::state::{FilePrefs, Saved, SavedTorrent, StateDir, StateError, VERSION, unix_now};
 use super::table::{After, Base, Entry, ErrorKind, Run, Table};
-use crate::metainfo::{Metainfo, MetainfoError, RenameError};
+use crate::magnet::Magnet;
+use crate::metainfo::{InfoHash, Metainfo, MetainfoError, RenameError};
 use crate::resume::{ResumeState, store};
-use crate::session::{AddTorrent, Mode, SessionEvent};
+use crate::session::{AddTorrent, FindMetadata, Mode, SessionEvent};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -33,6 +35,10 @@ pub enum ControlError {
     Rename(#[from] RenameError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error("cannot start a thread")]
+    Thread(#[source] std::io::Error),
 }
 
 /// A torrent to add, as `torrent-add` or the watch directory give it.
@@ -45,6 +51,10 @@ pub struct AddRequest {
     pub labels: Option<Vec<String>>,
     pub peer_limit: Option<u32>,
     pub bandwidth_priority: Option<i8>,
+    /// The id to take (one a magnet link was answered with).
+    pub id: Option<u32>,
+    /// Peers known to have the torrent, dialled when it starts.
+    pub peers: Vec<std::net::SocketAddr>,
 }
 
 /// File indices whose wanted flag or priority changes. As in
@@ -150,8 +160,11 @@ pub struct Daemon {
     /// The `X-Transmission-Session-Id` clients must echo.
     pub session_id: String,
     pub started: Instant,
-    /// `session-close` was asked for.
+    /// `session-close` was asked for, or the daemon is stopping.
     closing: AtomicBool,
+    /// Magnet links whose metadata is being fetched, and the ids they
+    /// were answered with.
+    magnets: Mutex<HashMap<InfoHash, u32>>,
     /// One state save at a time, in order.
     saving: Mutex<()>,
     last_save: Mutex<Instant>,
@@ -220,6 +233,7 @@ impl Daemon {
             session_id: new_session_id(),
             started: Instant::now(),
             closing: AtomicBool::new(false),
+            magnets: Mutex::new(HashMap::new()),
             saving: Mutex::new(()),
             last_save: Mutex::new(Instant::now()),
         });
@@ -324,6 +338,7 @@ impl Daemon {
         let paused = req.paused.unwrap_or(!t.prefs.start_added_torrents);
         let files = meta.info.files.len();
         let mut saved = SavedTorrent {
+            id: req.id.unwrap_or(0),
             download_dir: dir,
             paused,
             added_date: unix_now(),
@@ -342,6 +357,7 @@ impl Daemon {
         let have = saved_have(&self.state, &meta, &saved);
         let b = brief(0, &meta);
         let mut e = Entry::new(Arc::new(meta), saved, have);
+        e.initial_peers = req.peers;
         if !paused {
             e.run = Run::Queued;
         }
@@ -351,6 +367,95 @@ impl Daemon {
         self.schedule(&mut t);
         log::info!("added {} ({})", b.name, b.hash);
         Ok(AddOutcome::Added(Brief { id, ..b }))
+    }
+
+    /// Adds a magnet link: its metadata is fetched on a thread of its own,
+    /// then the torrent is added as [`add`](Self::add) does, under the id
+    /// answered now. Until then it is not in the table (and not in
+    /// `torrent-get`).
+    pub fn add_magnet(&self, magnet: Magnet, req: AddRequest) -> Result<AddOutcome, ControlError> {
+        let hash = magnet.info_hash;
+        let name = magnet.name();
+        let id = {
+            let mut t = self.table();
+            if let Some(&id) = t.by_hash.get(&hash) {
+                return Ok(AddOutcome::Duplicate(Brief {
+                    id,
+                    name: t
+                        .entries
+                        .get(&id)
+                        .map_or(name, |e| e.meta.info.name.clone()),
+                    hash: hash.to_hex(),
+                }));
+            }
+            let mut pending = lock(&self.magnets);
+            if let Some(&id) = pending.get(&hash) {
+                return Ok(AddOutcome::Duplicate(Brief {
+                    id,
+                    name,
+                    hash: hash.to_hex(),
+                }));
+            }
+            // Taken now, so that nothing added meanwhile gets it.
+            let id = t.free_id();
+            t.next_id = id + 1;
+            pending.insert(hash, id);
+            id
+        };
+        let Some(me) = self.me.upgrade() else {
+            return Err(ControlError::ShuttingDown);
+        };
+        let brief = Brief {
+            id,
+            name: name.clone(),
+            hash: hash.to_hex(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("magnet".into())
+            .spawn(move || {
+                me.resolve(magnet, req, id);
+                lock(&me.magnets).remove(&hash);
+            });
+        if let Err(e) = spawned {
+            lock(&self.magnets).remove(&hash);
+            return Err(ControlError::Thread(e));
+        }
+        log::info!("fetching the metadata of {name} ({})", hash.to_hex());
+        Ok(AddOutcome::Added(brief))
+    }
+
+    fn resolve(&self, magnet: Magnet, mut req: AddRequest, id: u32) {
+        let find = FindMetadata {
+            info_hash: magnet.info_hash,
+            trackers: magnet.tracker_tiers(),
+            peers: magnet.peer_addrs(),
+            timeout: None,
+        };
+        let fetched = match self.engine.fetch_metadata(find, &self.closing) {
+            Ok(f) => f,
+            Err(e) => {
+                log::warn!("{}: {}", magnet.name(), crate::error_chain(&e));
+                return;
+            }
+        };
+        let meta = match Metainfo::from_info(&fetched.info, &magnet.tracker_tiers()) {
+            Ok(m) => m,
+            Err(e) => {
+                log::warn!(
+                    "{}: its metadata: {}",
+                    magnet.name(),
+                    crate::error_chain(&e)
+                );
+                return;
+            }
+        };
+        req.torrent = meta.to_torrent_bytes();
+        req.id = Some(id);
+        req.peers = fetched.peers;
+        match self.add(req) {
+            Ok(_) => {}
+            Err(e) => log::warn!("{}: {}", meta.info.name, crate::error_chain(&e)),
+        }
     }
 
     /// Starts torrents: through the queue, or at once (`now`).
@@ -765,6 +870,7 @@ impl Daemon {
             add.renames.clone_from(&e.saved.renames);
             add.trackers.clone_from(&e.saved.trackers);
             add.force_check = std::mem::take(&mut e.force_check);
+            add.peers = std::mem::take(&mut e.initial_peers);
             (add.upload_limit, add.download_limit) = torrent_limits(&e.saved);
             add.cancel = Some(e.cancel.clone());
             add

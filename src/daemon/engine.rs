@@ -1,10 +1,14 @@
 //! What the daemon needs of a session, as a trait: the real [`Session`],
 //! or a stand-in for RPC tests and fuzzing that starts no threads.
 
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::bitfield::Bitfield;
-use crate::session::{AddTorrent, Added, Session, SessionError, SessionEvent, TorrentStats};
+use crate::metadata::{FetchError, Fetched};
+use crate::session::{
+    AddTorrent, Added, FindMetadata, Session, SessionError, SessionEvent, TorrentStats,
+};
 use crate::torrent::{PeerInfo, TorrentId};
 use crate::tracker::client::TrackerStat;
 
@@ -22,6 +26,13 @@ pub trait Engine: Send + Sync + 'static {
     fn next_event(&self, timeout: Duration) -> Option<SessionEvent>;
     /// The port peers reach us on.
     fn port(&self) -> u16;
+    /// Fetches a magnet link's metadata (blocks until it is verified or
+    /// `cancel` is set).
+    fn fetch_metadata(
+        &self,
+        find: FindMetadata,
+        cancel: &AtomicBool,
+    ) -> Result<Fetched, FetchError>;
 }
 
 impl Engine for Session {
@@ -57,6 +68,13 @@ impl Engine for Session {
     }
     fn port(&self) -> u16 {
         Session::port(self)
+    }
+    fn fetch_metadata(
+        &self,
+        find: FindMetadata,
+        cancel: &AtomicBool,
+    ) -> Result<Fetched, FetchError> {
+        Session::fetch_metadata(self, find, cancel)
     }
 }
 
@@ -113,5 +131,9 @@ impl Engine for StandIn {
     }
     fn port(&self) -> u16 {
         0
+    }
+    /// No peers here: nothing arrives.
+    fn fetch_metadata(&self, _: FindMetadata, _: &AtomicBool) -> Result<Fetched, FetchError> {
+        Err(FetchError::Cancelled)
     }
 }

@@ -150,6 +150,8 @@ pub fn run(flags: Settings, config: Option<PathBuf>) -> Result<(), DaemonError> 
         }
     }
     log::info!("stopping");
+    // Metadata fetches of magnet links stop too.
+    daemon.close();
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     daemon.stop_starting();
     server.stop();

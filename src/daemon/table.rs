@@ -189,6 +189,9 @@ pub struct Entry {
     pub force_check: bool,
     /// Renames to make on disk once it has stopped.
     pub pending_rename: Vec<(String, String)>,
+    /// Peers to dial when it first starts (those that gave a magnet
+    /// link's metadata).
+    pub initial_peers: Vec<std::net::SocketAddr>,
 }
 
 /// The lifetime totals at the start of the current run.
@@ -225,6 +228,7 @@ impl Entry {
             peers_connected: 0,
             force_check: false,
             pending_rename: Vec::new(),
+            initial_peers: Vec::new(),
         };
         if e.saved.files.len() != e.info.files.len() {
             e.saved.files = vec![FilePrefs::NORMAL; e.info.files.len()];
@@ -397,7 +401,7 @@ impl Table {
     }
 
     /// The next id not in use (ids are not reused while free ones follow).
-    fn free_id(&self) -> u32 {
+    pub fn free_id(&self) -> u32 {
         let mut id = self.next_id.clamp(1, MAX_ID);
         while self.entries.contains_key(&id) {
             id = if id >= MAX_ID { 1 } else { id + 1 };

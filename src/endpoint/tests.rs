@@ -19,6 +19,7 @@ fn ctx(id: u32, hash: u8, config: TorrentConfig) -> Arc<TorrentCtx> {
         budget: Arc::new(Budget::new(8 << 20)),
         read_pool: BufPool::new(16384, 4),
         wanted: None,
+        metadata: None,
     })
 }
 

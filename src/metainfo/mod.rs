@@ -130,6 +130,18 @@ impl Metainfo {
         Self::from_bytes(&bytes)
     }
 
+    /// The torrent an `info` dictionary fetched by its info-hash makes (a
+    /// magnet link's), with the magnet's trackers.
+    pub fn from_info(info: &[u8], tiers: &[Vec<String>]) -> Result<Metainfo, MetainfoError> {
+        Self::from_bytes(&torrent_bytes(info, tiers))
+    }
+
+    /// A torrent file of this torrent: its `info` dictionary as it was
+    /// received, and its trackers.
+    pub fn to_torrent_bytes(&self) -> Vec<u8> {
+        torrent_bytes(&self.info_bytes, &self.tracker_tiers())
+    }
+
     /// Tracker tiers to use: `announce-list` when it has any tracker (BEP 12
     /// says it supersedes `announce`), else `announce` as a single tier.
     pub fn tracker_tiers(&self) -> Vec<Vec<String>> {
@@ -141,6 +153,28 @@ impl Metainfo {
             Vec::new()
         }
     }
+}
+
+/// `d 8:announce .. 13:announce-list .. 4:info <info> e`, keys in order.
+fn torrent_bytes(info: &[u8], tiers: &[Vec<String>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(info.len() + 64);
+    let mut e = crate::bencode::Encoder::new(&mut out);
+    e.begin_dict();
+    if let Some(first) = tiers.iter().flatten().next() {
+        e.bytes(b"announce").bytes(first.as_bytes());
+        e.bytes(b"announce-list").begin_list();
+        for tier in tiers.iter().filter(|t| !t.is_empty()) {
+            e.begin_list();
+            for url in tier {
+                e.bytes(url.as_bytes());
+            }
+            e.end();
+        }
+        e.end();
+    }
+    e.bytes(b"info").raw(info);
+    e.end();
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

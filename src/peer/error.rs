@@ -37,6 +37,16 @@ pub enum PeerError {
     HashFailures(u32),
     #[error("banned earlier in this session")]
     Banned,
+    #[error("ut_metadata: {0}")]
+    BadMetadataMessage(crate::metadata::MetadataMsgError),
+    #[error("metadata piece {0} we did not ask for")]
+    UnrequestedMetadata(u32),
+    #[error("{0} requests for metadata pieces")]
+    MetadataFlood(u32),
+    #[error("{0} message, which we did not offer for this torrent")]
+    UnofferedExtension(&'static str),
+    #[error("ut_pex: {0}")]
+    BadPex(crate::pex::PexError),
     #[error("no handshake within the time limit")]
     HandshakeTimeout,
     #[error("silent for too long")]
@@ -85,6 +95,11 @@ impl PeerError {
             PeerError::UnrequestedBlocks(_) => "unrequested_blocks",
             PeerError::HashFailures(_) => "hash_failures",
             PeerError::Banned => "banned",
+            PeerError::BadMetadataMessage(_) => "bad_metadata_message",
+            PeerError::UnrequestedMetadata(_) => "unrequested_metadata",
+            PeerError::MetadataFlood(_) => "metadata_flood",
+            PeerError::UnofferedExtension(_) => "unoffered_extension",
+            PeerError::BadPex(_) => "bad_pex",
             PeerError::HandshakeTimeout => "handshake_timeout",
             PeerError::Inactive => "inactive",
             PeerError::TooManyConnections => "too_many_connections",

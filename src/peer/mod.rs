@@ -87,6 +87,10 @@ pub enum Input<'a> {
     Suggest(u32),
     /// The peer's extension handshake arrived (stored in `ext`).
     ExtHandshake,
+    /// A `ut_metadata` message (BEP 9), not decoded yet.
+    Metadata(&'a [u8]),
+    /// A `ut_pex` message (BEP 11), not decoded yet.
+    Pex(&'a [u8]),
     /// A run of block data. `requested` tells whether we asked for the
     /// block; when the run completes a requested block, `sent_at` is when we
     /// asked (for latency) and the request is no longer outstanding.
@@ -164,6 +168,16 @@ pub struct PeerState {
 }
 
 impl PeerState {
+    /// Where the peer accepts connections: the address we dialled, or its
+    /// IP with the port of its extension handshake.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        if self.outgoing {
+            return Some(self.addr);
+        }
+        let port = self.ext.as_ref()?.p?;
+        Some(SocketAddr::new(self.addr.ip(), port))
+    }
+
     pub fn new(now: Instant, addr: SocketAddr, outgoing: bool, piece_count: u32) -> PeerState {
         PeerState {
             addr,
@@ -437,12 +451,14 @@ impl PeerState {
                 if !self.extensions() {
                     return Err(PeerError::ExtensionsNotNegotiated);
                 }
-                if id == crate::wire::EXT_HANDSHAKE {
-                    self.ext = Some(ExtHandshake::decode(payload)?);
-                    Input::ExtHandshake
-                } else {
-                    // We announce no extensions, so nothing else is addressed to us.
-                    Input::Nothing
+                match id {
+                    crate::wire::EXT_HANDSHAKE => {
+                        self.ext = Some(ExtHandshake::decode(payload)?);
+                        Input::ExtHandshake
+                    }
+                    crate::wire::UT_METADATA => Input::Metadata(payload),
+                    crate::wire::UT_PEX => Input::Pex(payload),
+                    _ => Input::Nothing,
                 }
             }
         })

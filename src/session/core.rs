@@ -86,6 +86,10 @@ pub struct TorrentStats {
     pub connect_failures: u64,
     pub known_peers: usize,
     pub hash_nanos: u64,
+    /// Peer addresses learned by peer exchange, and PEX messages ignored
+    /// for coming too often.
+    pub pex_received: u64,
+    pub pex_ignored: u64,
     /// Block latencies (none while nothing was downloaded).
     pub latency: crate::torrent::Latency,
     /// Disk job latencies (reads and writes), microseconds.
@@ -116,6 +120,8 @@ impl TorrentStats {
             connect_failures: 0,
             known_peers: 0,
             hash_nanos: 0,
+            pex_received: 0,
+            pex_ignored: 0,
             latency: None,
             disk_latency: None,
             complete: false,
@@ -138,6 +144,8 @@ impl TorrentStats {
         self.banned.extend(d.banned);
         self.banned.truncate(100);
         self.hash_nanos += d.hash_nanos;
+        self.pex_received += d.pex_received;
+        self.pex_ignored += d.pex_ignored;
         merge(&mut self.latency, d.latency);
         merge(&mut self.disk_latency, d.disk_latency);
     }
@@ -208,12 +216,19 @@ pub struct SessionCore {
     /// When every torrent's choker runs next (set one interval after the
     /// first candidates: a new peer is unchoked at once if a slot is free).
     next_round: Option<Instant>,
+    /// When the torrents' peer lists next go to the shards for PEX.
+    next_pex: Option<Instant>,
     /// Torrents whose counters changed since `take_changed`.
     changed: std::collections::BTreeSet<TorrentId>,
 }
 
 /// How often the core looks at dials, choker rounds and rates.
 const TICK: Duration = Duration::from_secs(1);
+/// How often the shards get each torrent's peers for PEX (each peer still
+/// hears from us at most once a minute; this is how soon a new one does).
+const PEX_ROUND: Duration = Duration::from_secs(5);
+/// Addresses a torrent learns by PEX only while it knows fewer than this.
+const MAX_KNOWN_FOR_PEX: usize = 4096;
 
 impl SessionCore {
     pub fn new(cfg: CoreConfig, peer_id: PeerId) -> SessionCore {
@@ -229,6 +244,7 @@ impl SessionCore {
             notices: Vec::new(),
             next_tick: None,
             next_round: None,
+            next_pex: None,
             changed: std::collections::BTreeSet::new(),
         }
     }
@@ -614,6 +630,14 @@ impl SessionCore {
                 }
             }
             Event::PieceDone { torrent, piece } => self.piece_done(torrent, piece),
+            Event::Exchanged { torrent, peers } => {
+                let room = self.torrents.get(&torrent).is_some_and(|ts| {
+                    ts.ctx.metadata.is_some() && ts.registry.known() < MAX_KNOWN_FOR_PEX
+                });
+                if room {
+                    self.add_peers(now, torrent, &peers);
+                }
+            }
             Event::HashFailed {
                 torrent,
                 piece,
@@ -808,9 +832,35 @@ impl SessionCore {
         self.next_tick = None;
         self.dial(now);
         self.choke_round(now);
+        self.pex_round(now);
         self.rebalance_rates(now);
         if self.torrents.values().any(|ts| !ts.candidates.is_empty()) {
             self.wake_at(now + TICK);
+        }
+    }
+
+    /// Sends each shard the listen addresses of every public torrent's
+    /// peers, for it to tell its peers what changed (BEP 11).
+    fn pex_round(&mut self, now: Instant) {
+        if now < *self.next_pex.get_or_insert(now + PEX_ROUND) {
+            return;
+        }
+        self.next_pex = Some(now + PEX_ROUND);
+        for (&t, ts) in &self.torrents {
+            if ts.ctx.metadata.is_none() || ts.peer_info.len() < 2 {
+                continue;
+            }
+            let mut peers: Vec<SocketAddr> =
+                ts.peer_info.values().filter_map(|p| p.listen).collect();
+            peers.sort();
+            peers.dedup();
+            let peers: Arc<[SocketAddr]> = peers.into();
+            for (shard, &n) in ts.conns.iter().enumerate() {
+                if n > 0 {
+                    self.commands
+                        .push((shard, ShardCommand::Torrent(t, Command::Pex(peers.clone()))));
+                }
+            }
         }
     }
 

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -32,7 +32,8 @@ use crate::engine::LoopStats;
 use crate::engine::driver::{Driver, DriverConfig};
 use crate::engine::hasher::HashPool;
 use crate::engine::inbox::{Inbound, Inbox};
-use crate::metainfo::Metainfo;
+use crate::metadata;
+use crate::metainfo::{InfoHash, Metainfo};
 pub use crate::picker::Priority;
 use crate::resume::{ResumeState, store};
 use crate::storage::{OpenMode, Storage, StorageError, WriteMode};
@@ -288,6 +289,15 @@ pub enum CoordMsg {
     SessionLimits(Option<u64>, Option<u64>),
     Reannounce(TorrentId),
     TrackerStats(TorrentId, Vec<TrackerStat>),
+    /// Announce an info-hash whose metadata is being fetched, under `key`
+    /// (not a torrent id), sending its peers to `peers`.
+    Lookup {
+        key: u64,
+        info_hash: InfoHash,
+        tiers: Vec<Vec<String>>,
+        peers: Sender<Vec<SocketAddr>>,
+    },
+    EndLookup(u64),
     /// A resume save found the payload gone.
     SaveFailed(TorrentId, String),
     /// The last save of a removed torrent is done (or failed).
@@ -366,6 +376,20 @@ pub struct Session {
     cancel: Arc<AtomicBool>,
     /// Download directories open, by device and inode, shared by torrents.
     dirs: Mutex<HashMap<(u64, u64), std::sync::Weak<OwnedFd>>>,
+    /// Announce keys of metadata fetches (above every torrent id).
+    next_lookup: AtomicU64,
+}
+
+/// A torrent known by its info-hash only (a magnet link): where to look
+/// for peers that have its metadata.
+#[derive(Debug, Clone)]
+pub struct FindMetadata {
+    pub info_hash: InfoHash,
+    /// Trackers to announce to while fetching (tiers of URLs).
+    pub trackers: Vec<Vec<String>>,
+    pub peers: Vec<SocketAddr>,
+    /// Give up after this long without the metadata.
+    pub timeout: Option<Duration>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -483,6 +507,7 @@ impl Session {
             published,
             cancel: Arc::new(AtomicBool::new(false)),
             dirs: Mutex::new(HashMap::new()),
+            next_lookup: AtomicU64::new(0),
         })
     }
 
@@ -723,6 +748,7 @@ impl Session {
             listen_port: self.port,
             budget: self.budget.clone(),
             wanted: selection.as_ref().map(|(_, w)| Arc::new(w.clone())),
+            metadata: (!t.metainfo.info.private).then(|| Arc::from(&t.metainfo.info_bytes[..])),
         });
         let adding = Adding {
             have: have.clone(),
@@ -755,6 +781,38 @@ impl Session {
     }
 
     /// Peers to dial for a torrent.
+    /// Fetches a torrent's metadata (BEP 9) from `find.peers` and the
+    /// peers its trackers give, until it is verified or `cancel` (or the
+    /// session's cancel flag) is set. Blocks; the torrent is then added
+    /// with [`add`](Self::add) like any other.
+    pub fn fetch_metadata(
+        &self,
+        find: FindMetadata,
+        cancel: &AtomicBool,
+    ) -> Result<metadata::Fetched, metadata::FetchError> {
+        let key = (1 << 40) | self.next_lookup.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let announced = !find.trackers.is_empty()
+            && self
+                .to_coordinator
+                .send(CoordMsg::Lookup {
+                    key,
+                    info_hash: find.info_hash,
+                    tiers: find.trackers,
+                    peers: tx,
+                })
+                .is_ok();
+        let mut cfg = metadata::FetchConfig::new(find.info_hash, self.peer_id);
+        cfg.listen_port = self.port;
+        cfg.timeout = find.timeout;
+        let stop = || cancel.load(Ordering::Relaxed) || self.cancel.load(Ordering::Relaxed);
+        let out = metadata::fetch(&cfg, &find.peers, &rx, &stop);
+        if announced {
+            let _ = self.to_coordinator.send(CoordMsg::EndLookup(key));
+        }
+        out
+    }
+
     pub fn add_peers(&self, id: TorrentId, peers: Vec<SocketAddr>) {
         let _ = self.to_coordinator.send(CoordMsg::Peers(id, peers));
     }
@@ -952,6 +1010,17 @@ impl Coordinator {
             CoordMsg::Add(a) => self.add(now, *a),
             CoordMsg::Remove(t) => self.core.remove(t),
             CoordMsg::Peers(t, peers) => self.core.add_peers(now, t, &peers),
+            CoordMsg::Lookup {
+                key,
+                info_hash,
+                tiers,
+                peers,
+            } => self.lookup(key, info_hash, tiers, peers),
+            CoordMsg::EndLookup(key) => {
+                if let Some(a) = &self.announcer {
+                    a.remove(key);
+                }
+            }
             CoordMsg::Announced(t, ok) => {
                 let e = self.announces.entry(t).or_insert((0, 0));
                 e.0 += 1;
@@ -1037,6 +1106,40 @@ impl Coordinator {
                     on_stats: Some(Box::new(move |stats| {
                         let _ = to_self3.send(CoordMsg::TrackerStats(t, stats));
                     })),
+                },
+            );
+        }
+    }
+
+    /// Announces an info-hash whose metadata is being fetched: as a
+    /// leecher with everything left, the size unknown.
+    fn lookup(
+        &self,
+        key: u64,
+        info_hash: InfoHash,
+        tiers: Vec<Vec<String>>,
+        to: Sender<Vec<SocketAddr>>,
+    ) {
+        if let Some(ann) = &self.announcer {
+            ann.add(
+                key,
+                TrackerSetup {
+                    tiers,
+                    info_hash,
+                    peer_id: self.core.peer_id(),
+                    port: self.port,
+                    config: self.tracker.clone(),
+                    // BEP 9 leaves `left` to us; a non-zero one says leecher.
+                    totals: Arc::new(|| Totals {
+                        uploaded: 0,
+                        downloaded: 0,
+                        left: metadata::MAX_SIZE,
+                    }),
+                    on_peers: Box::new(move |peers| {
+                        let _ = to.send(peers);
+                    }),
+                    on_result: Box::new(|_, _| {}),
+                    on_stats: None,
                 },
             );
         }

@@ -227,6 +227,7 @@ impl Sim {
             peer_id: n.core.peer_id(),
             config,
             listen_port: n.addr.port(),
+            metadata: None,
             budget: n.budget.clone(),
             read_pool: BufPool::new(unit, 16),
             wanted: priorities.as_ref().map(|pr| {

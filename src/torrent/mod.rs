@@ -157,6 +157,9 @@ pub struct TorrentCtx {
     /// The pieces to download (`None`: all). Pieces only of unwanted files
     /// are neither asked for nor needed to be done.
     pub wanted: Option<Arc<Bitfield>>,
+    /// The `info` dictionary as peers get it (BEP 9); `None` for a private
+    /// torrent, which offers neither its metadata nor peer exchange.
+    pub metadata: Option<Arc<[u8]>>,
 }
 
 impl TorrentCtx {
@@ -326,6 +329,11 @@ pub enum Event {
     },
     /// A piece passed its hash check and is written.
     PieceDone { torrent: TorrentId, piece: u32 },
+    /// Peers a peer told us of (BEP 11).
+    Exchanged {
+        torrent: TorrentId,
+        peers: Vec<SocketAddr>,
+    },
     /// A piece failed its hash check: who sent each of its blocks.
     HashFailed {
         torrent: TorrentId,
@@ -374,6 +382,7 @@ impl Event {
             | Event::WantPieces { torrent, .. }
             | Event::ReturnPieces { torrent, .. }
             | Event::PieceDone { torrent, .. }
+            | Event::Exchanged { torrent, .. }
             | Event::HashFailed { torrent, .. }
             | Event::SuspectPassed { torrent, .. }
             | Event::Peers { torrent, .. }
@@ -397,6 +406,9 @@ pub struct PeerInfo {
     pub peer_choking: bool,
     /// Fraction of the pieces it has.
     pub progress: f32,
+    /// Where it accepts connections (dialled, or the port of its
+    /// extension handshake), for peer exchange.
+    pub listen: Option<SocketAddr>,
 }
 
 /// What the coordinator tells a torrent on a shard.
@@ -427,6 +439,8 @@ pub enum Command {
     Close(ConnId, PeerError),
     /// This shard's share of the torrent's rate limits, bytes per second.
     Rates { up: Option<u64>, down: Option<u64> },
+    /// The torrent's peers, by listen address, for peer exchange.
+    Pex(Arc<[SocketAddr]>),
 }
 
 /// A histogram of block latencies in microseconds (1 µs to 60 s, two
@@ -478,6 +492,10 @@ pub struct ShardStats {
     pub disk_latency: Latency,
     /// Peers with a completed handshake right now (not a delta).
     pub peers: u64,
+    /// Addresses learned by peer exchange.
+    pub pex_received: u64,
+    /// Peer exchange messages ignored for coming too soon after the last.
+    pub pex_ignored: u64,
 }
 
 impl ShardStats {
@@ -505,6 +523,8 @@ impl ShardStats {
             && self.connect_failures == 0
             && self.banned.is_empty()
             && self.hash_nanos == 0
+            && self.pex_received == 0
+            && self.pex_ignored == 0
             && self.latency.as_ref().is_none_or(|h| h.is_empty())
             && self.disk_latency.as_ref().is_none_or(|h| h.is_empty())
     }

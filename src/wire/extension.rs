@@ -19,6 +19,23 @@ pub struct ExtHandshake {
     pub p: Option<u16>,
     /// Our address as the sender sees it.
     pub yourip: Option<IpAddr>,
+    /// Size of the torrent's info dictionary (BEP 9), when the sender has it.
+    pub metadata_size: Option<u64>,
+}
+
+/// The ids we want extension messages addressed to us under. Each side picks
+/// its own numbers, so these only matter for what arrives.
+pub const UT_METADATA: u8 = 1;
+pub const UT_PEX: u8 = 2;
+
+impl ExtHandshake {
+    /// The id the peer wants `name` sent under, if it speaks it.
+    pub fn id_of(&self, name: &str) -> Option<u8> {
+        self.m
+            .iter()
+            .find(|(n, id)| n == name && *id != 0)
+            .map(|&(_, id)| id)
+    }
 }
 
 impl ExtHandshake {
@@ -26,7 +43,7 @@ impl ExtHandshake {
         let mut out = Vec::with_capacity(96);
         let mut e = Encoder::new(&mut out);
         e.begin_dict();
-        // Keys in sorted order: m, p, reqq, v, yourip.
+        // Keys in sorted order: m, metadata_size, p, reqq, v, yourip.
         e.bytes(b"m").begin_dict();
         let mut m = self.m.clone();
         m.sort();
@@ -34,6 +51,9 @@ impl ExtHandshake {
             e.bytes(name.as_bytes()).int(i64::from(*id));
         }
         e.end();
+        if let Some(size) = self.metadata_size.and_then(|s| i64::try_from(s).ok()) {
+            e.bytes(b"metadata_size").int(size);
+        }
         if let Some(p) = self.p {
             e.bytes(b"p").int(i64::from(p));
         }
@@ -90,6 +110,10 @@ impl ExtHandshake {
             .get(b"p")
             .and_then(|v| v.as_int())
             .and_then(|p| u16::try_from(p).ok());
+        out.metadata_size = d
+            .get(b"metadata_size")
+            .and_then(|v| v.as_int())
+            .and_then(|s| u64::try_from(s).ok());
         out.yourip = d
             .get(b"yourip")
             .and_then(|v| v.as_bytes())
@@ -114,6 +138,7 @@ mod tests {
             reqq: Some(2000),
             p: Some(6881),
             yourip: Some("10.1.2.3".parse().unwrap()),
+            metadata_size: Some(31_337),
         };
         let bytes = h.encode();
         // Canonical bencode: it decodes and re-encodes to itself.

@@ -14,7 +14,7 @@ mod message;
 
 pub use decoder::{Decoder, Event, Limits};
 pub use error::WireError;
-pub use extension::ExtHandshake;
+pub use extension::{ExtHandshake, UT_METADATA, UT_PEX};
 pub use handshake::{HANDSHAKE_LEN, Handshake, PeerId};
 pub use message::{BlockRef, Message, encode_piece_header};
 

@@ -230,12 +230,26 @@ pub fn connect_and_handshake(
     addr: SocketAddr,
     info_hash: &[u8; 20],
 ) -> std::io::Result<(TcpStream, [u8; 68])> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut id = *b"-FK0001-hostile00000";
     let n = fastrand::u32(..).to_string();
     id[20 - n.len()..].copy_from_slice(n.as_bytes());
-    s.write_all(&handshake(info_hash, &id))?;
+    connect_with(addr, &handshake(info_hash, &id))
+}
+
+/// [`connect_and_handshake`], offering the extension protocol (BEP 10).
+pub fn connect_and_handshake_ext(
+    addr: SocketAddr,
+    info_hash: &[u8; 20],
+) -> std::io::Result<(TcpStream, [u8; 68])> {
+    let mut h = handshake(info_hash, b"-FK0001-extension000");
+    h[25] |= 0x10;
+    connect_with(addr, &h)
+}
+
+fn connect_with(addr: SocketAddr, ours: &[u8]) -> std::io::Result<(TcpStream, [u8; 68])> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(ours)?;
     let mut theirs = [0; 68];
     s.read_exact(&mut theirs)?;
     Ok((s, theirs))

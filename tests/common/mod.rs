@@ -305,6 +305,18 @@ pub fn rt_fetch_cmd(
     cmd
 }
 
+/// [`run_limited`], panicking with `what` and the command's stderr unless
+/// it succeeds.
+pub fn run_limited_ok(cmd: &mut Command, limit: Duration, what: &str) -> Output {
+    let o = run_limited(cmd, limit);
+    assert!(
+        o.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
 /// Runs a command to completion within `limit`, killing it if it overruns.
 pub fn run_limited(cmd: &mut Command, limit: Duration) -> Output {
     let child = cmd
@@ -377,15 +389,43 @@ pub fn lt(args: &[&str]) -> Command {
 /// Starts a libtorrent seeder and waits for it to report that it seeds.
 pub fn lt_seed(torrent: &std::path::Path, save: &std::path::Path) -> (Proc, std::net::SocketAddr) {
     let port = free_port();
-    let mut p = Proc::spawn(
-        &mut lt(&[
-            "seed",
-            torrent.to_str().unwrap(),
-            save.to_str().unwrap(),
-            &port.to_string(),
-        ]),
-        "libtorrent seed",
-    );
+    let args = [
+        "seed",
+        torrent.to_str().unwrap(),
+        save.to_str().unwrap(),
+        &port.to_string(),
+    ];
+    (lt_ready(&args, "libtorrent seed"), local(port))
+}
+
+/// A libtorrent session in `torrent`'s swarm connected to `peers`, at
+/// most `up` and `down` bytes/s (0: unlimited), once connected.
+pub fn lt_join(
+    torrent: &std::path::Path,
+    save: &std::path::Path,
+    up: u64,
+    down: u64,
+    peers: &[std::net::SocketAddr],
+) -> (Proc, std::net::SocketAddr) {
+    let port = free_port();
+    let mut args: Vec<String> = vec![
+        "join".into(),
+        torrent.to_string_lossy().into_owned(),
+        save.to_string_lossy().into_owned(),
+        port.to_string(),
+        "--up".into(),
+        up.to_string(),
+        "--down".into(),
+        down.to_string(),
+    ];
+    args.extend(peers.iter().map(ToString::to_string));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (lt_ready(&args, "libtorrent join"), local(port))
+}
+
+/// Runs `lt_tool.py ARGS` and waits until it prints READY.
+fn lt_ready(args: &[&str], name: &str) -> Proc {
+    let mut p = Proc::spawn(&mut lt(args), name);
     let stdout = p.child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -399,13 +439,13 @@ pub fn lt_seed(torrent: &std::path::Path, save: &std::path::Path) -> (Proc, std:
     while rx.try_recv().is_err() {
         if let Some(st) = p.child.try_wait().unwrap() {
             let err = p.stderr();
-            panic!("libtorrent seeder exited ({st}): {err}");
+            panic!("{name} exited ({st}): {err}");
         }
         assert!(
             start.elapsed() < Duration::from_secs(120),
-            "libtorrent seeder never became ready"
+            "{name} never became ready"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    (p, local(port))
+    p
 }

@@ -10,6 +10,13 @@ usage:
   lt_tool.py leech TORRENT SAVE_PATH PORT PEER [RATE]
                                                download from PEER (host:port), at most RATE bytes/s
                                                if given; exits 0 when complete
+  lt_tool.py magnet URI SAVE_PATH PORT [PEER...]
+                                               download a magnet link (metadata from the peers);
+                                               exits 0 when complete, printing JSON timings
+  lt_tool.py join TORRENT SAVE_PATH PORT [--up RATE] [--down RATE] PEER...
+                                               take part in the swarm with PEER at the given
+                                               rates; prints READY once connected; runs until
+                                               SIGTERM or stdin closes
 
 Runs on Debian's /usr/bin/python3 with python3-libtorrent (libtorrent 2.0).
 """
@@ -155,6 +162,68 @@ def leech(torrent, save_path, port, peer, rate=0, timeout=300):
     return 1
 
 
+def magnet(uri, save_path, port, peers, timeout=300):
+    ses = session(port)
+    atp = lt.parse_magnet_uri(uri)
+    atp.save_path = os.path.abspath(save_path)
+    atp.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
+    start = time.monotonic()
+    h = ses.add_torrent(atp)
+    t_meta = t_first = None
+    last_connect = 0
+    while time.monotonic() - start < timeout:
+        errors(ses)
+        st = h.status()
+        now = time.monotonic() - start
+        if t_meta is None and st.has_metadata:
+            t_meta = now
+        if t_first is None and st.total_payload_download > 0:
+            t_first = now
+        if st.has_metadata and (st.is_seeding or st.is_finished):
+            print(json.dumps({"metadata_seconds": t_meta, "first_byte_seconds": t_first,
+                              "seconds": now, "downloaded": st.total_payload_download}),
+                  flush=True)
+            return 0
+        if time.monotonic() - start - last_connect > 1 and st.num_peers == 0:
+            for peer in peers:
+                host, p = peer.rsplit(":", 1)
+                h.connect_peer((host, int(p)))
+            last_connect = time.monotonic() - start
+        time.sleep(0.01)
+    print("libtorrent: timed out", file=sys.stderr)
+    return 1
+
+
+def join(torrent, save_path, port, up, down, peers):
+    import select
+    import signal
+    stop = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    ses = session(port)
+    h = add(ses, torrent, save_path)
+    if up:
+        h.set_upload_limit(up)
+    if down:
+        h.set_download_limit(down)
+    ready = False
+    last_connect = 0
+    deadline = time.monotonic() + 600
+    while not stop["flag"] and time.monotonic() < deadline:
+        errors(ses)
+        st = h.status()
+        if not ready and st.num_peers > 0:
+            print("READY", flush=True)
+            ready = True
+        if time.monotonic() - last_connect > 1 and st.num_peers < len(peers):
+            for peer in peers:
+                host, p = peer.rsplit(":", 1)
+                h.connect_peer((host, int(p)))
+            last_connect = time.monotonic()
+        r, _, _ = select.select([sys.stdin], [], [], 0.05)
+        if r and not sys.stdin.read(1):
+            break
+
+
 def main():
     a = sys.argv[1:]
     if not a:
@@ -172,6 +241,17 @@ def main():
         seed(a[1], a[2], int(a[3]))
     elif a[0] == "leech":
         sys.exit(leech(a[1], a[2], int(a[3]), a[4], int(a[5]) if len(a) > 5 else 0))
+    elif a[0] == "magnet":
+        sys.exit(magnet(a[1], a[2], int(a[3]), a[4:]))
+    elif a[0] == "join":
+        rest, up, down = a[4:], 0, 0
+        while rest and rest[0] in ("--up", "--down"):
+            if rest[0] == "--up":
+                up = int(rest[1])
+            else:
+                down = int(rest[1])
+            rest = rest[2:]
+        join(a[1], a[2], int(a[3]), up, down, rest)
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

@@ -17,6 +17,7 @@ use super::control::{
     AddOutcome, AddRequest, Brief, ControlError, Daemon, FileChanges, TorrentChanges,
 };
 use super::table::{QueueMove, RECENT, Table};
+use crate::magnet::Magnet;
 use fields::{Field, SPEED_UNIT, View};
 
 /// The RPC version we speak (Transmission 4.0's).
@@ -468,11 +469,24 @@ fn torrent_add(d: &Daemon, a: &Args) -> Answer {
             .decode(clean.as_bytes())
             .map_err(|_| "invalid or corrupt torrent file".to_owned())?
     } else if let Some(name) = string(a, "filename") {
+        if name.starts_with("magnet:") {
+            return torrent_add_magnet(d, &name, a);
+        }
         read_torrent(&name)?
     } else {
         return Err("no filename or metainfo specified".into());
     };
-    let req = AddRequest {
+    added(d.add(add_request(torrent, a)))
+}
+
+/// A magnet link: answered at once, added when its metadata arrives.
+fn torrent_add_magnet(d: &Daemon, uri: &str, a: &Args) -> Answer {
+    let magnet = Magnet::parse(uri).map_err(|e| format!("invalid magnet link: {e}"))?;
+    added(d.add_magnet(magnet, add_request(Vec::new(), a)))
+}
+
+fn add_request(torrent: Vec<u8>, a: &Args) -> AddRequest {
+    AddRequest {
         torrent,
         download_dir: string(a, "download-dir").map(PathBuf::from),
         paused: flag(a, "paused"),
@@ -480,10 +494,14 @@ fn torrent_add(d: &Daemon, a: &Args) -> Answer {
         labels: strings(a, "labels"),
         peer_limit: uint(a, "peer-limit").map(|v| v.min(u64::from(u32::MAX)) as u32),
         bandwidth_priority: int(a, "bandwidthPriority").map(|v| v.clamp(-1, 1) as i8),
-    };
+        ..AddRequest::default()
+    }
+}
+
+fn added(outcome: Result<AddOutcome, ControlError>) -> Answer {
     let brief = |b: Brief| json!({"id": b.id, "name": b.name, "hashString": b.hash});
     let mut m = Args::new();
-    match d.add(req).map_err(|e| message(&e))? {
+    match outcome.map_err(|e| message(&e))? {
         AddOutcome::Added(b) => m.insert("torrent-added".into(), brief(b)),
         AddOutcome::Duplicate(b) => m.insert("torrent-duplicate".into(), brief(b)),
     };
@@ -493,9 +511,6 @@ fn torrent_add(d: &Daemon, a: &Args) -> Answer {
 /// `filename`: a local .torrent, or one on a web server.
 fn read_torrent(name: &str) -> Result<Vec<u8>, String> {
     let max = crate::metainfo::MAX_TORRENT_FILE_SIZE;
-    if name.starts_with("magnet:") {
-        return Err("magnet links are not supported yet".into());
-    }
     if name.starts_with("http://") || name.starts_with("https://") {
         let resp = ureq::AgentBuilder::new()
             .timeout(std::time::Duration::from_secs(15))

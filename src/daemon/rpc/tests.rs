@@ -176,8 +176,22 @@ fn torrents_are_added_listed_by_id_or_hash_and_not_twice() {
     );
     assert!(
         h.err("torrent-add", json!({"filename": "magnet:?xt=urn:btih:00"}))
-            .contains("magnet")
+            .starts_with("invalid magnet link")
     );
+}
+
+#[test]
+fn a_magnet_is_answered_at_once() {
+    let h = Harness::new();
+    let uri = "magnet:?xt=urn:btih:c12fe1c06bba254a9dc9f519b335aa7c1367a88a&dn=bunny";
+    let first = h.ok("torrent-add", json!({"filename": uri}));
+    let added = &first["torrent-added"];
+    assert_eq!(
+        added["hashString"],
+        "c12fe1c06bba254a9dc9f519b335aa7c1367a88a"
+    );
+    assert_eq!(added["name"], "bunny");
+    assert!(added["id"].as_u64().unwrap() >= 1);
 }
 
 #[test]

@@ -172,6 +172,7 @@ impl TorrentShard {
                 am_interested: p.am_interested,
                 peer_choking: p.peer_choking,
                 progress: p.piece_count() as f32 / pieces as f32,
+                listen: p.listen_addr(),
             });
         }
         if !candidates.is_empty() {

@@ -7,6 +7,7 @@
 //! - `maintenance`: choking, timeouts, rates, the per-second work.
 
 mod download;
+mod extensions;
 mod maintenance;
 mod upload;
 
@@ -26,7 +27,7 @@ use super::{
 use crate::bitfield::Bitfield;
 use crate::buffer::{BufPool, PieceBuf};
 use crate::peer::{Input, PeerError, PeerState};
-use crate::wire::{self, Decoder, ExtHandshake, Handshake, Message};
+use crate::wire::{self, Decoder, Handshake, Message};
 
 /// One connection: protocol state, decoder and outgoing bytes.
 pub(super) struct Conn {
@@ -38,6 +39,14 @@ pub(super) struct Conn {
     /// A request for pieces to download from this peer is with the
     /// coordinator.
     pub wants_lease: bool,
+    /// Peer exchange with this peer, and metadata it asked for.
+    ext: ExtState,
+}
+
+#[derive(Debug, Default)]
+struct ExtState {
+    pex: crate::pex::PexState,
+    metadata_requests: u32,
 }
 
 /// How long a peer is not asked again for a piece it rejected, and a piece
@@ -230,6 +239,7 @@ impl TorrentShard {
                 send: SendQueue::default(),
                 waiting_read: false,
                 wants_lease: false,
+                ext: ExtState::default(),
             },
         );
         self.stats.peers_seen += 1;
@@ -300,6 +310,7 @@ impl TorrentShard {
                 self.limit_retry = None;
                 self.refill_all(now);
             }
+            Command::Pex(peers) => self.send_pex(now, &peers),
         }
     }
 
@@ -452,6 +463,8 @@ impl TorrentShard {
                 }
                 self.fill(now, id);
             }
+            Input::Metadata(payload) => self.on_metadata(id, payload)?,
+            Input::Pex(payload) => self.on_pex(now, id, payload)?,
             Input::Pieces => self.on_pieces(now, id),
             Input::PiecesReplaced { previous } => {
                 self.events.push(Event::Availability {
@@ -558,14 +571,7 @@ impl TorrentShard {
             c.send.push(&Message::Bitfield(self.have.as_wire()));
         }
         if c.peer.extensions() {
-            let ext = ExtHandshake {
-                m: Vec::new(),
-                v: Some(concat!("ringtorrent ", env!("CARGO_PKG_VERSION")).to_owned()),
-                reqq: Some(crate::peer::MAX_QUEUED_REQUESTS as u32),
-                p: Some(self.ctx.listen_port).filter(|&p| p != 0),
-                yourip: Some(addr.ip()),
-            };
-            let payload = ext.encode();
+            let payload = extensions::our_ext_handshake(&self.ctx, addr).encode();
             c.send.push(&Message::Extended {
                 id: wire::EXT_HANDSHAKE,
                 payload: &payload,

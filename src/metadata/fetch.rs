@@ -1,0 +1,461 @@
+//! The driver of an [`Exchange`]: connects to candidate peers, a thread per
+//! connection that reads and reports what arrives, and one loop (the
+//! caller's thread) that owns the exchange and writes the requests.
+//!
+//! These connections speak only the handshakes and `ut_metadata`; once the
+//! metadata is verified they are closed, and the torrent starts on the
+//! session engine with the peers that had it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use super::{Exchange, MetadataMsg, Misbehaviour, Progress, Refusal};
+use crate::metainfo::InfoHash;
+use crate::wire::{self, ExtHandshake, HANDSHAKE_LEN, Handshake, Message, PeerId, UT_METADATA};
+
+/// The biggest message read on a metadata connection (a bitfield of a
+/// torrent of 16 million pieces; metadata pieces are 16 KiB).
+const MAX_MESSAGE: usize = 2 << 20;
+/// How often one address is tried.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Between attempt `n` (from 1) at an address and the next: 1, 3, 9, 27 s.
+/// Quick at first: a seeder named in the link may still be starting.
+fn retry_after(n: u32) -> Duration {
+    Duration::from_secs(3u64.pow(n.saturating_sub(1).min(4)))
+}
+
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    pub info_hash: InfoHash,
+    pub peer_id: PeerId,
+    /// Our listen port, told to peers (0: none).
+    pub listen_port: u16,
+    pub max_size: u64,
+    /// Metadata connections at once.
+    pub max_connections: usize,
+    pub connect_timeout: Duration,
+    /// Give up after this long without the metadata.
+    pub timeout: Option<Duration>,
+}
+
+impl FetchConfig {
+    pub fn new(info_hash: InfoHash, peer_id: PeerId) -> FetchConfig {
+        FetchConfig {
+            info_hash,
+            peer_id,
+            listen_port: 0,
+            max_size: super::MAX_SIZE,
+            max_connections: 8,
+            connect_timeout: Duration::from_secs(5),
+            timeout: None,
+        }
+    }
+}
+
+/// The verified metadata and what the exchange saw.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The `info` dictionary, hashing to the info-hash.
+    pub info: Vec<u8>,
+    /// Peers that had the torrent (they offered its metadata).
+    pub peers: Vec<SocketAddr>,
+    /// Peers that sent at least one piece of the verified copy.
+    pub sources: usize,
+    /// Peers dropped or refused, by reason.
+    pub refused: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("stopped before the metadata arrived")]
+    Cancelled,
+    #[error(
+        "no metadata after {secs} s: {tried} peers tried, {offered} offered it{}",
+        refused_text(refused)
+    )]
+    TimedOut {
+        secs: u64,
+        tried: usize,
+        offered: usize,
+        refused: BTreeMap<&'static str, u64>,
+    },
+}
+
+fn refused_text(refused: &BTreeMap<&'static str, u64>) -> String {
+    refused.iter().map(|(k, n)| format!(", {k}: {n}")).collect()
+}
+
+enum Report {
+    /// The handshake went through; the stream is for writing.
+    Connected(TcpStream),
+    /// The peer's extension handshake: its id for `ut_metadata` and the
+    /// size it offers.
+    Offers {
+        id: Option<u8>,
+        size: Option<u64>,
+    },
+    Data {
+        piece: u32,
+        total_size: u64,
+        data: Vec<u8>,
+    },
+    Reject(u32),
+    Gone(String),
+}
+
+struct Conn {
+    writer: Option<TcpStream>,
+    /// The peer's id for `ut_metadata`, once it offered the metadata.
+    ut_metadata: Option<u8>,
+}
+
+/// Fetches the metadata of `cfg.info_hash` from `peers` and whatever
+/// arrives on `more` (trackers, the DHT, ...), until it is verified or
+/// `stop` says so.
+pub fn fetch(
+    cfg: &FetchConfig,
+    peers: &[SocketAddr],
+    more: &Receiver<Vec<SocketAddr>>,
+    stop: &dyn Fn() -> bool,
+) -> Result<Fetched, FetchError> {
+    let mut exchange = Exchange::<SocketAddr>::new(cfg.info_hash, cfg.max_size);
+    let (tx, rx) = mpsc::channel::<(SocketAddr, Report)>();
+    let mut conns = BTreeMap::<SocketAddr, Conn>::new();
+    let mut candidates = VecDeque::<SocketAddr>::new();
+    // Per address: attempts so far and when the last one ended.
+    let mut tried = BTreeMap::<SocketAddr, (u32, Option<Instant>)>::new();
+    let mut had_it = Vec::<SocketAddr>::new();
+    let mut refused = BTreeMap::<&'static str, u64>::new();
+    // Addresses not to try again: refused for good, or misbehaved.
+    let mut never = BTreeSet::<SocketAddr>::new();
+    let learn = |list: &[SocketAddr],
+                 candidates: &mut VecDeque<SocketAddr>,
+                 never: &BTreeSet<SocketAddr>| {
+        for &a in list {
+            if !candidates.contains(&a) && !never.contains(&a) {
+                candidates.push_back(a);
+            }
+        }
+    };
+    learn(peers, &mut candidates, &never);
+    let started = Instant::now();
+    loop {
+        if stop() {
+            close_all(&conns);
+            return Err(FetchError::Cancelled);
+        }
+        if let Some(t) = cfg.timeout
+            && started.elapsed() >= t
+        {
+            close_all(&conns);
+            return Err(FetchError::TimedOut {
+                secs: t.as_secs(),
+                tried: tried.len(),
+                offered: had_it.len(),
+                refused,
+            });
+        }
+        while let Ok(list) = more.try_recv() {
+            learn(&list, &mut candidates, &never);
+        }
+        let now = Instant::now();
+        // Dial what is due, oldest candidates first.
+        let mut i = 0;
+        while conns.len() < cfg.max_connections && i < candidates.len() {
+            let addr = candidates[i];
+            let (attempts, last) = tried.get(&addr).copied().unwrap_or((0, None));
+            let due =
+                last.is_none_or(|t| now.saturating_duration_since(t) >= retry_after(attempts));
+            if conns.contains_key(&addr) || !due {
+                i += 1;
+                continue;
+            }
+            candidates.remove(i);
+            if attempts >= MAX_ATTEMPTS {
+                continue;
+            }
+            tried.insert(addr, (attempts + 1, None));
+            conns.insert(
+                addr,
+                Conn {
+                    writer: None,
+                    ut_metadata: None,
+                },
+            );
+            let (cfg, tx) = (cfg.clone(), tx.clone());
+            let spawned = std::thread::Builder::new()
+                .name("metadata-peer".into())
+                .spawn(move || {
+                    let why = talk(&cfg, addr, &tx)
+                        .err()
+                        .map_or_else(|| "closed".to_owned(), |e| crate::error_chain(&e));
+                    let _ = tx.send((addr, Report::Gone(why)));
+                });
+            if spawned.is_err() {
+                conns.remove(&addr);
+            }
+        }
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok((addr, report)) => match report {
+                Report::Connected(w) => {
+                    if let Some(c) = conns.get_mut(&addr) {
+                        c.writer = Some(w);
+                    }
+                }
+                Report::Offers { id, size } => match id
+                    .ok_or(Refusal::NoMetadata)
+                    .and_then(|_| exchange.add_peer(addr, size))
+                {
+                    Ok(()) => {
+                        had_it.push(addr);
+                        if let Some(c) = conns.get_mut(&addr) {
+                            c.ut_metadata = id;
+                        }
+                    }
+                    Err(r) => {
+                        log::debug!("metadata: {addr}: {r}");
+                        if r != Refusal::NoMetadata {
+                            never.insert(addr);
+                        }
+                        drop_peer(&mut refused, &conns, addr, refusal_kind(r));
+                    }
+                },
+                Report::Data {
+                    piece,
+                    total_size,
+                    data,
+                } => match exchange.on_data(addr, piece, total_size, &data) {
+                    Ok(Progress::Pending) => {}
+                    Ok(Progress::Done {
+                        info,
+                        liars,
+                        sources,
+                    }) => {
+                        for l in liars {
+                            log::info!("metadata: {l} sent pieces of a copy that failed its check");
+                            drop_peer(
+                                &mut refused,
+                                &conns,
+                                l,
+                                misbehaviour_kind(Misbehaviour::Lied),
+                            );
+                        }
+                        close_all(&conns);
+                        had_it.retain(|a| !exchange.is_banned(*a));
+                        return Ok(Fetched {
+                            info,
+                            peers: had_it,
+                            sources,
+                            refused,
+                        });
+                    }
+                    Ok(Progress::Failed { banned }) => {
+                        for b in banned {
+                            never.insert(b);
+                            log::info!(
+                                "metadata: {b} sent metadata that does not match the info-hash"
+                            );
+                            had_it.retain(|a| *a != b);
+                            drop_peer(
+                                &mut refused,
+                                &conns,
+                                b,
+                                misbehaviour_kind(Misbehaviour::BadMetadata),
+                            );
+                        }
+                    }
+                    Err(m) => {
+                        log::info!("metadata: dropping {addr}: {m}");
+                        never.insert(addr);
+                        exchange.remove_peer(addr);
+                        drop_peer(&mut refused, &conns, addr, misbehaviour_kind(m));
+                    }
+                },
+                Report::Reject(piece) => {
+                    if let Err(m) = exchange.on_reject(now, addr, piece) {
+                        never.insert(addr);
+                        exchange.remove_peer(addr);
+                        drop_peer(&mut refused, &conns, addr, misbehaviour_kind(m));
+                    }
+                }
+                Report::Gone(why) => {
+                    log::debug!("metadata: {addr} gone: {why}");
+                    exchange.remove_peer(addr);
+                    conns.remove(&addr);
+                    if let Some(t) = tried.get_mut(&addr) {
+                        t.1 = Some(Instant::now());
+                    }
+                    if !never.contains(&addr) && !exchange.is_banned(addr) {
+                        candidates.push_back(addr);
+                    }
+                }
+            },
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => unreachable!("the loop holds a sender"),
+        }
+        let now = Instant::now();
+        for addr in exchange.stalled(now) {
+            log::debug!("metadata: {addr} does not answer");
+            never.insert(addr);
+            exchange.remove_peer(addr);
+            drop_peer(&mut refused, &conns, addr, "metadata_timeout");
+        }
+        for (addr, c) in &conns {
+            let (Some(w), Some(id)) = (&c.writer, c.ut_metadata) else {
+                continue;
+            };
+            while let Some(piece) = exchange.next_request(now, *addr) {
+                let payload = MetadataMsg::Request(piece).encode();
+                if send(w, id, &payload).is_err() {
+                    let _ = w.shutdown(Shutdown::Both);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Drops a peer's connection and counts why.
+fn drop_peer(
+    refused: &mut BTreeMap<&'static str, u64>,
+    conns: &BTreeMap<SocketAddr, Conn>,
+    addr: SocketAddr,
+    why: &'static str,
+) {
+    *refused.entry(why).or_default() += 1;
+    if let Some(c) = conns.get(&addr)
+        && let Some(w) = &c.writer
+    {
+        let _ = w.shutdown(Shutdown::Both);
+    }
+}
+
+fn close_all(conns: &BTreeMap<SocketAddr, Conn>) {
+    for c in conns.values() {
+        if let Some(w) = &c.writer {
+            let _ = w.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn send(mut w: &TcpStream, id: u8, payload: &[u8]) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(payload.len() + 6);
+    Message::Extended { id, payload }.encode(&mut out);
+    w.write_all(&out)
+}
+
+fn refusal_kind(r: Refusal) -> &'static str {
+    match r {
+        Refusal::NoMetadata => "metadata_not_offered",
+        Refusal::TooLarge(_) => "metadata_too_large",
+        Refusal::Banned => "metadata_banned",
+    }
+}
+
+fn misbehaviour_kind(m: Misbehaviour) -> &'static str {
+    match m {
+        Misbehaviour::Unrequested(_) => "metadata_unrequested",
+        Misbehaviour::WrongSize { .. } => "metadata_wrong_size",
+        Misbehaviour::WrongLength { .. } => "metadata_wrong_length",
+        Misbehaviour::BadMetadata => "metadata_hash_failed",
+        Misbehaviour::Lied => "metadata_lied",
+        Misbehaviour::Rejects => "metadata_rejects",
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum TalkError {
+    #[error("connect")]
+    Connect(#[source] std::io::Error),
+    #[error("socket")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Wire(#[from] wire::WireError),
+    #[error("the peer is on another torrent")]
+    WrongTorrent,
+    #[error("the peer does not speak the extension protocol")]
+    NoExtensions,
+    #[error("message of {0} bytes")]
+    Oversized(usize),
+    #[error(transparent)]
+    Metadata(#[from] super::MetadataMsgError),
+}
+
+/// One metadata connection, read side: handshakes, then every message
+/// until the socket closes.
+fn talk(
+    cfg: &FetchConfig,
+    addr: SocketAddr,
+    tx: &Sender<(SocketAddr, Report)>,
+) -> Result<(), TalkError> {
+    let mut s =
+        TcpStream::connect_timeout(&addr, cfg.connect_timeout).map_err(TalkError::Connect)?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(&Handshake::ours(cfg.info_hash, cfg.peer_id).encode())?;
+    let mut hs = [0u8; HANDSHAKE_LEN];
+    s.read_exact(&mut hs)?;
+    let theirs = Handshake::decode(&hs)?;
+    if theirs.info_hash != cfg.info_hash {
+        return Err(TalkError::WrongTorrent);
+    }
+    if !theirs.supports_extensions() {
+        return Err(TalkError::NoExtensions);
+    }
+    let ours = ExtHandshake {
+        m: vec![("ut_metadata".to_owned(), UT_METADATA)],
+        v: Some(concat!("ringtorrent ", env!("CARGO_PKG_VERSION")).to_owned()),
+        p: Some(cfg.listen_port).filter(|&p| p != 0),
+        yourip: Some(addr.ip()),
+        ..ExtHandshake::default()
+    };
+    send(&s, wire::EXT_HANDSHAKE, &ours.encode())?;
+    if tx.send((addr, Report::Connected(s.try_clone()?))).is_err() {
+        return Ok(());
+    }
+    let mut body = Vec::new();
+    loop {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len)?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_MESSAGE {
+            return Err(TalkError::Oversized(len));
+        }
+        body.resize(len, 0);
+        s.read_exact(&mut body)?;
+        let report = match body.as_slice() {
+            [wire::MSG_EXTENDED, wire::EXT_HANDSHAKE, payload @ ..] => {
+                let h = ExtHandshake::decode(payload)?;
+                Report::Offers {
+                    id: h.id_of("ut_metadata"),
+                    size: h.metadata_size,
+                }
+            }
+            [wire::MSG_EXTENDED, UT_METADATA, payload @ ..] => {
+                match MetadataMsg::decode(payload)? {
+                    MetadataMsg::Data {
+                        piece,
+                        total_size,
+                        data,
+                    } => Report::Data {
+                        piece,
+                        total_size,
+                        data: data.to_vec(),
+                    },
+                    MetadataMsg::Reject(p) => Report::Reject(p),
+                    // We have no metadata to give; nor do we answer requests.
+                    MetadataMsg::Request(_) | MetadataMsg::Unknown => continue,
+                }
+            }
+            _ => continue,
+        };
+        if tx.send((addr, report)).is_err() {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Extension messages on a torrent's connections: our BEP 10 handshake,
+//! serving the metadata (BEP 9) and peer exchange (BEP 11).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::TorrentShard;
+use crate::metadata::{self, MetadataMsg};
+use crate::peer::PeerError;
+use crate::pex::PexMessage;
+use crate::torrent::Event;
+use crate::torrent::{ConnId, TorrentCtx};
+use crate::wire::{ExtHandshake, Message, UT_METADATA, UT_PEX};
+
+/// Metadata requests one connection may make: every piece a few times over.
+fn max_metadata_requests(size: usize) -> u32 {
+    4 * metadata::piece_count(size as u64) + 16
+}
+
+/// Our extension handshake to `addr`. A private torrent offers neither its
+/// metadata nor peer exchange.
+pub(super) fn our_ext_handshake(ctx: &TorrentCtx, addr: SocketAddr) -> ExtHandshake {
+    let mut m = Vec::new();
+    if ctx.metadata.is_some() {
+        m.push(("ut_metadata".to_owned(), UT_METADATA));
+        m.push(("ut_pex".to_owned(), UT_PEX));
+    }
+    ExtHandshake {
+        m,
+        v: Some(concat!("ringtorrent ", env!("CARGO_PKG_VERSION")).to_owned()),
+        reqq: Some(crate::peer::MAX_QUEUED_REQUESTS as u32),
+        p: Some(ctx.listen_port).filter(|&p| p != 0),
+        yourip: Some(addr.ip()),
+        metadata_size: ctx.metadata.as_ref().map(|m| m.len() as u64),
+    }
+}
+
+impl TorrentShard {
+    /// A `ut_metadata` message: we answer requests; we never ask here (the
+    /// metadata phase has connections of its own), so pieces are unasked.
+    pub(super) fn on_metadata(&mut self, id: ConnId, payload: &[u8]) -> Result<(), PeerError> {
+        let Some(info) = self.ctx.metadata.clone() else {
+            return Err(PeerError::UnofferedExtension("ut_metadata"));
+        };
+        let piece = match MetadataMsg::decode(payload).map_err(PeerError::BadMetadataMessage)? {
+            MetadataMsg::Request(piece) => piece,
+            MetadataMsg::Data { piece, .. } | MetadataMsg::Reject(piece) => {
+                return Err(PeerError::UnrequestedMetadata(piece));
+            }
+            MetadataMsg::Unknown => return Ok(()),
+        };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return Ok(());
+        };
+        let Some(their_id) = c.peer.ext.as_ref().and_then(|e| e.id_of("ut_metadata")) else {
+            // It cannot be answered: it did not say where to.
+            return Ok(());
+        };
+        c.ext.metadata_requests += 1;
+        let asked = c.ext.metadata_requests;
+        if asked > max_metadata_requests(info.len()) {
+            return Err(PeerError::MetadataFlood(asked));
+        }
+        let start = piece as usize * metadata::PIECE;
+        let reply = if start < info.len() {
+            let end = (start + metadata::PIECE).min(info.len());
+            MetadataMsg::Data {
+                piece,
+                total_size: info.len() as u64,
+                data: &info[start..end],
+            }
+        } else {
+            MetadataMsg::Reject(piece)
+        };
+        let payload = reply.encode();
+        self.send(
+            id,
+            Message::Extended {
+                id: their_id,
+                payload: &payload,
+            },
+        );
+        Ok(())
+    }
+
+    /// A `ut_pex` message: its added peers go to the coordinator, at most
+    /// one message's worth a minute from each peer.
+    pub(super) fn on_pex(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        payload: &[u8],
+    ) -> Result<(), PeerError> {
+        if self.ctx.metadata.is_none() {
+            return Err(PeerError::UnofferedExtension("ut_pex"));
+        }
+        let msg = PexMessage::decode(payload).map_err(PeerError::BadPex)?;
+        let Some(c) = self.conns.get_mut(&id) else {
+            return Ok(());
+        };
+        if !c.ext.pex.accept(now) {
+            self.stats.pex_ignored += 1;
+            return Ok(());
+        }
+        let peers: Vec<SocketAddr> = msg
+            .added
+            .into_iter()
+            .map(|(a, _)| a)
+            .filter(|a| a.port() != 0 && !a.ip().is_unspecified())
+            .collect();
+        if !peers.is_empty() {
+            self.stats.pex_received += peers.len() as u64;
+            self.events.push(Event::Exchanged {
+                torrent: self.ctx.id,
+                peers,
+            });
+        }
+        Ok(())
+    }
+
+    /// The torrent's peers as the coordinator sees them: tell each peer
+    /// that speaks `ut_pex` what changed since we last told it.
+    pub(super) fn send_pex(&mut self, now: Instant, peers: &[SocketAddr]) {
+        if self.ctx.metadata.is_none() {
+            return;
+        }
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            let Some(their_id) = c.peer.ext.as_ref().and_then(|e| e.id_of("ut_pex")) else {
+                continue;
+            };
+            let me = c.peer.listen_addr();
+            if let Some(msg) = c.ext.pex.update(now, me, peers) {
+                let payload = msg.encode();
+                self.send(
+                    id,
+                    Message::Extended {
+                        id: their_id,
+                        payload: &payload,
+                    },
+                );
+            }
+        }
+    }
+}
