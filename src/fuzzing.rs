@@ -300,3 +300,25 @@ pub fn metadata(data: &[u8]) {
         }
     }
 }
+
+/// KRPC decoding and a DHT node never panic on any datagram: the input
+/// is decoded, then fed to a node as datagrams from a few addresses (cut
+/// at 0xfe bytes), and what the node keeps stays bounded.
+pub fn krpc(data: &[u8]) {
+    use crate::dht::{KrpcMsg, Node, NodeId};
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+    let _ = KrpcMsg::decode(data);
+    let now = Instant::now();
+    let mut node = Node::new(NodeId([1; 20]), now, fastrand::Rng::with_seed(1));
+    node.join(now, vec!["10.0.0.1:6881".parse().expect("literal")], &[]);
+    for (i, packet) in data.split(|&b| b == 0xfe).enumerate() {
+        let from: SocketAddr = SocketAddr::from(([10, 0, 0, (i % 4) as u8 + 1], 6881));
+        node.handle_packet(now + Duration::from_millis(i as u64), from, packet);
+        while node.poll_transmit().is_some() {}
+        while node.poll_event().is_some() {}
+    }
+    node.handle_timeout(now + Duration::from_secs(60));
+    let s = node.stats();
+    assert!(s.nodes <= 160 * 8 && s.stored_torrents <= crate::dht::MAX_STORED_TORRENTS);
+}

@@ -14,6 +14,7 @@ pub mod buffer;
 pub mod choker;
 pub mod create;
 pub mod daemon;
+pub mod dht;
 pub mod endpoint;
 pub mod engine;
 #[doc(hidden)]

@@ -61,3 +61,8 @@ fn rpc_regressions() {
 fn metadata_regressions() {
     assert!(replay("metadata", ringtorrent::fuzzing::metadata) > 0);
 }
+
+#[test]
+fn krpc_regressions() {
+    assert!(replay("krpc", ringtorrent::fuzzing::krpc) > 0);
+}

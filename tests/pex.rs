@@ -1,9 +1,9 @@
 //! Peer exchange (BEP 11): a leecher that knows only peer A learns peer B
 //! from A and finishes from B. A moves 1 KiB/s each way (so it stays a
-//! leecher, connected to B), and finishing in time proves the leecher
-//! found B; the leecher's summary counts what PEX told
-//! it. A is libtorrent, then ringtorrent; the leecher ringtorrent, then
-//! libtorrent. Every byte is compared.
+//! leecher, connected to B), and finishing in time proves the leecher found
+//! B; the leecher's summary counts what PEX told it. A is libtorrent, then
+//! ringtorrent; the leecher ringtorrent, then libtorrent. No DHT anywhere
+//! (it would find B too). Every byte is compared.
 
 mod common;
 
@@ -35,7 +35,13 @@ fn rt_slow_peer(torrent: &Path, dir: &Path, peers: &[SocketAddr]) -> (Proc, Sock
         dir,
         port,
         peers,
-        &["--upload-limit", &slow, "--download-limit", &slow],
+        &[
+            "--upload-limit",
+            &slow,
+            "--download-limit",
+            &slow,
+            "--no-dht",
+        ],
     );
     let mut p = Proc::spawn(&mut cmd, "ringtorrent peer A");
     wait_listening(local(port), &mut p, Duration::from_secs(60));
@@ -48,7 +54,7 @@ fn rt_leech_via(torrent: &Path, out: &Path, a: SocketAddr) -> serde_json::Value 
         out,
         free_port(),
         &[a],
-        &["--json", "--timeout", "60"],
+        &["--json", "--timeout", "60", "--no-dht"],
     );
     json(&run_limited_ok(&mut cmd, LIMIT, "the leecher"))
 }
@@ -57,7 +63,7 @@ fn rt_leech_via(torrent: &Path, out: &Path, a: SocketAddr) -> serde_json::Value 
 fn ringtorrent_learns_a_peer_from_libtorrent() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, torrent) = payload(tmp.path());
-    let (_b, b) = rt_seed(&torrent, &tmp.path().join("seed"), &[]);
+    let (_b, b) = rt_seed(&torrent, &tmp.path().join("seed"), &["--no-dht"]);
     let (_a, a) = lt_join(&torrent, &tmp.path().join("a"), SLOW, SLOW, &[b]);
     let out = tmp.path().join("out");
     let summary = rt_leech_via(&torrent, &out, a);
@@ -69,7 +75,7 @@ fn ringtorrent_learns_a_peer_from_libtorrent() {
 fn ringtorrent_learns_a_peer_from_ringtorrent() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, torrent) = payload(tmp.path());
-    let (_b, b) = rt_seed(&torrent, &tmp.path().join("seed"), &[]);
+    let (_b, b) = rt_seed(&torrent, &tmp.path().join("seed"), &["--no-dht"]);
     let (_a, a) = rt_slow_peer(&torrent, &tmp.path().join("a"), &[b]);
     let out = tmp.path().join("out");
     let summary = rt_leech_via(&torrent, &out, a);
@@ -81,7 +87,7 @@ fn ringtorrent_learns_a_peer_from_ringtorrent() {
 fn libtorrent_learns_a_peer_from_ringtorrent() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, torrent) = payload(tmp.path());
-    let (_b, b) = rt_seed(&torrent, &tmp.path().join("seed"), &[]);
+    let (_b, b) = rt_seed(&torrent, &tmp.path().join("seed"), &["--no-dht"]);
     let (_a, a) = rt_slow_peer(&torrent, &tmp.path().join("a"), &[b]);
     let out = tmp.path().join("lt");
     let port = free_port().to_string();

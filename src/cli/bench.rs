@@ -102,7 +102,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .arg(dir)
             .arg("--state-dir")
             .arg(state)
-            .args(["--listen", listen, "--threads", &threads, "--json"]);
+            .args(["--listen", listen, "--threads", &threads, "--json"])
+            // A benchmark talks to its own processes only.
+            .arg("--no-dht");
         c
     };
     let spawn = |mut c: Command, what: &str| {

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use ringtorrent::dht::DhtConfig;
 use ringtorrent::magnet::Magnet;
 use ringtorrent::metainfo::Metainfo;
 use ringtorrent::resume::store;
@@ -84,6 +85,18 @@ pub struct Common {
     /// Keep no resume state: always check the data on start.
     #[arg(long, conflicts_with = "state_dir")]
     pub no_resume: bool,
+    /// Run no DHT node (BEP 5): peers come only from trackers, --peer and
+    /// peer exchange.
+    #[arg(long)]
+    pub no_dht: bool,
+    /// Join the DHT through this node (repeatable; default: the well-known
+    /// routers). `--dht-bootstrap ''` alone joins through none, as the
+    /// first node of a private DHT does.
+    #[arg(long = "dht-bootstrap", value_name = "HOST:PORT")]
+    pub dht_bootstrap: Vec<String>,
+    /// UDP port of the DHT node (0: the listen port).
+    #[arg(long, default_value_t = 0)]
+    pub dht_port: u16,
     /// Print a JSON summary on stdout at the end.
     #[arg(long)]
     pub json: bool,
@@ -166,6 +179,8 @@ pub struct Summary {
     pub first_byte_seconds: Option<f64>,
     /// Peer addresses learned by peer exchange (BEP 11).
     pub pex_peers: u64,
+    /// The session's DHT node (`null` with `--no-dht`).
+    pub dht: Option<ringtorrent::dht::DhtStats>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -367,6 +382,7 @@ pub fn run(run: Run<'_>, common: &Common) -> anyhow::Result<Vec<Summary>> {
             ..TrackerConfig::default()
         },
         resume: resume_config(common, trust_resume),
+        dht: dht_config(common),
         seed: None,
     };
     let mut session = Session::start(cfg)?;
@@ -508,9 +524,6 @@ fn watch(
             }
             Some(SessionEvent::Removed(_)) | None => {}
         }
-        if fetching && !seed_after && running.iter().all(|r| r.completed_at.is_some()) {
-            break Ok(());
-        }
         let now = Instant::now();
         let mut done = 0u64;
         let mut peers = 0;
@@ -550,6 +563,9 @@ fn watch(
                     .into()),
                 );
             }
+        }
+        if fetching && !seed_after && running.iter().all(|r| r.completed_at.is_some()) {
+            break Ok(());
         }
         if let Some(b) = &bar {
             b.set_position(done);
@@ -666,7 +682,37 @@ fn summary(r: &Running, report: &SessionReport, run_start: Instant) -> Summary {
             .first_byte
             .map(|t| t.saturating_duration_since(run_start).as_secs_f64()),
         pex_peers: s.pex_received,
+        dht: report.dht,
     }
+}
+
+/// The DHT node `--no-dht`, `--dht-bootstrap` and `--dht-port` ask for,
+/// bound to the listen address's IP when that is IPv4.
+fn dht_config(common: &Common) -> Option<DhtConfig> {
+    if common.no_dht {
+        return None;
+    }
+    let mut d = DhtConfig::new(common.dht_port);
+    if let std::net::IpAddr::V4(ip) = common.listen.ip() {
+        d.bind = ip;
+    }
+    if !common.dht_bootstrap.is_empty() {
+        // `--dht-bootstrap ''` alone: join through no node.
+        d.bootstrap = common
+            .dht_bootstrap
+            .iter()
+            .filter(|b| !b.is_empty())
+            .cloned()
+            .collect();
+    }
+    if !common.no_resume {
+        d.state_file = common
+            .state_dir
+            .clone()
+            .or_else(store::default_dir)
+            .map(|dir| dir.join("dht-nodes"));
+    }
+    Some(d)
 }
 
 fn resume_config(common: &Common, trust: bool) -> Option<ResumeConfig> {

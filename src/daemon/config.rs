@@ -103,6 +103,14 @@ pub struct Settings {
     /// Delete a watched or uploaded .torrent once added [default: false].
     #[arg(long, value_name = "BOOL")]
     pub trash_original_torrent_files: Option<bool>,
+    /// Run a DHT node (BEP 5) on the peer port, over UDP [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub dht: Option<bool>,
+    /// Join the DHT through this node (repeatable) [default: the
+    /// well-known routers]; in the file, `dht-bootstrap = []` joins
+    /// through none.
+    #[arg(long = "dht-bootstrap", value_name = "HOST:PORT")]
+    pub dht_bootstrap: Option<Vec<String>>,
 }
 
 /// Sizes in the file: a number of bytes or a string such as `"10M"`.
@@ -189,6 +197,8 @@ impl Settings {
             trash_original_torrent_files: self
                 .trash_original_torrent_files
                 .or(lower.trash_original_torrent_files),
+            dht: self.dht.or(lower.dht),
+            dht_bootstrap: self.dht_bootstrap.or(lower.dht_bootstrap),
         }
     }
 

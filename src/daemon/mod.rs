@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 pub use config::{ConfigError, Prefs, Settings};
 pub use control::{ControlError, Daemon};
 
+use crate::dht::DhtConfig;
 use crate::session::{ResumeConfig, Session, SessionConfig, SessionError};
 use state::{StateDir, StateError};
 
@@ -94,6 +95,17 @@ pub fn run(flags: Settings, config: Option<PathBuf>) -> Result<(), DaemonError> 
             dir: state.resume(),
             trust: true,
             interval: Duration::from_secs(1),
+        }),
+        dht: settings.dht.unwrap_or(true).then(|| {
+            let mut d = DhtConfig::new(0);
+            if let std::net::IpAddr::V4(ip) = settings.listen_addr().ip() {
+                d.bind = ip;
+            }
+            if let Some(b) = &settings.dht_bootstrap {
+                d.bootstrap = b.iter().filter(|n| !n.is_empty()).cloned().collect();
+            }
+            d.state_file = Some(state.root().join("dht-nodes"));
+            d
         }),
         ..SessionConfig::default()
     })?;

@@ -20,6 +20,7 @@ fn ctx(id: u32, hash: u8, config: TorrentConfig) -> Arc<TorrentCtx> {
         read_pool: BufPool::new(16384, 4),
         wanted: None,
         metadata: None,
+        dht_port: 0,
     })
 }
 

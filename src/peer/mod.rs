@@ -58,7 +58,7 @@ pub struct Outstanding {
 pub enum Input<'a> {
     /// The peer's handshake; the caller checks the info-hash and peer id.
     Handshake(Handshake),
-    /// Nothing to act on (keep-alive, DHT port, unknown message).
+    /// Nothing to act on (keep-alive, unknown message).
     Nothing,
     /// The peer choked us. Without the fast extension this cancels every
     /// request we had outstanding: they are listed here and already removed.
@@ -87,6 +87,8 @@ pub enum Input<'a> {
     Suggest(u32),
     /// The peer's extension handshake arrived (stored in `ext`).
     ExtHandshake,
+    /// The peer's DHT node listens on this UDP port.
+    DhtPort(u16),
     /// A `ut_metadata` message (BEP 9), not decoded yet.
     Metadata(&'a [u8]),
     /// A `ut_pex` message (BEP 11), not decoded yet.
@@ -323,7 +325,8 @@ impl PeerState {
         }
         let n = info.piece_count();
         Ok(match msg {
-            Message::KeepAlive | Message::Port(_) | Message::Unknown { .. } => Input::Nothing,
+            Message::KeepAlive | Message::Unknown { .. } => Input::Nothing,
+            Message::Port(p) => Input::DhtPort(p),
             Message::Choke => {
                 self.peer_choking = true;
                 if self.fast() {

@@ -61,6 +61,8 @@ pub enum Notice {
     Removed(TorrentId, Bitfield),
     /// A piece is verified and on disk (for resume state).
     PieceDone(TorrentId, u32),
+    /// A peer's DHT node, from its `port` message.
+    DhtNode(SocketAddr),
 }
 
 /// A torrent's counters, all shards together.
@@ -630,6 +632,7 @@ impl SessionCore {
                 }
             }
             Event::PieceDone { torrent, piece } => self.piece_done(torrent, piece),
+            Event::DhtNode { addr, .. } => self.notices.push(Notice::DhtNode(addr)),
             Event::Exchanged { torrent, peers } => {
                 let room = self.torrents.get(&torrent).is_some_and(|ts| {
                     ts.ctx.metadata.is_some() && ts.registry.known() < MAX_KNOWN_FOR_PEX

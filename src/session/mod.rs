@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 pub use self::core::{CoreConfig, Notice, SessionCore, TorrentStats};
 use crate::bitfield::Bitfield;
 use crate::buffer::BufPool;
+use crate::dht::{Dht, DhtConfig};
 use crate::endpoint::{Admission, Endpoint, ShardEvent};
 use crate::engine::LoopStats;
 use crate::engine::driver::{Driver, DriverConfig};
@@ -89,6 +90,8 @@ pub struct SessionConfig {
     pub torrent: TorrentConfig,
     pub tracker: TrackerConfig,
     pub resume: Option<ResumeConfig>,
+    /// The DHT node (BEP 5); `None`: no DHT. Port 0 takes the listen port.
+    pub dht: Option<DhtConfig>,
     /// Seeds the session's random choices (a fresh one if `None`).
     pub seed: Option<u64>,
 }
@@ -109,6 +112,7 @@ impl Default for SessionConfig {
             download_limit: None,
             max_unchoked: None,
             torrent: TorrentConfig::default(),
+            dht: None,
             tracker: TrackerConfig::default(),
             resume: None,
             seed: None,
@@ -275,6 +279,8 @@ pub enum SessionError {
     Duplicate,
     #[error("the session has stopped")]
     Stopped,
+    #[error(transparent)]
+    Dht(#[from] crate::dht::DhtError),
 }
 
 /// What the coordinator thread receives.
@@ -329,6 +335,8 @@ pub struct SessionReport {
     /// Each torrent's counters at the end.
     pub torrents: HashMap<TorrentId, TorrentStats>,
     pub announces: HashMap<TorrentId, (u64, u64)>,
+    /// The DHT node's counters (`None` without a DHT).
+    pub dht: Option<crate::dht::DhtStats>,
 }
 
 /// What the coordinator publishes for `Session::stats` and the like.
@@ -378,6 +386,9 @@ pub struct Session {
     dirs: Mutex<HashMap<(u64, u64), std::sync::Weak<OwnedFd>>>,
     /// Announce keys of metadata fetches (above every torrent id).
     next_lookup: AtomicU64,
+    /// The DHT node's UDP port (0: no DHT).
+    dht_port: u16,
+    dht_stats: Option<crate::dht::StatsHandle>,
 }
 
 /// A torrent known by its info-hash only (a magnet link): where to look
@@ -461,6 +472,17 @@ impl Session {
             peer_id,
         );
         let announcer = Announcer::spawn().map_err(SessionError::Start)?;
+        let dht = match cfg.dht.clone() {
+            Some(mut d) => {
+                if d.port == 0 {
+                    d.port = port;
+                }
+                Some(Dht::start(d).map_err(SessionError::Dht)?)
+            }
+            None => None,
+        };
+        let dht_port = dht.as_ref().map_or(0, Dht::port);
+        let dht_stats = dht.as_ref().map(Dht::stats_handle);
         let saver = Saver::spawn(to_coordinator.clone()).map_err(SessionError::Start)?;
         let coordinator = {
             let c = Coordinator {
@@ -469,6 +491,7 @@ impl Session {
                 events: events_tx,
                 published: published.clone(),
                 announcer: Some(announcer),
+                dht,
                 saver: Some(saver),
                 storages: HashMap::new(),
                 saves: HashMap::new(),
@@ -508,6 +531,8 @@ impl Session {
             cancel: Arc::new(AtomicBool::new(false)),
             dirs: Mutex::new(HashMap::new()),
             next_lookup: AtomicU64::new(0),
+            dht_port,
+            dht_stats,
         })
     }
 
@@ -532,6 +557,11 @@ impl Session {
     /// The port peers reach us on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The DHT node's counters (`None` without a DHT).
+    pub fn dht_stats(&self) -> Option<crate::dht::DhtStats> {
+        self.dht_stats.as_ref().map(|h| h.get())
     }
 
     pub fn shards(&self) -> usize {
@@ -749,6 +779,11 @@ impl Session {
             budget: self.budget.clone(),
             wanted: selection.as_ref().map(|(_, w)| Arc::new(w.clone())),
             metadata: (!t.metainfo.info.private).then(|| Arc::from(&t.metainfo.info_bytes[..])),
+            dht_port: if t.metainfo.info.private {
+                0
+            } else {
+                self.dht_port
+            },
         });
         let adding = Adding {
             have: have.clone(),
@@ -792,16 +827,15 @@ impl Session {
     ) -> Result<metadata::Fetched, metadata::FetchError> {
         let key = (1 << 40) | self.next_lookup.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = std::sync::mpsc::channel();
-        let announced = !find.trackers.is_empty()
-            && self
-                .to_coordinator
-                .send(CoordMsg::Lookup {
-                    key,
-                    info_hash: find.info_hash,
-                    tiers: find.trackers,
-                    peers: tx,
-                })
-                .is_ok();
+        let announced = self
+            .to_coordinator
+            .send(CoordMsg::Lookup {
+                key,
+                info_hash: find.info_hash,
+                tiers: find.trackers,
+                peers: tx,
+            })
+            .is_ok();
         let mut cfg = metadata::FetchConfig::new(find.info_hash, self.peer_id);
         cfg.listen_port = self.port;
         cfg.timeout = find.timeout;
@@ -843,6 +877,7 @@ impl Session {
             report.hash_seconds = p.nanos.load(Ordering::Relaxed) as f64 / 1e9;
             p.stop();
         }
+        report.dht = self.dht_stats();
         report
     }
 }
@@ -912,6 +947,7 @@ struct Coordinator {
     events: Sender<SessionEvent>,
     published: Arc<Mutex<Published>>,
     announcer: Option<Announcer>,
+    dht: Option<Dht>,
     saver: Option<Saver>,
     storages: HashMap<TorrentId, Arc<Storage>>,
     saves: HashMap<TorrentId, SaveTarget>,
@@ -962,6 +998,9 @@ impl Coordinator {
                         stopping = Some(now);
                         if let Some(a) = self.announcer.take() {
                             a.stop(Duration::from_secs(1));
+                        }
+                        if let Some(d) = self.dht.take() {
+                            d.stop();
                         }
                         self.core.shutdown();
                     }
@@ -1020,6 +1059,9 @@ impl Coordinator {
                 if let Some(a) = &self.announcer {
                     a.remove(key);
                 }
+                if let Some(d) = &self.dht {
+                    d.remove(key);
+                }
             }
             CoordMsg::Announced(t, ok) => {
                 let e = self.announces.entry(t).or_insert((0, 0));
@@ -1068,6 +1110,18 @@ impl Coordinator {
     }
 
     fn announce(&self, t: TorrentId, ctx: &TorrentCtx, tiers: Vec<Vec<String>>) {
+        // A private torrent (no metadata to offer) never goes to the DHT.
+        if let (Some(d), Some(_)) = (&self.dht, &ctx.metadata) {
+            let to_self = self.to_self.clone();
+            d.add(
+                u64::from(t.0),
+                ctx.info_hash,
+                Some(self.port),
+                Box::new(move |peers| {
+                    let _ = to_self.send(CoordMsg::Peers(t, peers));
+                }),
+            );
+        }
         if let Some(ann) = &self.announcer {
             let published = self.published.clone();
             let to_self = self.to_self.clone();
@@ -1120,6 +1174,20 @@ impl Coordinator {
         tiers: Vec<Vec<String>>,
         to: Sender<Vec<SocketAddr>>,
     ) {
+        if let Some(d) = &self.dht {
+            let to = to.clone();
+            d.add(
+                key,
+                info_hash,
+                None,
+                Box::new(move |peers| {
+                    let _ = to.send(peers);
+                }),
+            );
+        }
+        if tiers.is_empty() {
+            return;
+        }
         if let Some(ann) = &self.announcer {
             ann.add(
                 key,
@@ -1156,6 +1224,11 @@ impl Coordinator {
         }
         while let Some(n) = self.core.poll_notice() {
             match n {
+                Notice::DhtNode(addr) => {
+                    if let Some(d) = &self.dht {
+                        d.learn(addr);
+                    }
+                }
                 Notice::PieceDone(t, piece) => {
                     self.dirty.entry(t).or_insert(now);
                     if let (Some(saver), Some(target)) = (&self.saver, self.saves.get(&t)) {
@@ -1194,6 +1267,9 @@ impl Coordinator {
                     }
                     if let Some(a) = &self.announcer {
                         a.remove(u64::from(t.0));
+                    }
+                    if let Some(d) = &self.dht {
+                        d.remove(u64::from(t.0));
                     }
                     self.dirty.remove(&t);
                     let storage = self.storages.remove(&t);

@@ -228,6 +228,7 @@ impl Sim {
             config,
             listen_port: n.addr.port(),
             metadata: None,
+            dht_port: 0,
             budget: n.budget.clone(),
             read_pool: BufPool::new(unit, 16),
             wanted: priorities.as_ref().map(|pr| {

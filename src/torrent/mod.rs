@@ -160,6 +160,9 @@ pub struct TorrentCtx {
     /// The `info` dictionary as peers get it (BEP 9); `None` for a private
     /// torrent, which offers neither its metadata nor peer exchange.
     pub metadata: Option<Arc<[u8]>>,
+    /// Our DHT node's UDP port, told to peers that have a DHT (0: none,
+    /// or a private torrent).
+    pub dht_port: u16,
 }
 
 impl TorrentCtx {
@@ -329,6 +332,11 @@ pub enum Event {
     },
     /// A piece passed its hash check and is written.
     PieceDone { torrent: TorrentId, piece: u32 },
+    /// A peer's DHT node (its `port` message).
+    DhtNode {
+        torrent: TorrentId,
+        addr: SocketAddr,
+    },
     /// Peers a peer told us of (BEP 11).
     Exchanged {
         torrent: TorrentId,
@@ -383,6 +391,7 @@ impl Event {
             | Event::ReturnPieces { torrent, .. }
             | Event::PieceDone { torrent, .. }
             | Event::Exchanged { torrent, .. }
+            | Event::DhtNode { torrent, .. }
             | Event::HashFailed { torrent, .. }
             | Event::SuspectPassed { torrent, .. }
             | Event::Peers { torrent, .. }

@@ -59,6 +59,18 @@ impl Handshake {
         }
     }
 
+    /// Says we run a DHT node (BEP 5): a `port` message follows.
+    pub fn with_dht(mut self, on: bool) -> Handshake {
+        if on {
+            self.reserved[7] |= 0x01;
+        }
+        self
+    }
+
+    pub fn supports_dht(&self) -> bool {
+        self.reserved[7] & 0x01 != 0
+    }
+
     pub fn supports_fast(&self) -> bool {
         self.reserved[7] & 0x04 != 0
     }

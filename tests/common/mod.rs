@@ -424,7 +424,7 @@ pub fn lt_join(
 }
 
 /// Runs `lt_tool.py ARGS` and waits until it prints READY.
-fn lt_ready(args: &[&str], name: &str) -> Proc {
+pub fn lt_ready(args: &[&str], name: &str) -> Proc {
     let mut p = Proc::spawn(&mut lt(args), name);
     let stdout = p.child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();

@@ -13,10 +13,17 @@ usage:
   lt_tool.py magnet URI SAVE_PATH PORT [PEER...]
                                                download a magnet link (metadata from the peers);
                                                exits 0 when complete, printing JSON timings
+  lt_tool.py node PORT --dht BOOTSTRAP        a DHT node with no torrent; prints READY; runs until
+                                               SIGTERM or stdin closes
   lt_tool.py join TORRENT SAVE_PATH PORT [--up RATE] [--down RATE] PEER...
                                                take part in the swarm with PEER at the given
                                                rates; prints READY once connected; runs until
                                                SIGTERM or stdin closes
+
+`seed` and `magnet` take `--dht BOOTSTRAP` (host:port) to run a DHT node
+joined through BOOTSTRAP, announcing (seed) or looking up (magnet) the
+torrent there every few seconds. The DHT settings allow many nodes on one
+address (all of them on 127.0.0.1 in the tests).
 
 Runs on Debian's /usr/bin/python3 with python3-libtorrent (libtorrent 2.0).
 """
@@ -91,8 +98,8 @@ def recheck(torrent, save_path):
     return {"num_pieces": atp.ti.num_pieces(), "have": st.num_pieces, "checked": checked}
 
 
-def session(port):
-    return lt.session({
+def session(port, dht=None):
+    settings = {
         "listen_interfaces": f"127.0.0.1:{port}",
         "outgoing_interfaces": "127.0.0.1",
         "enable_dht": False, "enable_lsd": False,
@@ -103,7 +110,17 @@ def session(port):
         "in_enc_policy": int(lt.enc_policy.enabled),
         "alert_mask": int(lt.alert.category_t.error_notification
                           | lt.alert.category_t.status_notification),
-    })
+    }
+    if dht:
+        settings.update({
+            "enable_dht": True,
+            "dht_bootstrap_nodes": dht,
+            "dht_restrict_routing_ips": False,
+            "dht_restrict_search_ips": False,
+            "dht_ignore_dark_internet": False,
+            "dht_prefer_verified_node_ids": False,
+        })
+    return lt.session(settings)
 
 
 def add(ses, torrent, save_path):
@@ -120,20 +137,24 @@ def errors(ses):
             print(f"libtorrent: {a.message()}", file=sys.stderr, flush=True)
 
 
-def seed(torrent, save_path, port):
+def seed(torrent, save_path, port, dht=None):
     import select
     import signal
     stop = {"flag": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
-    ses = session(port)
+    ses = session(port, dht)
     h = add(ses, torrent, save_path)
     ready = False
     deadline = time.monotonic() + 600
+    last_announce = 0
     while not stop["flag"] and time.monotonic() < deadline:
         errors(ses)
         if not ready and h.status().is_seeding:
             print("READY", flush=True)
             ready = True
+        if dht and time.monotonic() - last_announce > 3:
+            h.force_dht_announce()
+            last_announce = time.monotonic()
         # stdin closing (the test ended) stops us too
         r, _, _ = select.select([sys.stdin], [], [], 0.05)
         if r and not sys.stdin.read(1):
@@ -162,8 +183,23 @@ def leech(torrent, save_path, port, peer, rate=0, timeout=300):
     return 1
 
 
-def magnet(uri, save_path, port, peers, timeout=300):
-    ses = session(port)
+def node(port, dht):
+    import select
+    import signal
+    stop = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    ses = session(port, dht)
+    print("READY", flush=True)
+    deadline = time.monotonic() + 600
+    while not stop["flag"] and time.monotonic() < deadline:
+        errors(ses)
+        r, _, _ = select.select([sys.stdin], [], [], 0.2)
+        if r and not sys.stdin.read(1):
+            break
+
+
+def magnet(uri, save_path, port, peers, timeout=300, dht=None):
+    ses = session(port, dht)
     atp = lt.parse_magnet_uri(uri)
     atp.save_path = os.path.abspath(save_path)
     atp.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
@@ -171,10 +207,14 @@ def magnet(uri, save_path, port, peers, timeout=300):
     h = ses.add_torrent(atp)
     t_meta = t_first = None
     last_connect = 0
+    last_lookup = 0
     while time.monotonic() - start < timeout:
         errors(ses)
         st = h.status()
         now = time.monotonic() - start
+        if dht and now - last_lookup > 3:
+            h.force_dht_announce()
+            last_lookup = now
         if t_meta is None and st.has_metadata:
             t_meta = now
         if t_first is None and st.total_payload_download > 0:
@@ -224,6 +264,10 @@ def join(torrent, save_path, port, up, down, peers):
             break
 
 
+def flag_value(args, name):
+    return args[args.index(name) + 1] if name in args else None
+
+
 def main():
     a = sys.argv[1:]
     if not a:
@@ -238,11 +282,15 @@ def main():
     elif a[0] == "recheck":
         print(json.dumps(recheck(a[1], a[2])))
     elif a[0] == "seed":
-        seed(a[1], a[2], int(a[3]))
+        seed(a[1], a[2], int(a[3]), flag_value(a, "--dht"))
+    elif a[0] == "node":
+        node(int(a[1]), flag_value(a, "--dht"))
     elif a[0] == "leech":
         sys.exit(leech(a[1], a[2], int(a[3]), a[4], int(a[5]) if len(a) > 5 else 0))
     elif a[0] == "magnet":
-        sys.exit(magnet(a[1], a[2], int(a[3]), a[4:]))
+        dht = flag_value(a, "--dht")
+        peers = [x for x in a[4:] if x != "--dht" and x != dht]
+        sys.exit(magnet(a[1], a[2], int(a[3]), peers, dht=dht))
     elif a[0] == "join":
         rest, up, down = a[4:], 0, 0
         while rest and rest[0] in ("--up", "--down"):

@@ -337,11 +337,21 @@ impl TorrentShard {
             }
             return;
         }
+        // The first payload is reported at once, not with the next
+        // second's counters, so that the time to the first byte shows.
+        let first = !self.first_data_reported;
+        if first {
+            self.first_data_reported = true;
+            self.stats.downloaded += data.len() as u64;
+            self.flush_stats();
+        }
         let Some(d) = self.downloads.get_mut(&block.piece) else {
             return;
         };
         d.write(&block, offset, data);
-        self.stats.downloaded += data.len() as u64;
+        if !first {
+            self.stats.downloaded += data.len() as u64;
+        }
         if !completes {
             return;
         }

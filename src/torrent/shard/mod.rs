@@ -100,6 +100,8 @@ pub struct TorrentShard {
     limits: Limits,
     /// A rate limit held requests or uploads back; retry then.
     limit_retry: Option<Instant>,
+    /// The first payload bytes have been reported.
+    first_data_reported: bool,
     shutting_down: bool,
     wire_limits: wire::Limits,
     /// Read units whose read failed, until when requests for their piece
@@ -142,6 +144,7 @@ impl TorrentShard {
             budget_retry: None,
             limits: Limits::default(),
             limit_retry: None,
+            first_data_reported: false,
             shutting_down: false,
             unreadable: HashMap::new(),
         }
@@ -326,7 +329,8 @@ impl TorrentShard {
 
     /// An outgoing connection is established (from `local`): greet the peer.
     pub fn handle_connected(&mut self, now: Instant, id: ConnId, local: Option<SocketAddr>) {
-        let hs = Handshake::ours(self.ctx.info_hash, self.ctx.peer_id);
+        let hs =
+            Handshake::ours(self.ctx.info_hash, self.ctx.peer_id).with_dht(self.ctx.dht_port != 0);
         let conn = self.shard_conn(id);
         let torrent = self.ctx.id;
         let Some(c) = self.conns.get_mut(&id) else {
@@ -464,6 +468,17 @@ impl TorrentShard {
                 self.fill(now, id);
             }
             Input::Metadata(payload) => self.on_metadata(id, payload)?,
+            Input::DhtPort(port) => {
+                if let Some(c) = self.conns.get(&id)
+                    && self.ctx.dht_port != 0
+                    && port != 0
+                {
+                    self.events.push(Event::DhtNode {
+                        torrent: self.ctx.id,
+                        addr: SocketAddr::new(c.peer.addr.ip(), port),
+                    });
+                }
+            }
             Input::Pex(payload) => self.on_pex(now, id, payload)?,
             Input::Pieces => self.on_pieces(now, id),
             Input::PiecesReplaced { previous } => {
@@ -557,8 +572,11 @@ impl TorrentShard {
         });
         self.stats.peers += 1;
         if !outgoing {
-            c.send
-                .push_raw(&Handshake::ours(self.ctx.info_hash, self.ctx.peer_id).encode());
+            c.send.push_raw(
+                &Handshake::ours(self.ctx.info_hash, self.ctx.peer_id)
+                    .with_dht(self.ctx.dht_port != 0)
+                    .encode(),
+            );
         }
         let piece_count = self.ctx.info.piece_count();
         let have = self.have.count_ones();
@@ -576,6 +594,9 @@ impl TorrentShard {
                 id: wire::EXT_HANDSHAKE,
                 payload: &payload,
             });
+        }
+        if self.ctx.dht_port != 0 && h.supports_dht() {
+            c.send.push(&Message::Port(self.ctx.dht_port));
         }
         c.peer.last_recv = now;
         self.mark_dirty(id);
