@@ -20,6 +20,7 @@ pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hash;
+pub mod lsd;
 pub mod magnet;
 pub mod metadata;
 pub mod metainfo;

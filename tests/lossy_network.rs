@@ -17,26 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::netns::{Cleanup, ip, must_ip, rt_in};
 use common::*;
 
 const DELAY: Duration = Duration::from_millis(50);
 const LOSS_PERCENT: u32 = 2;
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn must_ip(args: &[&str]) {
-    let o = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
 
 /// A TUN device created in this namespace; the fd stays attached when the
 /// device moves to another namespace.
@@ -113,16 +98,6 @@ fn relay(
     })
 }
 
-struct Netns(Vec<String>);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for n in &self.0 {
-            ip(&["netns", "del", n]);
-        }
-    }
-}
-
 #[test]
 fn transfer_across_delay_and_loss() {
     let tag = std::process::id() % 100_000;
@@ -132,7 +107,10 @@ fn transfer_across_delay_and_loss() {
         eprintln!("SKIPPED: cannot create network namespaces here (needs root and iproute2)");
         return;
     }
-    let _ns = Netns(vec![ns_a.clone(), ns_b.clone()]);
+    let _ns = Cleanup {
+        namespaces: vec![ns_a.clone(), ns_b.clone()],
+        links: Vec::new(),
+    };
     must_ip(&["netns", "add", &ns_b]);
     let (fd_a, fd_b) = match (open_tun(&tun_a), open_tun(&tun_b)) {
         (Ok(a), Ok(b)) => (Arc::new(a), Arc::new(b)),
@@ -172,27 +150,18 @@ fn transfer_across_delay_and_loss() {
     rt_create(&payload, &torrent, "256K");
     let listen = format!("{addr_a}:6881");
     let mut seeder = Proc::spawn(
-        Command::new("ip")
-            .args(["netns", "exec", &ns_a])
-            .arg(bin())
-            .arg("seed")
-            .arg(&torrent)
-            .arg("--data-dir")
-            .arg(&seed)
-            .args(["--no-resume", "--listen", &listen]),
+        rt_in(&ns_a, "seed", &torrent, "--data-dir", &seed).args([
+            "--no-resume",
+            "--listen",
+            &listen,
+        ]),
         "seeder in namespace A",
     );
     std::thread::sleep(Duration::from_millis(500));
     let out = tmp.path().join("out");
     let start = Instant::now();
     let o = run_limited(
-        Command::new("ip")
-            .args(["netns", "exec", &ns_b])
-            .arg(bin())
-            .arg("fetch")
-            .arg(&torrent)
-            .arg("--out-dir")
-            .arg(&out)
+        rt_in(&ns_b, "fetch", &torrent, "--out-dir", &out)
             .args(["--no-resume", "--json", "--timeout", "60"])
             .args(["--listen", &format!("{addr_b}:6882"), "--peer", &listen]),
         Duration::from_secs(240),

@@ -104,7 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .arg(state)
             .args(["--listen", listen, "--threads", &threads, "--json"])
             // A benchmark talks to its own processes only.
-            .arg("--no-dht");
+            .args(["--no-dht", "--no-lsd"]);
         c
     };
     let spawn = |mut c: Command, what: &str| {

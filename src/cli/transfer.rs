@@ -97,6 +97,10 @@ pub struct Common {
     /// UDP port of the DHT node (0: the listen port).
     #[arg(long, default_value_t = 0)]
     pub dht_port: u16,
+    /// No local service discovery (BEP 14): no multicast announces of our
+    /// torrents, none heard.
+    #[arg(long)]
+    pub no_lsd: bool,
     /// Print a JSON summary on stdout at the end.
     #[arg(long)]
     pub json: bool,
@@ -383,6 +387,7 @@ pub fn run(run: Run<'_>, common: &Common) -> anyhow::Result<Vec<Summary>> {
         },
         resume: resume_config(common, trust_resume),
         dht: dht_config(common),
+        lsd: !common.no_lsd,
         seed: None,
     };
     let mut session = Session::start(cfg)?;

@@ -111,6 +111,9 @@ pub struct Settings {
     /// through none.
     #[arg(long = "dht-bootstrap", value_name = "HOST:PORT")]
     pub dht_bootstrap: Option<Vec<String>>,
+    /// Local service discovery (BEP 14) [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub lsd: Option<bool>,
 }
 
 /// Sizes in the file: a number of bytes or a string such as `"10M"`.
@@ -199,6 +202,7 @@ impl Settings {
                 .or(lower.trash_original_torrent_files),
             dht: self.dht.or(lower.dht),
             dht_bootstrap: self.dht_bootstrap.or(lower.dht_bootstrap),
+            lsd: self.lsd.or(lower.lsd),
         }
     }
 

@@ -107,6 +107,7 @@ pub fn run(flags: Settings, config: Option<PathBuf>) -> Result<(), DaemonError> 
             d.state_file = Some(state.root().join("dht-nodes"));
             d
         }),
+        lsd: settings.lsd.unwrap_or(true),
         ..SessionConfig::default()
     })?;
     session.listen()?;

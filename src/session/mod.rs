@@ -33,6 +33,7 @@ use crate::engine::LoopStats;
 use crate::engine::driver::{Driver, DriverConfig};
 use crate::engine::hasher::HashPool;
 use crate::engine::inbox::{Inbound, Inbox};
+use crate::lsd::Lsd;
 use crate::metadata;
 use crate::metainfo::{InfoHash, Metainfo};
 pub use crate::picker::Priority;
@@ -92,6 +93,8 @@ pub struct SessionConfig {
     pub resume: Option<ResumeConfig>,
     /// The DHT node (BEP 5); `None`: no DHT. Port 0 takes the listen port.
     pub dht: Option<DhtConfig>,
+    /// Local service discovery (BEP 14) on the listen address's network.
+    pub lsd: bool,
     /// Seeds the session's random choices (a fresh one if `None`).
     pub seed: Option<u64>,
 }
@@ -113,6 +116,7 @@ impl Default for SessionConfig {
             max_unchoked: None,
             torrent: TorrentConfig::default(),
             dht: None,
+            lsd: false,
             tracker: TrackerConfig::default(),
             resume: None,
             seed: None,
@@ -482,6 +486,18 @@ impl Session {
             None => None,
         };
         let dht_port = dht.as_ref().map_or(0, Dht::port);
+        let lsd_bind = match cfg.listen.ip() {
+            std::net::IpAddr::V4(ip) => ip,
+            std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+        };
+        // Loopback has no multicast, and no neighbours to find.
+        let lsd = if cfg.lsd && !lsd_bind.is_loopback() {
+            Lsd::start(lsd_bind, port)
+                .inspect_err(|e| log::warn!("no local service discovery: {e}"))
+                .ok()
+        } else {
+            None
+        };
         let dht_stats = dht.as_ref().map(Dht::stats_handle);
         let saver = Saver::spawn(to_coordinator.clone()).map_err(SessionError::Start)?;
         let coordinator = {
@@ -492,6 +508,7 @@ impl Session {
                 published: published.clone(),
                 announcer: Some(announcer),
                 dht,
+                lsd,
                 saver: Some(saver),
                 storages: HashMap::new(),
                 saves: HashMap::new(),
@@ -948,6 +965,7 @@ struct Coordinator {
     published: Arc<Mutex<Published>>,
     announcer: Option<Announcer>,
     dht: Option<Dht>,
+    lsd: Option<Lsd>,
     saver: Option<Saver>,
     storages: HashMap<TorrentId, Arc<Storage>>,
     saves: HashMap<TorrentId, SaveTarget>,
@@ -1001,6 +1019,9 @@ impl Coordinator {
                         }
                         if let Some(d) = self.dht.take() {
                             d.stop();
+                        }
+                        if let Some(l) = self.lsd.take() {
+                            l.stop();
                         }
                         self.core.shutdown();
                     }
@@ -1062,6 +1083,9 @@ impl Coordinator {
                 if let Some(d) = &self.dht {
                     d.remove(key);
                 }
+                if let Some(l) = &self.lsd {
+                    l.remove(key);
+                }
             }
             CoordMsg::Announced(t, ok) => {
                 let e = self.announces.entry(t).or_insert((0, 0));
@@ -1110,7 +1134,18 @@ impl Coordinator {
     }
 
     fn announce(&self, t: TorrentId, ctx: &TorrentCtx, tiers: Vec<Vec<String>>) {
-        // A private torrent (no metadata to offer) never goes to the DHT.
+        // A private torrent (no metadata to offer) never goes to the DHT
+        // or LSD.
+        if let (Some(l), Some(_)) = (&self.lsd, &ctx.metadata) {
+            let to_self = self.to_self.clone();
+            l.add(
+                u64::from(t.0),
+                ctx.info_hash,
+                Box::new(move |peers| {
+                    let _ = to_self.send(CoordMsg::Peers(t, peers));
+                }),
+            );
+        }
         if let (Some(d), Some(_)) = (&self.dht, &ctx.metadata) {
             let to_self = self.to_self.clone();
             d.add(
@@ -1180,6 +1215,16 @@ impl Coordinator {
                 key,
                 info_hash,
                 None,
+                Box::new(move |peers| {
+                    let _ = to.send(peers);
+                }),
+            );
+        }
+        if let Some(l) = &self.lsd {
+            let to = to.clone();
+            l.add(
+                key,
+                info_hash,
                 Box::new(move |peers| {
                     let _ = to.send(peers);
                 }),
@@ -1267,6 +1312,9 @@ impl Coordinator {
                     }
                     if let Some(a) = &self.announcer {
                         a.remove(u64::from(t.0));
+                    }
+                    if let Some(l) = &self.lsd {
+                        l.remove(u64::from(t.0));
                     }
                     if let Some(d) = &self.dht {
                         d.remove(u64::from(t.0));

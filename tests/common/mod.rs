@@ -4,6 +4,7 @@
 pub mod browser;
 pub mod daemon;
 pub mod fake_peer;
+pub mod netns;
 pub mod single_file;
 pub mod tracker;
 

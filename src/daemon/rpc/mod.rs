@@ -307,7 +307,7 @@ fn session_get(d: &Daemon, a: &Args) -> Args {
         "idle-seeding-limit-enabled": p.idle_seeding_limit_enabled,
         "incomplete-dir": p.download_dir.to_string_lossy(),
         "incomplete-dir-enabled": false,
-        "lpd-enabled": false,
+        "lpd-enabled": settings.lsd.unwrap_or(true),
         "peer-limit-global": settings.max_peers.unwrap_or(500),
         "peer-limit-per-torrent": 50,
         "peer-port": d.engine.port(),
