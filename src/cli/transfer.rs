@@ -172,8 +172,8 @@ pub struct Summary {
     pub peak_rss_kib: u64,
     /// How pieces were written: `direct`, `buffered`, or `none` (seeding).
     pub write_path: &'static str,
-    /// For a magnet link: seconds until its metadata was verified, and how
-    /// many peers sent pieces of it.
+    /// For a magnet link: seconds from the start of the run until its
+    /// metadata was verified, and how many peers sent pieces of it.
     pub metadata_seconds: Option<f64>,
     pub metadata_sources: Option<usize>,
     /// Peers whose metadata was refused or who were dropped while it was
@@ -274,6 +274,7 @@ fn resolve(
     common: &Common,
     stall: Duration,
     stop: &AtomicBool,
+    run_start: Instant,
 ) -> anyhow::Result<(Metainfo, Vec<SocketAddr>, MetadataFetch)> {
     let started = Instant::now();
     let mut peers = common.peers.clone();
@@ -300,13 +301,16 @@ fn resolve(
             peers.push(p);
         }
     }
-    let took = started.elapsed().as_secs_f64();
-    log::info!("{}: metadata verified in {took:.2} s", meta.info.name);
+    log::info!(
+        "{}: metadata verified in {:.2} s",
+        meta.info.name,
+        started.elapsed().as_secs_f64()
+    );
     Ok((
         meta,
         peers,
         MetadataFetch {
-            seconds: took,
+            seconds: run_start.elapsed().as_secs_f64(),
             sources: fetched.sources,
             refused: fetched.refused,
         },
@@ -398,7 +402,7 @@ pub fn run(run: Run<'_>, common: &Common) -> anyhow::Result<Vec<Summary>> {
     for source in sources {
         let (meta, peers, metadata) = match source {
             Source::File(meta) => (*meta, common.peers.clone(), None),
-            Source::Magnet(m) => match resolve(&session, &m, common, stall, &stop) {
+            Source::Magnet(m) => match resolve(&session, &m, common, stall, &stop, run_start) {
                 Ok((meta, peers, took)) => (meta, peers, Some(took)),
                 Err(e) => {
                     session.shutdown();
