@@ -5,7 +5,7 @@
 //! that peer, at most [`MAX_ADDED`] of each, at most once a minute. What we
 //! receive is bounded the same way, and never used for a private torrent.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -129,13 +129,13 @@ pub struct PexState {
 
 impl PexState {
     /// The message to send `peer` now that the torrent's peers are
-    /// `current` (listen addresses), or `None` when it is too early or
-    /// nothing changed.
+    /// `current` (listen addresses with their [`flags`]), or `None` when it
+    /// is too early or nothing changed.
     pub fn update(
         &mut self,
         now: Instant,
         peer: Option<SocketAddr>,
-        current: &[SocketAddr],
+        current: &[(SocketAddr, u8)],
     ) -> Option<PexMessage> {
         if self
             .last_sent
@@ -143,15 +143,16 @@ impl PexState {
         {
             return None;
         }
-        let current: BTreeSet<SocketAddr> = current
+        let flags: BTreeMap<SocketAddr, u8> = current
             .iter()
             .copied()
-            .filter(|a| Some(*a) != peer)
+            .filter(|(a, _)| Some(*a) != peer)
             .collect();
+        let current: BTreeSet<SocketAddr> = flags.keys().copied().collect();
         let added: Vec<(SocketAddr, u8)> = current
             .difference(&self.told)
             .take(MAX_ADDED)
-            .map(|a| (*a, 0))
+            .map(|a| (*a, flags.get(a).copied().unwrap_or(0)))
             .collect();
         let dropped: Vec<SocketAddr> = self
             .told
@@ -222,19 +223,25 @@ mod tests {
         let t0 = Instant::now();
         let mut s = PexState::default();
         let me = a("1.1.1.1:1");
-        let m = s.update(t0, Some(me), &[me, a("2.2.2.2:2")]).unwrap();
-        assert_eq!(m.added, vec![(a("2.2.2.2:2"), 0)]);
+        let m = s
+            .update(t0, Some(me), &[(me, 0), (a("2.2.2.2:2"), flags::SEED)])
+            .unwrap();
+        assert_eq!(m.added, vec![(a("2.2.2.2:2"), flags::SEED)]);
         assert!(
-            s.update(t0 + Duration::from_secs(10), Some(me), &[a("3.3.3.3:3")])
-                .is_none()
+            s.update(
+                t0 + Duration::from_secs(10),
+                Some(me),
+                &[(a("3.3.3.3:3"), 0)]
+            )
+            .is_none()
         );
         let m = s
-            .update(t0 + INTERVAL, Some(me), &[a("3.3.3.3:3")])
+            .update(t0 + INTERVAL, Some(me), &[(a("3.3.3.3:3"), 0)])
             .unwrap();
         assert_eq!(m.added, vec![(a("3.3.3.3:3"), 0)]);
         assert_eq!(m.dropped, vec![a("2.2.2.2:2")]);
         assert!(
-            s.update(t0 + INTERVAL * 2, Some(me), &[a("3.3.3.3:3")])
+            s.update(t0 + INTERVAL * 2, Some(me), &[(a("3.3.3.3:3"), 0)])
                 .is_none()
         );
         assert!(s.accept(t0));

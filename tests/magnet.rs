@@ -297,6 +297,15 @@ fn private_torrents_offer_no_metadata_and_no_pex() {
         &mut s,
         Duration::from_secs(10)
     ));
+    // And so for peer exchange.
+    let (mut s, _) = common::fake_peer::connect_and_handshake_ext(addr, &raw).unwrap();
+    let mut pex = vec![2u8];
+    pex.extend_from_slice(b"d5:added6:\x7f\x00\x00\x01\x1a\xe1e");
+    s.write_all(&message(20, &pex)).unwrap();
+    assert!(common::fake_peer::closed_within(
+        &mut s,
+        Duration::from_secs(10)
+    ));
 }
 
 #[test]

@@ -19,6 +19,7 @@ use crate::choker::{Candidate, Choker, PeerKey};
 use crate::endpoint::{ShardCommand, ShardEvent};
 use crate::metainfo::InfoHash;
 use crate::peer::PeerError;
+use crate::pex;
 use crate::picker::{PeerPieces, Picker, Priority};
 use crate::torrent::registry::{Registry, Verdict};
 use crate::torrent::smart_ban::SmartBan;
@@ -853,11 +854,27 @@ impl SessionCore {
             if ts.ctx.metadata.is_none() || ts.peer_info.len() < 2 {
                 continue;
             }
-            let mut peers: Vec<SocketAddr> =
-                ts.peer_info.values().filter_map(|p| p.listen).collect();
+            // Seeds are flagged, and peers we dialled are reachable.
+            let mut peers: Vec<(SocketAddr, u8)> = ts
+                .peer_info
+                .values()
+                .filter_map(|p| {
+                    let seed = if p.progress >= 1.0 {
+                        pex::flags::SEED
+                    } else {
+                        0
+                    };
+                    let reachable = if p.incoming {
+                        0
+                    } else {
+                        pex::flags::CONNECTABLE
+                    };
+                    Some((p.listen?, seed | reachable))
+                })
+                .collect();
             peers.sort();
-            peers.dedup();
-            let peers: Arc<[SocketAddr]> = peers.into();
+            peers.dedup_by_key(|(a, _)| *a);
+            let peers: Arc<[(SocketAddr, u8)]> = peers.into();
             for (shard, &n) in ts.conns.iter().enumerate() {
                 if n > 0 {
                     self.commands

@@ -449,7 +449,7 @@ pub enum Command {
     /// This shard's share of the torrent's rate limits, bytes per second.
     Rates { up: Option<u64>, down: Option<u64> },
     /// The torrent's peers, by listen address, for peer exchange.
-    Pex(Arc<[SocketAddr]>),
+    Pex(Arc<[(SocketAddr, u8)]>),
 }
 
 /// A histogram of block latencies in microseconds (1 µs to 60 s, two

@@ -120,7 +120,7 @@ impl TorrentShard {
 
     /// The torrent's peers as the coordinator sees them: tell each peer
     /// that speaks `ut_pex` what changed since we last told it.
-    pub(super) fn send_pex(&mut self, now: Instant, peers: &[SocketAddr]) {
+    pub(super) fn send_pex(&mut self, now: Instant, peers: &[(SocketAddr, u8)]) {
         if self.ctx.metadata.is_none() {
             return;
         }
