@@ -397,6 +397,12 @@ pub fn run(run: Run<'_>, common: &Common) -> anyhow::Result<Vec<Summary>> {
     let mut session = Session::start(cfg)?;
     // A signal during the start-up check stops it too.
     session.set_cancel_flag(stop.clone());
+    // Trackers, the DHT and LSD give our port out while a magnet's metadata
+    // is fetched: peers that dial it then must get through.
+    let listening_early = magnets > 0;
+    if listening_early {
+        session.listen()?;
+    }
     let mut running = Vec::with_capacity(sources.len());
     let direct = common.write_mode == WriteMode::Direct;
     for source in sources {
@@ -450,7 +456,9 @@ pub fn run(run: Run<'_>, common: &Common) -> anyhow::Result<Vec<Summary>> {
             first_byte: None,
         });
     }
-    session.listen()?;
+    if !listening_early {
+        session.listen()?;
+    }
     let outcome = watch(
         &session,
         &mut running,

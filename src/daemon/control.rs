@@ -164,10 +164,17 @@ pub struct Daemon {
     closing: AtomicBool,
     /// Magnet links whose metadata is being fetched, and the ids they
     /// were answered with.
-    magnets: Mutex<HashMap<InfoHash, u32>>,
+    magnets: Mutex<HashMap<InfoHash, Pending>>,
     /// One state save at a time, in order.
     saving: Mutex<()>,
     last_save: Mutex<Instant>,
+}
+
+/// A magnet link whose metadata is being fetched.
+struct Pending {
+    /// The id `torrent-add` answered with.
+    id: u32,
+    cancel: Arc<AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -264,6 +271,9 @@ impl Daemon {
 
     pub fn close(&self) {
         self.closing.store(true, Ordering::Relaxed);
+        for p in lock(&self.magnets).values() {
+            p.cancel.store(true, Ordering::Relaxed);
+        }
     }
 
     pub fn is_closing(&self) -> bool {
@@ -312,8 +322,16 @@ impl Daemon {
         }
     }
 
-    pub fn add(&self, req: AddRequest) -> Result<AddOutcome, ControlError> {
+    pub fn add(&self, mut req: AddRequest) -> Result<AddOutcome, ControlError> {
         let meta = Metainfo::from_bytes(&req.torrent).map_err(ControlError::BadTorrent)?;
+        // The same torrent as a file while its magnet is being fetched: it
+        // takes the magnet's id, and the fetch stops.
+        if req.id.is_none()
+            && let Some(p) = lock(&self.magnets).get(&meta.info_hash)
+        {
+            p.cancel.store(true, Ordering::Relaxed);
+            req.id = Some(p.id);
+        }
         let brief = |id, m: &Metainfo| Brief {
             id,
             name: m.info.name.clone(),
@@ -372,10 +390,18 @@ impl Daemon {
     /// Adds a magnet link: its metadata is fetched on a thread of its own,
     /// then the torrent is added as [`add`](Self::add) does, under the id
     /// answered now. Until then it is not in the table (and not in
-    /// `torrent-get`).
+    /// `torrent-get`); removing that id, or adding the same torrent as a
+    /// file, stops the fetch.
     pub fn add_magnet(&self, magnet: Magnet, req: AddRequest) -> Result<AddOutcome, ControlError> {
         let hash = magnet.info_hash;
         let name = magnet.name();
+        // Refused now rather than when the metadata arrives.
+        let dir = req
+            .download_dir
+            .clone()
+            .unwrap_or_else(|| self.table().prefs.download_dir.clone());
+        self.allowed_dir(&dir)?;
+        let cancel = Arc::new(AtomicBool::new(false));
         let id = {
             let mut t = self.table();
             if let Some(&id) = t.by_hash.get(&hash) {
@@ -389,9 +415,9 @@ impl Daemon {
                 }));
             }
             let mut pending = lock(&self.magnets);
-            if let Some(&id) = pending.get(&hash) {
+            if let Some(p) = pending.get(&hash) {
                 return Ok(AddOutcome::Duplicate(Brief {
-                    id,
+                    id: p.id,
                     name,
                     hash: hash.to_hex(),
                 }));
@@ -399,7 +425,13 @@ impl Daemon {
             // Taken now, so that nothing added meanwhile gets it.
             let id = t.free_id();
             t.next_id = id + 1;
-            pending.insert(hash, id);
+            pending.insert(
+                hash,
+                Pending {
+                    id,
+                    cancel: cancel.clone(),
+                },
+            );
             id
         };
         let Some(me) = self.me.upgrade() else {
@@ -413,7 +445,7 @@ impl Daemon {
         let spawned = std::thread::Builder::new()
             .name("magnet".into())
             .spawn(move || {
-                me.resolve(magnet, req, id);
+                me.resolve(magnet, req, id, &cancel);
                 lock(&me.magnets).remove(&hash);
             });
         if let Err(e) = spawned {
@@ -424,14 +456,14 @@ impl Daemon {
         Ok(AddOutcome::Added(brief))
     }
 
-    fn resolve(&self, magnet: Magnet, mut req: AddRequest, id: u32) {
+    fn resolve(&self, magnet: Magnet, mut req: AddRequest, id: u32, cancel: &AtomicBool) {
         let find = FindMetadata {
             info_hash: magnet.info_hash,
             trackers: magnet.tracker_tiers(),
             peers: magnet.peer_addrs(),
             timeout: None,
         };
-        let fetched = match self.engine.fetch_metadata(find, &self.closing) {
+        let fetched = match self.engine.fetch_metadata(find, cancel) {
             Ok(f) => f,
             Err(e) => {
                 log::warn!("{}: {}", magnet.name(), crate::error_chain(&e));
@@ -540,6 +572,11 @@ impl Daemon {
     }
 
     pub fn remove(&self, ids: &[u32], delete_data: bool) {
+        for p in lock(&self.magnets).values() {
+            if ids.contains(&p.id) {
+                p.cancel.store(true, Ordering::Relaxed);
+            }
+        }
         let mut t = self.table();
         for &id in ids {
             if let Some(e) = t.entries.get(&id) {

@@ -110,6 +110,8 @@ enum Cmd {
     },
     Remove(u64),
     Ping(SocketAddrV4),
+    /// The bootstrap names, resolved.
+    Bootstrap(Vec<SocketAddrV4>),
     Stop,
 }
 
@@ -132,9 +134,9 @@ pub struct Dht {
 }
 
 impl Dht {
-    /// Binds `cfg.port` and starts the node's thread, which resolves the
-    /// bootstrap names (a resolver with no network can take seconds) and
-    /// joins.
+    /// Binds `cfg.port` and starts the node's thread. The bootstrap names
+    /// are resolved on a thread of their own (a resolver with no network
+    /// can take seconds), and joined through when they are.
     pub fn start(cfg: DhtConfig) -> Result<Dht, DhtError> {
         let bind_err = |source| DhtError::Bind {
             port: cfg.port,
@@ -143,6 +145,30 @@ impl Dht {
         let socket = UdpSocket::bind(SocketAddrV4::new(cfg.bind, cfg.port)).map_err(bind_err)?;
         let port = socket.local_addr().map_err(bind_err)?.port();
         let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let (names, tx) = (cfg.bootstrap.clone(), tx.clone());
+            std::thread::Builder::new()
+                .name("dht-resolve".into())
+                .spawn(move || {
+                    // Names that do not resolve (no network) are left out.
+                    let addrs: Vec<SocketAddrV4> = names
+                        .iter()
+                        .filter_map(|h| std::net::ToSocketAddrs::to_socket_addrs(h.as_str()).ok())
+                        .flatten()
+                        .filter_map(|a| match a {
+                            SocketAddr::V4(a) => Some(a),
+                            SocketAddr::V6(_) => None,
+                        })
+                        .collect();
+                    log::info!(
+                        "DHT: {} of {} bootstrap names resolved",
+                        addrs.len(),
+                        names.len()
+                    );
+                    let _ = tx.send(Cmd::Bootstrap(addrs));
+                })
+                .map_err(DhtError::Thread)?;
+        }
         let stats = StatsHandle(Arc::new(Mutex::new(DhtStats::default())));
         let thread = {
             let stats = stats.clone();
@@ -250,26 +276,10 @@ impl Driver {
     }
 
     fn run(mut self, cmds: &Receiver<Cmd>) {
-        // Names that do not resolve (no network) are left out.
-        let boot: Vec<SocketAddrV4> = self
-            .cfg
-            .bootstrap
-            .iter()
-            .filter_map(|h| std::net::ToSocketAddrs::to_socket_addrs(h.as_str()).ok())
-            .flatten()
-            .filter_map(|a| match a {
-                SocketAddr::V4(a) => Some(a),
-                SocketAddr::V6(_) => None,
-            })
-            .collect();
         let known = std::mem::take(&mut self.known);
         let port = self.socket.local_addr().map_or(0, |a| a.port());
-        log::info!(
-            "DHT node on UDP port {port}: {} bootstrap nodes, {} saved",
-            boot.len(),
-            known.len()
-        );
-        self.node.join(Instant::now(), boot, &known);
+        log::info!("DHT node on UDP port {port}, {} nodes saved", known.len());
+        self.node.join(Instant::now(), Vec::new(), &known);
         let mut buf = [0u8; 2048];
         loop {
             loop {
@@ -336,6 +346,7 @@ impl Driver {
                 self.entries.remove(&key);
             }
             Cmd::Ping(addr) => self.node.ping(Instant::now(), addr),
+            Cmd::Bootstrap(addrs) => self.node.join(Instant::now(), addrs, &[]),
             Cmd::Stop => {}
         }
     }

@@ -26,6 +26,8 @@ const PEER_TTL: Duration = Duration::from_secs(30 * 60);
 const VALUES_PER_ANSWER: usize = 50;
 /// Queries in flight at once (further ones wait for a later turn).
 pub const MAX_PENDING: usize = 256;
+/// Pings in flight at once (for peers' `port` messages).
+const MAX_PINGS: usize = 16;
 /// A query unanswered this long has failed.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// A lookup gives up after this long.
@@ -125,6 +127,7 @@ pub struct Node {
     stats: NodeStats,
     bootstrap: Vec<SocketAddrV4>,
     next_join: Instant,
+    last_expire: Instant,
 }
 
 impl Node {
@@ -152,6 +155,7 @@ impl Node {
             stats: NodeStats::default(),
             bootstrap: Vec::new(),
             next_join: now,
+            last_expire: now,
         }
     }
 
@@ -163,7 +167,7 @@ impl Node {
     /// nearly empty); `known` are nodes saved from an earlier run.
     pub fn join(&mut self, now: Instant, addrs: Vec<SocketAddrV4>, known: &[Contact]) {
         for &(id, addr) in known {
-            self.table.heard(now, id, addr);
+            self.table.heard(now, id, addr, false);
         }
         self.bootstrap = addrs;
         self.rejoin(now);
@@ -188,8 +192,17 @@ impl Node {
     }
 
     /// Pings `addr` (a peer's `port` message): if it answers, it joins
-    /// the table.
+    /// the table. Known nodes are not pinged, and at most
+    /// [`MAX_PINGS`] pings are in flight, so peers cannot crowd out lookups.
     pub fn ping(&mut self, now: Instant, addr: SocketAddrV4) {
+        let pinging = self
+            .pending
+            .values()
+            .filter(|p| p.purpose == Purpose::Ping)
+            .count();
+        if pinging >= MAX_PINGS || self.table.knows(addr) {
+            return;
+        }
         let id = self.id();
         self.send_query(now, addr, &Query::Ping, Purpose::Ping, &id);
     }
@@ -349,7 +362,7 @@ impl Node {
                     self.stats.refused += 1;
                     return;
                 }
-                self.table.heard(now, id, from);
+                self.table.heard(now, id, from, false);
                 self.answer(now, from, msg.t, &query);
             }
             Body::Response(r) => self.on_response(now, from, msg.t, r),
@@ -380,7 +393,7 @@ impl Node {
             self.on_failure(now, p);
             return;
         };
-        self.table.heard(now, id, from);
+        self.table.heard(now, id, from, true);
         let Purpose::Lookup(lookup) = p.purpose else {
             return;
         };
@@ -504,7 +517,10 @@ impl Node {
 
     fn store_peer(&mut self, now: Instant, info_hash: NodeId, peer: SocketAddr) {
         if !self.store.contains_key(&info_hash) && self.store.len() >= MAX_STORED_TORRENTS {
-            self.expire(now);
+            // Full: forget expired peers, but scan at most once a minute.
+            if now.saturating_duration_since(self.last_expire) >= Duration::from_secs(60) {
+                self.expire(now);
+            }
             if self.store.len() >= MAX_STORED_TORRENTS {
                 return;
             }
@@ -520,6 +536,7 @@ impl Node {
     }
 
     fn expire(&mut self, now: Instant) {
+        self.last_expire = now;
         self.store.retain(|_, peers| {
             peers.retain(|(_, t)| now.saturating_duration_since(*t) < PEER_TTL);
             !peers.is_empty()

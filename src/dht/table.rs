@@ -44,9 +44,10 @@ impl Table {
         self.own.common_prefix(id).min(159)
     }
 
-    /// A node answered us (or queried us): keep it if there is room, or
-    /// in place of a failing or stale one. Returns whether it is in.
-    pub fn heard(&mut self, now: Instant, id: NodeId, addr: SocketAddrV4) -> bool {
+    /// A node answered us (`verified`) or queried us: keep it if there is
+    /// room, or, if it answered, in place of a failing or stale one (a
+    /// querier's address may be forged). Returns whether it is in.
+    pub fn heard(&mut self, now: Instant, id: NodeId, addr: SocketAddrV4, verified: bool) -> bool {
         if id == self.own || addr.port() == 0 || addr.ip().is_unspecified() {
             return false;
         }
@@ -70,6 +71,9 @@ impl Table {
             bucket.push(fresh);
             return true;
         }
+        if !verified {
+            return false;
+        }
         let worst = bucket
             .iter()
             .enumerate()
@@ -83,6 +87,10 @@ impl Table {
             }
             _ => false,
         }
+    }
+
+    pub fn knows(&self, addr: SocketAddrV4) -> bool {
+        self.buckets.iter().flatten().any(|e| e.addr == addr)
     }
 
     /// A query to `addr` went unanswered.
@@ -149,20 +157,24 @@ mod tests {
         let mut t = Table::new(id(0, 0));
         // Ids with the first bit set all share a prefix of 0 with ours.
         for n in 0..(K as u8) {
-            assert!(t.heard(t0, id(0x80, n), addr(n)));
+            assert!(t.heard(t0, id(0x80, n), addr(n), true));
         }
-        assert!(!t.heard(t0, id(0x80, 100), addr(100)), "bucket full");
+        assert!(!t.heard(t0, id(0x80, 100), addr(100), true), "bucket full");
         t.failed(addr(3));
         t.failed(addr(3));
         assert!(
-            t.heard(t0, id(0x80, 100), addr(100)),
+            !t.heard(t0, id(0x80, 100), addr(100), false),
+            "a mere querier replaces nobody"
+        );
+        assert!(
+            t.heard(t0, id(0x80, 100), addr(100), true),
             "replaces the failing one"
         );
         assert_eq!(t.len(), K);
-        assert!(!t.heard(t0, id(0, 0), addr(1)), "never ourselves");
+        assert!(!t.heard(t0, id(0, 0), addr(1), true), "never ourselves");
         // A stale node may be replaced too.
         let later = t0 + STALE + Duration::from_secs(1);
-        assert!(t.heard(later, id(0x80, 101), addr(101)));
+        assert!(t.heard(later, id(0x80, 101), addr(101), true));
     }
 
     #[test]
@@ -170,7 +182,7 @@ mod tests {
         let t0 = Instant::now();
         let mut t = Table::new(id(0, 0));
         for n in 1..=20u8 {
-            t.heard(t0, id(n, n), addr(n));
+            t.heard(t0, id(n, n), addr(n), true);
         }
         let target = id(5, 5);
         let c = t.closest(&target, 3);

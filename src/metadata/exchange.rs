@@ -128,6 +128,12 @@ impl<P: Copy + Ord + Debug> Exchange<P> {
         if size > self.max_size {
             return Err(Refusal::TooLarge(size));
         }
+        // BEP 10 lets a peer send its handshake again: the same offer
+        // changes nothing (its requests stay asked).
+        if self.peers.get(&peer).is_some_and(|p| p.size == size) {
+            return Ok(());
+        }
+        self.remove_peer(peer);
         self.peers.insert(
             peer,
             PeerInfo {

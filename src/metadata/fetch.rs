@@ -19,13 +19,24 @@ use crate::wire::{self, ExtHandshake, HANDSHAKE_LEN, Handshake, Message, PeerId,
 /// The biggest message read on a metadata connection (a bitfield of a
 /// torrent of 16 million pieces; metadata pieces are 16 KiB).
 const MAX_MESSAGE: usize = 2 << 20;
-/// How often one address is tried.
-const MAX_ATTEMPTS: u32 = 5;
+/// Addresses waiting to be dialled, and addresses remembered (tried, or
+/// not to be tried again): the DHT and trackers keep reporting peers to a
+/// fetch that may run for as long as the daemon does.
+const MAX_CANDIDATES: usize = 2000;
+const MAX_REMEMBERED: usize = 4096;
+/// A keep-alive on every metadata connection this often, so that peers
+/// waiting for their turn are not dropped as idle.
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(60);
 
-/// Between attempt `n` (from 1) at an address and the next: 1, 3, 9, 27 s.
-/// Quick at first: a seeder named in the link may still be starting.
+/// Between failed attempt `n` (from 1) at an address and the next: 1, 3, 9,
+/// 27, 81 s, then 5 minutes. Quick at first: a seeder named in the link may
+/// still be starting; never given up, as the fetch may wait for a long time.
 fn retry_after(n: u32) -> Duration {
-    Duration::from_secs(3u64.pow(n.saturating_sub(1).min(4)))
+    Duration::from_secs(3u64.pow(n.saturating_sub(1).min(4))).max(if n > 5 {
+        Duration::from_secs(300)
+    } else {
+        Duration::ZERO
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -136,11 +147,13 @@ pub fn fetch(
                  candidates: &mut VecDeque<SocketAddr>,
                  never: &BTreeSet<SocketAddr>| {
         for &a in list {
-            if !candidates.contains(&a) && !never.contains(&a) {
+            if candidates.len() < MAX_CANDIDATES && !candidates.contains(&a) && !never.contains(&a)
+            {
                 candidates.push_back(a);
             }
         }
     };
+    let mut last_keepalive = Instant::now();
     learn(peers, &mut candidates, &never);
     let started = Instant::now();
     loop {
@@ -175,8 +188,8 @@ pub fn fetch(
                 continue;
             }
             candidates.remove(i);
-            if attempts >= MAX_ATTEMPTS {
-                continue;
+            if tried.len() >= MAX_REMEMBERED {
+                tried.retain(|a, _| conns.contains_key(a) || candidates.contains(a));
             }
             tried.insert(addr, (attempts + 1, None));
             conns.insert(
@@ -211,7 +224,13 @@ pub fn fetch(
                     .and_then(|_| exchange.add_peer(addr, size))
                 {
                     Ok(()) => {
-                        had_it.push(addr);
+                        if !had_it.contains(&addr) {
+                            had_it.push(addr);
+                        }
+                        // It answered: later drops are not failed dials.
+                        if let Some(t) = tried.get_mut(&addr) {
+                            t.0 = 0;
+                        }
                         if let Some(c) = conns.get_mut(&addr) {
                             c.ut_metadata = id;
                         }
@@ -298,6 +317,15 @@ pub fn fetch(
             Err(RecvTimeoutError::Disconnected) => unreachable!("the loop holds a sender"),
         }
         let now = Instant::now();
+        if now.saturating_duration_since(last_keepalive) >= KEEPALIVE_EVERY {
+            last_keepalive = now;
+            for w in conns.values().filter_map(|c| c.writer.as_ref()) {
+                let _ = (&*w).write_all(&[0, 0, 0, 0]);
+            }
+        }
+        if never.len() >= MAX_REMEMBERED {
+            never.clear();
+        }
         for addr in exchange.stalled(now) {
             log::debug!("metadata: {addr} does not answer");
             never.insert(addr);
@@ -395,7 +423,10 @@ fn talk(
     let mut s =
         TcpStream::connect_timeout(&addr, cfg.connect_timeout).map_err(TalkError::Connect)?;
     s.set_nodelay(true)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    // The handshake must come soon; after it, no read timeout (the peer
+    // may have nothing to say while others give the pieces, and the fetch
+    // shuts the socket down when it is done).
+    s.set_read_timeout(Some(cfg.connect_timeout))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
     s.write_all(&Handshake::ours(cfg.info_hash, cfg.peer_id).encode())?;
     let mut hs = [0u8; HANDSHAKE_LEN];
@@ -415,6 +446,7 @@ fn talk(
         ..ExtHandshake::default()
     };
     send(&s, wire::EXT_HANDSHAKE, &ours.encode())?;
+    s.set_read_timeout(None)?;
     if tx.send((addr, Report::Connected(s.try_clone()?))).is_err() {
         return Ok(());
     }

@@ -283,8 +283,6 @@ pub enum SessionError {
     Duplicate,
     #[error("the session has stopped")]
     Stopped,
-    #[error(transparent)]
-    Dht(#[from] crate::dht::DhtError),
 }
 
 /// What the coordinator thread receives.
@@ -481,7 +479,10 @@ impl Session {
                 if d.port == 0 {
                     d.port = port;
                 }
-                Some(Dht::start(d).map_err(SessionError::Dht)?)
+                // Without it we still work (trackers, peers, PEX, LSD).
+                Dht::start(d)
+                    .inspect_err(|e| log::warn!("no DHT: {}", crate::error_chain(e)))
+                    .ok()
             }
             None => None,
         };
@@ -832,7 +833,6 @@ impl Session {
         let _ = self.to_coordinator.send(CoordMsg::Remove(id));
     }
 
-    /// Peers to dial for a torrent.
     /// Fetches a torrent's metadata (BEP 9) from `find.peers` and the
     /// peers its trackers give, until it is verified or `cancel` (or the
     /// session's cancel flag) is set. Blocks; the torrent is then added
@@ -864,6 +864,7 @@ impl Session {
         out
     }
 
+    /// Peers to dial for a torrent.
     pub fn add_peers(&self, id: TorrentId, peers: Vec<SocketAddr>) {
         let _ = self.to_coordinator.send(CoordMsg::Peers(id, peers));
     }

@@ -47,6 +47,8 @@ pub(super) struct Conn {
 struct ExtState {
     pex: crate::pex::PexState,
     metadata_requests: u32,
+    /// Its `port` message arrived (later ones are ignored).
+    dht_port_heard: bool,
 }
 
 /// How long a peer is not asked again for a piece it rejected, and a piece
@@ -469,9 +471,11 @@ impl TorrentShard {
             }
             Input::Metadata(payload) => self.on_metadata(id, payload)?,
             Input::DhtPort(port) => {
-                if let Some(c) = self.conns.get(&id)
+                // One per connection: more would only make our node ping.
+                if let Some(c) = self.conns.get_mut(&id)
                     && self.ctx.dht_port != 0
                     && port != 0
+                    && !std::mem::replace(&mut c.ext.dht_port_heard, true)
                 {
                     self.events.push(Event::DhtNode {
                         torrent: self.ctx.id,
