@@ -4,7 +4,7 @@
 //! so a torrent's info-hash can be taken over the exact bytes of its `info`
 //! dictionary: re-encoding would silently change the hash of any torrent that
 //! was not written canonically. It is strict (no leading zeros, no `-0`, no
-//! trailing bytes, no duplicate keys) and bounded (nesting depth and value
+//! duplicate keys, no trailing bytes unless asked for with [`decode_prefix`]) and bounded (nesting depth and value
 //! count), because its input comes from files and peers we do not trust.
 //!
 //! The encoder always writes canonical bencode: dictionary keys sorted as raw

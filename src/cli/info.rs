@@ -64,10 +64,21 @@ fn torrent_text(m: &Metainfo) -> String {
     if let Some(c) = &m.created_by {
         let _ = writeln!(s, "created by: {c}");
     }
-    let stored: Vec<_> = i.files.iter().filter(|f| f.is_stored()).collect();
+    let stored: Vec<_> = i
+        .files
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.is_stored())
+        .collect();
     let _ = writeln!(s, "files:      {}", stored.len());
-    for f in stored {
+    for (n, f) in stored {
         let _ = writeln!(s, "  {:>12}  {}", fmt::bytes(f.length), f.display_path());
+        if let Some(original) = m.renamed.get(&n) {
+            let _ = writeln!(s, "  {:>12}  (in the torrent: {original})", "");
+        }
+    }
+    for w in &m.warnings {
+        let _ = writeln!(s, "warning:    {w}");
     }
     s
 }
@@ -87,8 +98,10 @@ fn to_json(m: &Metainfo) -> serde_json::Value {
         "created_by": m.created_by,
         "creation_date": m.creation_date,
         "url_list": m.url_list,
-        "files": i.files.iter().map(|f| json!({
+        "warnings": m.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "files": i.files.iter().enumerate().map(|(n, f)| json!({
             "path": f.display_path(),
+            "torrent_path": m.renamed.get(&n).cloned().unwrap_or_else(|| f.display_path()),
             "length": f.length,
             "offset": f.offset,
             "pad": f.attr.pad,

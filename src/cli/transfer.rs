@@ -263,6 +263,9 @@ fn read_torrent(path: &Path) -> anyhow::Result<Source> {
         return Ok(Source::Magnet(Magnet::parse(uri)?));
     }
     let meta = Metainfo::from_file(path).with_context(|| format!("{}", path.display()))?;
+    for w in &meta.warnings {
+        log::warn!("{}: {w}", path.display());
+    }
     Ok(Source::File(Box::new(meta)))
 }
 
@@ -296,6 +299,9 @@ fn resolve(
     )?;
     let meta = Metainfo::from_info(&fetched.info, &m.tracker_tiers())
         .with_context(|| format!("{}: the metadata the peers sent", m.name()))?;
+    for w in &meta.warnings {
+        log::warn!("{}: {w}", m.name());
+    }
     for p in fetched.peers {
         if !peers.contains(&p) {
             peers.push(p);

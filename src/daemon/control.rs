@@ -324,6 +324,9 @@ impl Daemon {
 
     pub fn add(&self, mut req: AddRequest) -> Result<AddOutcome, ControlError> {
         let meta = Metainfo::from_bytes(&req.torrent).map_err(ControlError::BadTorrent)?;
+        for w in &meta.warnings {
+            log::warn!("{}: {w}", meta.info.name);
+        }
         // The same torrent as a file while its magnet is being fetched: it
         // takes the magnet's id, and the fetch stops.
         if req.id.is_none()

@@ -592,6 +592,8 @@ mod tests {
             created_by: None,
             creation_date: None,
             url_list: Vec::new(),
+            warnings: Vec::new(),
+            renamed: Default::default(),
         })
     }
 

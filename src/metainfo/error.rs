@@ -22,8 +22,6 @@ pub enum MetainfoError {
         field: String,
         expected: &'static str,
     },
-    #[error("field `{0}` is not valid UTF-8")]
-    NotUtf8(String),
     #[error("`info.piece length` is {0}; it must be between 1 byte and 256 MiB")]
     PieceLength(i64),
     #[error("`info.pieces` is {0} bytes, not a multiple of 20")]
@@ -49,14 +47,4 @@ pub enum MetainfoError {
     NoFiles,
     #[error("torrent holds no data (total length 0)")]
     Empty,
-    #[error("unsafe path in `{field}`: {component:?} {reason}")]
-    UnsafePath {
-        field: String,
-        component: String,
-        reason: &'static str,
-    },
-    #[error("two files have the path {0:?}")]
-    DuplicatePath(String),
-    #[error("{0:?} is both a file and a directory")]
-    FileDirConflict(String),
 }

@@ -1,21 +1,26 @@
 //! Torrent metainfo files (BEP 3), with multitracker tiers (BEP 12), the
 //! private flag (BEP 27) and pad files (BEP 47).
 //!
-//! Parsing validates everything a hostile file could use against us: sizes
-//! that overflow or do not match the piece hashes, and file paths that would
-//! escape the download directory or collide with each other. A torrent that
-//! parses is safe to lay out on disk under `DIR/<name>`.
+//! Parsing refuses what makes a torrent unusable (sizes that overflow or do
+//! not match the piece hashes, `info` that is not a dictionary) and mends the
+//! rest as other clients do ([`sanitize`]): paths that would escape the
+//! download directory or collide with each other, names that are not UTF-8,
+//! malformed optional keys. A torrent that parses is safe to lay out on disk
+//! under `DIR/<name>`.
 
 mod error;
 mod info_hash;
 mod layout;
 mod parse;
+mod sanitize;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use error::MetainfoError;
 pub use info_hash::{InfoHash, InfoHashParseError};
 pub use layout::FileSpan;
+pub use sanitize::{Fix, MAX_NAME_BYTES, Warning};
 
 /// The largest piece length accepted. Whole pieces are held in memory while
 /// they are downloaded and hashed, so this bounds memory per piece.
@@ -46,6 +51,12 @@ pub struct Metainfo {
     pub creation_date: Option<i64>,
     /// BEP 19 web seeds, kept for later.
     pub url_list: Vec<String>,
+    /// What was mended to load the torrent, one entry per change.
+    pub warnings: Vec<Warning>,
+    /// The path as the torrent wrote it (`name/dir/file`, invalid UTF-8
+    /// shown as U+FFFD) of each stored file whose path on disk differs, by
+    /// index in `info.files`.
+    pub renamed: BTreeMap<usize, String>,
 }
 
 /// The `info` dictionary.
@@ -69,8 +80,8 @@ pub struct Info {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileEntry {
     /// Path components below the download directory, starting with the
-    /// torrent's name. Each is validated: no separators, `.`, `..`, NUL or
-    /// empty components.
+    /// torrent's name. Each names one entry: never empty, `.` or `..`, no
+    /// `/` or NUL, at most 255 bytes; no two stored files share a path.
     pub path: Vec<String>,
     pub length: u64,
     /// Offset of the file's first byte in the torrent's byte stream.

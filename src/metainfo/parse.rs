@@ -1,5 +1,6 @@
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 
+use super::sanitize::{self, Fix, Mender};
 use super::{
     FileAttr, FileEntry, Info, InfoHash, MAX_PIECE_LENGTH, MAX_TOTAL_LENGTH, Metainfo,
     MetainfoError,
@@ -17,44 +18,61 @@ fn named(s: &str) -> impl Fn() -> String + '_ {
 }
 
 pub(super) fn metainfo(bytes: &[u8]) -> Result<Metainfo> {
-    let root = bencode::decode(bytes)?;
+    let (root, used) = bencode::decode_prefix(bytes)?;
     let root = root
         .as_dict()
         .ok_or_else(|| wrong(&named("(torrent)"), "a dictionary"))?;
+    let mut m = Mender::new(root.get(b"encoding").and_then(Value::as_bytes));
+    if used < bytes.len() {
+        m.warn("(torrent)".into(), Fix::TrailingBytes(bytes.len() - used));
+    }
     let info_value = root
         .get(b"info")
         .ok_or_else(|| MetainfoError::Missing("info".into()))?;
-    let info = parse_info(info_value)?;
+    let (info, renamed) = info_with(info_value, &mut m)?;
 
-    let announce = opt_string(root, "announce")?;
-    let announce_list = match root.get(b"announce-list") {
-        None => Vec::new(),
-        Some(v) => tiers(v)?,
-    };
+    let announce = root
+        .get(b"announce")
+        .and_then(|v| url(v, "announce", &mut m));
+    let announce_list = root
+        .get(b"announce-list")
+        .map(|v| tiers(v, &mut m))
+        .unwrap_or_default();
     let url_list = match root.get(b"url-list") {
         None => Vec::new(),
-        Some(v) => match v.as_list() {
-            Some(items) => items
+        Some(v) => match (v.as_list(), v.as_bytes()) {
+            (Some(items), _) => items
                 .iter()
                 .enumerate()
-                .map(|(i, u)| string(u, &|| format!("url-list[{i}]")))
-                .collect::<Result<_>>()?,
-            None => vec![string(v, &named("url-list"))?]
-                .into_iter()
-                .filter(|s| !s.is_empty())
+                .filter_map(|(i, u)| url(u, &format!("url-list[{i}]"), &mut m))
                 .collect(),
+            (None, Some(_)) => url(v, "url-list", &mut m).into_iter().collect(),
+            (None, None) => {
+                m.warn(
+                    "url-list".into(),
+                    Fix::Ignored {
+                        expected: "a list of URLs",
+                    },
+                );
+                Vec::new()
+            }
         },
     };
     // Informational fields: a wrong type there is no reason to refuse a torrent.
-    let comment = root
-        .get(b"comment")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let created_by = root
-        .get(b"created by")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let creation_date = root.get(b"creation date").and_then(Value::as_int);
+    let comment = text_field(root, "comment", &mut m);
+    let created_by = text_field(root, "created by", &mut m);
+    let creation_date = root.get(b"creation date").and_then(|v| {
+        let n = v.as_int();
+        if n.is_none() {
+            m.warn(
+                "creation date".into(),
+                Fix::Ignored {
+                    expected: "an integer",
+                },
+            );
+        }
+        n
+    });
 
     Ok(Metainfo {
         info,
@@ -66,18 +84,36 @@ pub(super) fn metainfo(bytes: &[u8]) -> Result<Metainfo> {
         created_by,
         creation_date,
         url_list,
+        warnings: m.warnings,
+        renamed,
     })
 }
 
-/// Parses a bare `info` dictionary, as BEP 9 delivers it.
-pub(crate) fn parse_info(value: &Value<'_>) -> Result<Info> {
+/// The `info` dictionary, and the path as the torrent wrote it of each file
+/// stored under another.
+fn info_with(value: &Value<'_>, m: &mut Mender) -> Result<(Info, BTreeMap<usize, String>)> {
     let info = value
         .as_dict()
         .ok_or_else(|| wrong(&named("info"), "a dictionary"))?;
 
-    let name = utf8_field(info, "info.name", b"name", b"name.utf-8")?
-        .ok_or_else(|| MetainfoError::Missing("info.name".into()))?;
-    check_component(&name, &named("info.name"))?;
+    let (name_key, raw_name) = match (
+        info.get(b"name.utf-8").and_then(Value::as_str),
+        info.get(b"name"),
+    ) {
+        (Some(s), _) => ("info.name.utf-8", s.as_bytes()),
+        (None, Some(v)) => (
+            "info.name",
+            v.as_bytes()
+                .ok_or_else(|| wrong(&named("info.name"), "a byte string"))?,
+        ),
+        (None, None) => ("info.name", &b""[..]),
+    };
+    let name = m.component(raw_name, &named(name_key)).unwrap_or_else(|| {
+        let to = InfoHash::of(value.raw).to_hex();
+        m.warn(name_key.into(), Fix::Unnamed { to: to.clone() });
+        to
+    });
+    let torrent_name = lossy_text(raw_name);
 
     let piece_length = int(info, "info.piece length", b"piece length")?
         .ok_or_else(|| MetainfoError::Missing("info.piece length".into()))?;
@@ -95,24 +131,50 @@ pub(crate) fn parse_info(value: &Value<'_>) -> Result<Info> {
         return Err(MetainfoError::PiecesLength(pieces_raw.len()));
     }
 
-    let private = matches!(info.get(b"private").and_then(Value::as_int), Some(1));
+    let private = match info.get(b"private") {
+        None => false,
+        Some(v) => match v.as_int() {
+            Some(n) => n == 1,
+            None => {
+                m.warn(
+                    "info.private".into(),
+                    Fix::Ignored {
+                        expected: "an integer",
+                    },
+                );
+                false
+            }
+        },
+    };
 
+    let mut torrent_paths = Vec::new();
     let (files, multi_file) = match (info.get(b"length"), info.get(b"files")) {
         (Some(_), Some(_)) => return Err(MetainfoError::LengthAndFiles),
         (None, None) => return Err(MetainfoError::NoLengthOrFiles),
         (Some(len), None) => {
             let length = length(len, &named("info.length"))?;
-            let attr = attr(info, &named("info.attr"))?;
+            let attr = attr(info, "info.attr", m);
             let file = FileEntry {
                 path: vec![name.clone()],
                 length,
                 offset: 0,
                 attr,
             };
+            torrent_paths.push(torrent_name);
             (vec![file], false)
         }
-        (None, Some(list)) => (file_list(list, &name)?, true),
+        (None, Some(list)) => {
+            let files = file_list(list, &name, &torrent_name, m, &mut torrent_paths)?;
+            (files, true)
+        }
     };
+    let renamed = files
+        .iter()
+        .zip(torrent_paths)
+        .enumerate()
+        .filter(|(_, (f, original))| f.is_stored() && f.display_path() != *original)
+        .map(|(i, (_, original))| (i, original))
+        .collect();
 
     let total_length = files.last().map_or(0, |f| f.offset + f.length);
     if total_length == 0 {
@@ -141,7 +203,7 @@ pub(crate) fn parse_info(value: &Value<'_>) -> Result<Info> {
         })
         .collect();
 
-    Ok(Info {
+    let info = Info {
         name,
         piece_length,
         pieces,
@@ -149,10 +211,19 @@ pub(crate) fn parse_info(value: &Value<'_>) -> Result<Info> {
         private,
         multi_file,
         total_length,
-    })
+    };
+    Ok((info, renamed))
 }
 
-fn file_list(list: &Value<'_>, name: &str) -> Result<Vec<FileEntry>> {
+/// The files of a multi-file torrent, their paths made safe and distinct;
+/// each file's path as the torrent wrote it goes to `torrent_paths`.
+fn file_list(
+    list: &Value<'_>,
+    name: &str,
+    torrent_name: &str,
+    m: &mut Mender,
+    torrent_paths: &mut Vec<String>,
+) -> Result<Vec<FileEntry>> {
     let items = list
         .as_list()
         .ok_or_else(|| wrong(&named("info.files"), "a list"))?;
@@ -172,23 +243,63 @@ fn file_list(list: &Value<'_>, name: &str) -> Result<Vec<FileEntry>> {
                 .ok_or_else(|| MetainfoError::Missing(len_field()))?,
             &len_field,
         )?;
-        let path_field = || format!("{}.path", field());
-        let components = match d.get(b"path.utf-8") {
-            Some(v) => path_components(v, &|| format!("{}.path.utf-8", field())).ok(),
-            None => None,
+        let attr = attr(d, &format!("{}.attr", field()), m);
+        // The UTF-8 twin wins when it is a list of UTF-8 strings.
+        let twin = d.get(b"path.utf-8").and_then(|v| {
+            v.as_list()?
+                .iter()
+                .map(|c| c.as_str().map(str::as_bytes))
+                .collect::<Option<Vec<_>>>()
+        });
+        let (key, raw) = match (twin, d.get(b"path")) {
+            (Some(c), _) => ("path.utf-8", Some(c)),
+            (None, Some(v)) => {
+                let list = v
+                    .as_list()
+                    .ok_or_else(|| wrong(&|| format!("{}.path", field()), "a list of strings"))?;
+                let raw = list
+                    .iter()
+                    .enumerate()
+                    .map(|(j, c)| {
+                        c.as_bytes().ok_or_else(|| {
+                            wrong(&|| format!("{}.path[{j}]", field()), "a byte string")
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                ("path", Some(raw))
+            }
+            // BEP 47 pad files need no path: they are never written.
+            (None, None) if attr.pad => ("path", None),
+            (None, None) => return Err(MetainfoError::Missing(format!("{}.path", field()))),
         };
-        let components = match components {
-            Some(c) => c,
-            None => path_components(
-                d.get(b"path")
-                    .ok_or_else(|| MetainfoError::Missing(path_field()))?,
-                &path_field,
-            )?,
-        };
-        let attr = attr(d, &|| format!("{}.attr", field()))?;
-        let mut path = Vec::with_capacity(components.len() + 1);
+        let raw = raw.unwrap_or_default();
+        let mut path = Vec::with_capacity(raw.len() + 1);
         path.push(name.to_owned());
-        path.extend(components);
+        for (j, c) in raw.iter().enumerate() {
+            if let Some(c) = m.component(c, &|| format!("{}.{key}[{j}]", field())) {
+                path.push(c);
+            }
+        }
+        if path.len() == 1 {
+            if attr.pad {
+                path.extend([".pad".to_owned(), length.to_string()]);
+            } else {
+                path.push("_".to_owned());
+                m.warn(
+                    format!("{}.{key}", field()),
+                    Fix::Unnamed { to: path.join("/") },
+                );
+            }
+        }
+        if attr.symlink {
+            m.warn(format!("{}.{key}", field()), Fix::Symlink);
+        }
+        let mut original = torrent_name.to_owned();
+        for c in &raw {
+            original.push('/');
+            original.push_str(&lossy_text(c));
+        }
+        torrent_paths.push(original);
         files.push(FileEntry {
             path,
             length,
@@ -200,50 +311,13 @@ fn file_list(list: &Value<'_>, name: &str) -> Result<Vec<FileEntry>> {
             .filter(|&t| t <= MAX_TOTAL_LENGTH)
             .ok_or(MetainfoError::TooLarge)?;
     }
-    check_unique_paths(&files)?;
+    sanitize::dedupe(&mut files, m);
     Ok(files)
 }
 
-fn path_components(v: &Value<'_>, field: Name<'_>) -> Result<Vec<String>> {
-    let list = v
-        .as_list()
-        .ok_or_else(|| wrong(field, "a list of strings"))?;
-    if list.is_empty() {
-        return Err(MetainfoError::UnsafePath {
-            field: field(),
-            component: String::new(),
-            reason: "is empty (a file needs a name)",
-        });
-    }
-    list.iter()
-        .enumerate()
-        .map(|(j, c)| {
-            let cfield = || format!("{}[{j}]", field());
-            let s = string(c, &cfield)?;
-            check_component(&s, &cfield)?;
-            Ok(s)
-        })
-        .collect()
-}
-
-/// No two stored files may share a path, and no file may sit where another
-/// file's directory must be. Pad files are exempt: BEP 47 names them
-/// `.pad/<length>`, so equal paths are expected and they are never written.
-fn check_unique_paths(files: &[FileEntry]) -> Result<()> {
-    let mut file_paths: HashSet<&[String]> = HashSet::with_capacity(files.len());
-    let mut dir_paths: HashSet<&[String]> = HashSet::new();
-    for f in files.iter().filter(|f| !f.attr.pad) {
-        if !file_paths.insert(&f.path) {
-            return Err(MetainfoError::DuplicatePath(f.display_path()));
-        }
-        for n in 1..f.path.len() {
-            dir_paths.insert(&f.path[..n]);
-        }
-    }
-    if let Some(p) = file_paths.iter().find(|p| dir_paths.contains(*p)) {
-        return Err(MetainfoError::FileDirConflict(p.join("/")));
-    }
-    Ok(())
+/// Text for display only: invalid UTF-8 shown as U+FFFD.
+fn lossy_text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 /// A path component must name exactly one entry inside its parent directory.
@@ -257,57 +331,113 @@ pub(super) fn component_problem(c: &str) -> Option<&'static str> {
         Some("contains a path separator")
     } else if c.contains('\0') {
         Some("contains a NUL byte")
-    } else if c.len() > 255 {
+    } else if c.len() > super::MAX_NAME_BYTES {
         Some("is longer than 255 bytes")
     } else {
         None
     }
 }
 
-fn check_component(c: &str, field: Name<'_>) -> Result<()> {
-    let reason = component_problem(c);
-    match reason {
-        Some(reason) => Err(MetainfoError::UnsafePath {
-            field: field(),
-            component: c.to_owned(),
-            reason,
-        }),
-        None => Ok(()),
-    }
-}
-
-fn attr(d: &Dict<'_>, field: Name<'_>) -> Result<FileAttr> {
+/// BEP 47 attributes; a malformed `attr` is ignored.
+fn attr(d: &Dict<'_>, field: &str, m: &mut Mender) -> FileAttr {
     let Some(v) = d.get(b"attr") else {
-        return Ok(FileAttr::default());
+        return FileAttr::default();
     };
-    let s = v.as_bytes().ok_or_else(|| wrong(field, "a byte string"))?;
-    Ok(FileAttr {
+    let Some(s) = v.as_bytes() else {
+        m.warn(
+            field.into(),
+            Fix::Ignored {
+                expected: "a byte string",
+            },
+        );
+        return FileAttr::default();
+    };
+    FileAttr {
         pad: s.contains(&b'p'),
         executable: s.contains(&b'x'),
         hidden: s.contains(&b'h'),
         symlink: s.contains(&b'l'),
-    })
+    }
 }
 
-fn tiers(v: &Value<'_>) -> Result<Vec<Vec<String>>> {
-    let list = v
-        .as_list()
-        .ok_or_else(|| wrong(&named("announce-list"), "a list of lists"))?;
+/// BEP 12 tiers; a tier that is a single URL is taken as a tier of one,
+/// anything else malformed is ignored.
+fn tiers(v: &Value<'_>, m: &mut Mender) -> Vec<Vec<String>> {
+    let Some(list) = v.as_list() else {
+        m.warn(
+            "announce-list".into(),
+            Fix::Ignored {
+                expected: "a list of lists",
+            },
+        );
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for (i, tier) in list.iter().enumerate() {
-        let field = || format!("announce-list[{i}]");
-        let urls = tier.as_list().ok_or_else(|| wrong(&field, "a list"))?;
-        let urls: Vec<String> = urls
-            .iter()
-            .enumerate()
-            .map(|(j, u)| string(u, &|| format!("{}[{j}]", field())))
-            .filter(|r| !matches!(r, Ok(s) if s.is_empty()))
-            .collect::<Result<_>>()?;
+        let field = format!("announce-list[{i}]");
+        let urls: Vec<String> = match (tier.as_list(), tier.as_bytes()) {
+            (Some(urls), _) => urls
+                .iter()
+                .enumerate()
+                .filter_map(|(j, u)| url(u, &format!("{field}[{j}]"), m))
+                .collect(),
+            (None, Some(_)) => url(tier, &field, m).into_iter().collect(),
+            (None, None) => {
+                m.warn(
+                    field,
+                    Fix::Ignored {
+                        expected: "a list of URLs",
+                    },
+                );
+                Vec::new()
+            }
+        };
         if !urls.is_empty() {
             out.push(urls);
         }
     }
-    Ok(out)
+    out
+}
+
+/// A URL, or `None` (with a warning when it is malformed; an empty one is
+/// simply absent).
+fn url(v: &Value<'_>, field: &str, m: &mut Mender) -> Option<String> {
+    match v.as_str() {
+        Some("") => None,
+        Some(s) => Some(s.trim().to_owned()),
+        None => {
+            m.warn(
+                field.into(),
+                Fix::Ignored {
+                    expected: "a UTF-8 URL",
+                },
+            );
+            None
+        }
+    }
+}
+
+/// An informational text field, its `.utf-8` twin first.
+fn text_field(d: &Dict<'_>, key: &str, m: &mut Mender) -> Option<String> {
+    if let Some(s) = d
+        .get(format!("{key}.utf-8").as_bytes())
+        .and_then(Value::as_str)
+    {
+        return Some(s.to_owned());
+    }
+    let v = d.get(key.as_bytes())?;
+    match v.as_bytes() {
+        Some(b) => Some(m.text(b, &named(key))),
+        None => {
+            m.warn(
+                key.into(),
+                Fix::Ignored {
+                    expected: "a byte string",
+                },
+            );
+            None
+        }
+    }
 }
 
 fn length(v: &Value<'_>, field: Name<'_>) -> Result<u64> {
@@ -326,26 +456,6 @@ fn int(d: &Dict<'_>, field: &str, key: &[u8]) -> Result<Option<i64>> {
     d.get(key)
         .map(|v| v.as_int().ok_or_else(|| wrong(&named(field), "an integer")))
         .transpose()
-}
-
-fn string(v: &Value<'_>, field: Name<'_>) -> Result<String> {
-    let b = v.as_bytes().ok_or_else(|| wrong(field, "a byte string"))?;
-    String::from_utf8(b.to_vec()).map_err(|_| MetainfoError::NotUtf8(field()))
-}
-
-fn opt_string(d: &Dict<'_>, key: &str) -> Result<Option<String>> {
-    d.get(key.as_bytes())
-        .map(|v| string(v, &named(key)))
-        .transpose()
-}
-
-/// A text field that may have a `.utf-8` twin (older clients wrote local
-/// encodings in the plain key and UTF-8 in the twin); the twin wins when valid.
-fn utf8_field(d: &Dict<'_>, field: &str, key: &[u8], utf8_key: &[u8]) -> Result<Option<String>> {
-    if let Some(s) = d.get(utf8_key).and_then(Value::as_str) {
-        return Ok(Some(s.to_owned()));
-    }
-    d.get(key).map(|v| string(v, &named(field))).transpose()
 }
 
 fn wrong(field: Name<'_>, expected: &'static str) -> MetainfoError {

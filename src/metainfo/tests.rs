@@ -140,63 +140,214 @@ fn announce_list_tiers_supersede_announce() {
         ]
     );
     root.insert("announce-list", "nope");
+    let m = Metainfo::from_bytes(&root.to_bytes()).unwrap();
+    assert_eq!(fields(&m), ["announce-list"]);
+    assert_eq!(m.tracker_tiers(), [vec!["http://ignored/".to_string()]]);
+}
+
+fn set_path(info: &mut OwnedValue, file: usize, key: &str, path: Vec<OwnedValue>) {
+    if let OwnedValue::Dict(d) = info
+        && let Some(OwnedValue::List(files)) = d.get_mut(&b"files"[..])
+    {
+        files[file].insert(key, path);
+    }
+}
+
+fn fields(m: &Metainfo) -> Vec<&str> {
+    m.warnings.iter().map(|w| w.field.as_str()).collect()
+}
+
+#[test]
+fn path_utf8_twin_wins_and_bad_utf8_is_replaced() {
+    let mut info = multi_info(&[(&["x"], 4)], 16);
+    set_path(
+        &mut info,
+        0,
+        "path",
+        vec![OwnedValue::Bytes(b"a\xff\xfe.txt".to_vec())],
+    );
+    let m = parse(info.clone()).unwrap();
+    assert_eq!(m.info.files[0].path, vec!["top", "a__.txt"]);
+    assert_eq!(fields(&m), ["info.files[0].path[0]"]);
+    assert_eq!(m.renamed[&0], "top/a\u{fffd}\u{fffd}.txt");
+    set_path(&mut info, 0, "path.utf-8", vec![OwnedValue::from("ok.txt")]);
+    let m = parse(info).unwrap();
+    assert_eq!(m.info.files[0].path, vec!["top", "ok.txt"]);
+    assert!(m.warnings.is_empty() && m.renamed.is_empty());
+}
+
+#[test]
+fn names_are_decoded_with_the_torrents_encoding() {
+    // "中文" in GBK.
+    let mut root = OwnedValue::dict();
+    root.insert("encoding", "GBK");
+    root.insert(
+        "info",
+        with(single_info(1, 16), "name", vec![0xd6u8, 0xd0, 0xce, 0xc4]),
+    );
+    let m = Metainfo::from_bytes(&root.to_bytes()).unwrap();
+    assert_eq!(m.info.name, "中文");
+    assert_eq!(m.info.files[0].path, vec!["中文"]);
     assert!(matches!(
-        Metainfo::from_bytes(&root.to_bytes()),
-        Err(MetainfoError::WrongType { field, .. }) if field == "announce-list"
+        m.warnings[0].fix,
+        Fix::Decoded {
+            encoding: "GBK",
+            ..
+        }
     ));
 }
 
 #[test]
-fn path_utf8_twin_wins_and_bad_utf8_is_refused() {
-    let mut info = multi_info(&[(&["x"], 4)], 16);
-    if let OwnedValue::Dict(d) = &mut info
-        && let Some(OwnedValue::List(files)) = d.get_mut(&b"files"[..])
-    {
-        files[0].insert("path", vec![OwnedValue::Bytes(vec![0xff, 0xfe])]);
+fn hostile_paths_are_mended_inside_the_torrent() {
+    let long = "n".repeat(300) + ".mkv";
+    let cases: [(&str, &[&str]); 6] = [
+        ("", &["top", "d", "f"]),
+        (".", &["top", "d", "f"]),
+        ("..", &["top", "d", "f"]),
+        ("a/b", &["top", "d", "a_b", "f"]),
+        ("/etc", &["top", "d", "_etc", "f"]),
+        ("a\0b", &["top", "d", "a_b", "f"]),
+    ];
+    for (bad, want) in cases {
+        let info = multi_info(&[(&["ok"], 1), (&["d", bad, "f"], 1)], 16);
+        let m = parse(info).unwrap();
+        assert_eq!(m.info.files[1].path, want, "component {bad:?}");
+        assert_eq!(fields(&m), ["info.files[1].path[1]"], "component {bad:?}");
+        assert_eq!(m.renamed[&1], format!("top/d/{bad}/f"));
     }
-    assert!(
-        matches!(parse(info.clone()), Err(MetainfoError::NotUtf8(f)) if f == "info.files[0].path[0]")
-    );
-    if let OwnedValue::Dict(d) = &mut info
-        && let Some(OwnedValue::List(files)) = d.get_mut(&b"files"[..])
-    {
-        files[0].insert("path.utf-8", vec![OwnedValue::from("ok.txt")]);
-    }
+    let info = multi_info(&[(&["..", "..", "etc", "passwd"], 1)], 16);
     assert_eq!(
         parse(info).unwrap().info.files[0].path,
-        vec!["top", "ok.txt"]
+        ["top", "etc", "passwd"]
     );
+    let info = multi_info(&[(&[long.as_str()], 1)], 16);
+    let path = &parse(info).unwrap().info.files[0].path;
+    assert_eq!(path[1].len(), MAX_NAME_BYTES);
+    assert!(path[1].ends_with("nnn.mkv"));
+    // Nothing left of a path, or of the name.
+    let m = parse(multi_info(&[(&[], 1)], 16)).unwrap();
+    assert_eq!(m.info.files[0].path, ["top", "_"]);
+    for bad in ["", ".", ".."] {
+        let m = parse(with(single_info(1, 16), "name", bad)).unwrap();
+        assert_eq!(m.info.name, m.info_hash.to_hex(), "name {bad:?}");
+        assert_eq!(m.info.files[0].path, [m.info_hash.to_hex()]);
+    }
+    let m = parse(with(single_info(1, 16), "name", "a/../b")).unwrap();
+    assert_eq!(m.info.name, "a_.._b");
 }
 
-fn unsafe_field(r: Result<Metainfo, MetainfoError>) -> String {
-    match r {
-        Err(MetainfoError::UnsafePath { field, .. }) => field,
-        other => panic!("expected UnsafePath, got {other:?}"),
-    }
+fn paths_of(info: OwnedValue) -> Vec<String> {
+    let m = parse(info).unwrap();
+    m.info.files.iter().map(|f| f.display_path()).collect()
 }
 
 #[test]
-fn hostile_paths_are_refused() {
-    for bad in ["", ".", "..", "a/b", "/etc", "a\0b", &"n".repeat(256)] {
-        let info = multi_info(&[(&["ok"], 1), (&["d", bad], 1)], 16);
-        assert_eq!(
-            unsafe_field(parse(info)),
-            "info.files[1].path[1]",
-            "component {bad:?}"
-        );
-        let info = with(single_info(1, 16), "name", bad);
-        assert_eq!(unsafe_field(parse(info)), "info.name", "name {bad:?}");
-    }
-    let info = multi_info(&[(&[], 1)], 16);
-    assert_eq!(unsafe_field(parse(info)), "info.files[0].path");
-}
-
-#[test]
-fn colliding_paths_are_refused() {
-    let info = multi_info(&[(&["a", "b"], 1), (&["a", "b"], 2)], 16);
-    assert!(matches!(parse(info), Err(MetainfoError::DuplicatePath(p)) if p == "top/a/b"));
+fn colliding_paths_get_numbered_names() {
+    let info = multi_info(
+        &[
+            (&["a", "b.txt"], 1),
+            (&["a", "b.txt"], 2),
+            (&["a", "b.txt"], 3),
+        ],
+        16,
+    );
+    let m = parse(info.clone()).unwrap();
+    assert_eq!(fields(&m), ["info.files[1].path", "info.files[2].path"]);
+    assert_eq!(
+        paths_of(info),
+        ["top/a/b.txt", "top/a/b.1.txt", "top/a/b.2.txt"]
+    );
+    // A file where another needs a directory moves aside.
     let info = multi_info(&[(&["a"], 1), (&["a", "b"], 2)], 16);
-    assert!(matches!(parse(info), Err(MetainfoError::FileDirConflict(p)) if p == "top/a"));
+    assert_eq!(paths_of(info), ["top/a.1", "top/a/b"]);
+    // Mending can make collisions too: "x/." is "x".
+    let info = multi_info(&[(&["x"], 1), (&["x", "."], 2), (&["x.1"], 1)], 16);
+    assert_eq!(paths_of(info), ["top/x", "top/x.2", "top/x.1"]);
+}
+
+#[test]
+fn pad_files_need_no_path_and_symlinks_are_not_stored() {
+    let mut info = multi_info(&[(&["a"], 5), (&["p"], 11), (&["l"], 0), (&["b"], 1)], 16);
+    if let OwnedValue::Dict(d) = &mut info
+        && let Some(OwnedValue::List(files)) = d.get_mut(&b"files"[..])
+    {
+        if let OwnedValue::Dict(f) = &mut files[1] {
+            f.remove(&b"path"[..]);
+        }
+        files[1].insert("attr", "p");
+        files[2].insert("attr", "l");
+        files[2].insert("symlink path", vec![OwnedValue::from("..")]);
+    }
+    let m = parse(info).unwrap();
+    assert_eq!(m.info.files[1].path, ["top", ".pad", "11"]);
+    assert!(!m.info.files[2].is_stored());
+    assert_eq!(fields(&m), ["info.files[2].path"]);
+    assert!(matches!(m.warnings[0].fix, Fix::Symlink));
+    // A file with no path that is not padding is refused.
+    let mut info = multi_info(&[(&["a"], 5)], 16);
+    if let OwnedValue::Dict(d) = &mut info
+        && let Some(OwnedValue::List(files)) = d.get_mut(&b"files"[..])
+        && let OwnedValue::Dict(f) = &mut files[0]
+    {
+        f.remove(&b"path"[..]);
+    }
+    assert!(matches!(parse(info), Err(MetainfoError::Missing(f)) if f == "info.files[0].path"));
+}
+
+#[test]
+fn malformed_optional_keys_are_ignored_with_a_warning() {
+    let mut root = OwnedValue::dict();
+    root.insert("announce", 7);
+    root.insert(
+        "announce-list",
+        vec![
+            OwnedValue::from("udp://single:1"),
+            OwnedValue::from(3),
+            vec![OwnedValue::from("http://ok/"), OwnedValue::from(5)].into(),
+        ],
+    );
+    root.insert("url-list", OwnedValue::dict());
+    root.insert("creation date", "yesterday");
+    root.insert("comment", 1);
+    root.insert(
+        "info",
+        with(with(single_info(1, 16), "private", "1"), "attr", 1),
+    );
+    let mut bytes = root.to_bytes();
+    bytes.extend_from_slice(b"\r\n");
+    let m = Metainfo::from_bytes(&bytes).unwrap();
+    assert_eq!(
+        m.tracker_tiers(),
+        [
+            vec!["udp://single:1".to_string()],
+            vec!["http://ok/".into()]
+        ]
+    );
+    assert!(m.url_list.is_empty() && m.creation_date.is_none() && !m.info.private);
+    let mut f = fields(&m);
+    f.sort_unstable();
+    assert_eq!(
+        f,
+        [
+            "(torrent)",
+            "announce",
+            "announce-list[1]",
+            "announce-list[2][1]",
+            "comment",
+            "creation date",
+            "info.attr",
+            "info.private",
+            "url-list"
+        ]
+    );
+    assert!(m.warnings.iter().any(|w| w.fix == Fix::TrailingBytes(2)));
+    // A single URL as url-list is a list of one.
+    let mut root = OwnedValue::dict();
+    root.insert("url-list", "http://seed/");
+    root.insert("info", single_info(1, 16));
+    let m = Metainfo::from_bytes(&root.to_bytes()).unwrap();
+    assert_eq!(m.url_list, ["http://seed/"]);
+    assert!(m.warnings.is_empty());
 }
 
 #[test]
@@ -290,16 +441,28 @@ fn structure_errors_name_the_field() {
     assert!(
         matches!(Metainfo::from_bytes(b"d4:infoi1ee"), Err(MetainfoError::WrongType { field, .. }) if field == "info")
     );
-    let mut bytes = torrent(single_info(10, 16));
-    bytes.push(b'x');
+    // The top dictionary must parse to its end; what follows is ignored.
+    let bytes = torrent(single_info(10, 16));
     assert!(matches!(
-        Metainfo::from_bytes(&bytes),
+        Metainfo::from_bytes(&bytes[..bytes.len() - 1]),
         Err(MetainfoError::Bencode(_))
     ));
 }
 
 fn component() -> impl Strategy<Value = String> {
     "[a-zA-Z0-9 _.-]{1,12}".prop_filter("not . or ..", |s| s != "." && s != "..")
+}
+
+fn raw_component() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        Just(b"".to_vec()),
+        Just(b".".to_vec()),
+        Just(b"..".to_vec()),
+        Just(b"a".to_vec()),
+        Just(b"a.1".to_vec()),
+        proptest::collection::vec(prop::sample::select(b"a./\0\xff".to_vec()), 1..4),
+        Just(vec![b'x'; 300]),
+    ]
 }
 
 proptest! {
@@ -350,6 +513,39 @@ proptest! {
         }
     }
 
+    /// Whatever paths a torrent has, the files land inside the torrent's
+    /// directory, each at a path of its own that no other file needs as a
+    /// directory.
+    #[test]
+    fn any_paths_are_laid_out_safely(
+        paths in proptest::collection::vec(
+            proptest::collection::vec(raw_component(), 0..4), 1..10),
+    ) {
+        let list: Vec<OwnedValue> = paths.iter().map(|p| {
+            let mut d = OwnedValue::dict();
+            d.insert("length", 1);
+            d.insert("path", p.iter().map(|c| OwnedValue::Bytes(c.clone())).collect::<Vec<_>>());
+            d
+        }).collect();
+        let mut info = OwnedValue::dict();
+        info.insert("files", list);
+        info.insert("name", "root");
+        info.insert("piece length", 16384);
+        info.insert("pieces", vec![0u8; 20]);
+        let m = parse(info).unwrap();
+        let stored: Vec<&Vec<String>> = m.info.files.iter().map(|f| &f.path).collect();
+        for (i, p) in stored.iter().enumerate() {
+            prop_assert_eq!(p[0].as_str(), "root");
+            prop_assert!(p.len() >= 2);
+            for c in p.iter() {
+                prop_assert!(parse::component_problem(c).is_none(), "{:?}", p);
+            }
+            for q in &stored[..i] {
+                prop_assert!(!q.starts_with(p) && !p.starts_with(q), "{:?} {:?}", p, q);
+            }
+        }
+    }
+
     /// Random mutations of a valid torrent never panic the parser.
     #[test]
     fn mutated_torrents_never_panic(
@@ -360,6 +556,16 @@ proptest! {
             let i = at.index(bytes.len());
             bytes[i] = byte;
         }
-        let _ = Metainfo::from_bytes(&bytes);
+        // Whatever parses is safe to lay out: every component names one
+        // entry, and no two stored files share a path.
+        if let Ok(m) = Metainfo::from_bytes(&bytes) {
+            let mut seen = std::collections::HashSet::new();
+            for f in m.info.files.iter().filter(|f| f.is_stored()) {
+                for c in &f.path {
+                    prop_assert!(parse::component_problem(c).is_none(), "{:?}", f.path);
+                }
+                prop_assert!(seen.insert(f.path.clone()), "{:?}", f.path);
+            }
+        }
     }
 }

@@ -5,6 +5,8 @@ usage:
   lt_tool.py info TORRENT                      JSON: info_hash, name, piece_length, num_pieces, files
   lt_tool.py create DATA OUT PIECE_BYTES [--private] [--tracker URL]
   lt_tool.py recheck TORRENT SAVE_PATH         JSON: num_pieces, have (after a full hash check)
+  lt_tool.py place TORRENT STREAM SAVE_PATH    write the payload (STREAM: the files back to back)
+                                               where libtorrent keeps it; JSON: its paths
   lt_tool.py seed TORRENT SAVE_PATH PORT       seed on 127.0.0.1:PORT; prints READY once seeding;
                                                runs until SIGTERM or stdin closes
   lt_tool.py leech TORRENT SAVE_PATH PORT PEER [RATE]
@@ -68,6 +70,26 @@ def create(data, out, piece_bytes, private, trackers):
     lt.set_piece_hashes(ct, os.path.dirname(os.path.abspath(data)))
     with open(out, "wb") as f:
         f.write(lt.bencode(ct.generate()))
+
+
+def place(torrent, stream, save_path):
+    """Writes each file's bytes, cut from the torrent's whole byte stream,
+    where libtorrent keeps that file (its own mending of odd paths), so
+    that it can seed them. Prints libtorrent's paths."""
+    fs = lt.torrent_info(torrent).files()
+    data = open(stream, "rb").read()
+    paths = []
+    for i in range(fs.num_files()):
+        flags = fs.file_flags(i)
+        if flags & (lt.file_storage.flag_pad_file | lt.file_storage.flag_symlink):
+            continue
+        path = os.path.join(save_path, fs.file_path(i))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        off = fs.file_offset(i)
+        with open(path, "wb") as f:
+            f.write(data[off:off + fs.file_size(i)])
+        paths.append(fs.file_path(i))
+    return paths
 
 
 def recheck(torrent, save_path):
@@ -279,6 +301,8 @@ def main():
         private = "--private" in a
         trackers = [a[i + 1] for i, x in enumerate(a) if x == "--tracker"]
         create(a[1], a[2], a[3], private, trackers)
+    elif a[0] == "place":
+        print(json.dumps(place(a[1], a[2], a[3])))
     elif a[0] == "recheck":
         print(json.dumps(recheck(a[1], a[2])))
     elif a[0] == "seed":
