@@ -429,3 +429,59 @@ fn unusable_torrents_are_refused_naming_the_field() {
         assert!(err.contains(field), "expected {field:?} in: {err}");
     }
 }
+
+/// libtorrent's own test torrents (tests/corpus/libtorrent, BSD licence):
+/// every one libtorrent loads loads here with the same info-hash, and every
+/// refusal is one clear line.
+#[test]
+fn libtorrents_test_torrents_load_as_in_libtorrent() {
+    // Refused on purpose: pieces are held whole in memory.
+    const TOO_BIG_PIECES: &str = "large_piece_size.torrent";
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/libtorrent");
+    let tool = lt_tool();
+    let lt = json(&run_ok(
+        Command::new(&tool[0])
+            .arg(&tool[1])
+            .arg("hashes")
+            .arg(&corpus),
+    ));
+    let lt = lt.as_object().unwrap();
+    assert!(lt.len() > 100, "corpus missing: {}", corpus.display());
+    let (mut same, mut v2_only) = (0, 0);
+    for (name, theirs) in lt {
+        let out = Command::new(bin())
+            .args(["info", "--json"])
+            .arg(corpus.join(name))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+            assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: {stderr}");
+        }
+        match (theirs.get("v1"), out.status.success()) {
+            (Some(serde_json::Value::String(h)), true) => {
+                assert_eq!(json(&out)["info_hash"], h.as_str(), "{name}");
+                same += 1;
+            }
+            (Some(serde_json::Value::String(_)), false) => {
+                assert_eq!(
+                    name, TOO_BIG_PIECES,
+                    "refused what libtorrent loads: {stderr}"
+                );
+                assert!(stderr.contains("`info.piece length`"), "{stderr}");
+            }
+            // v2-only torrents wait for BEP 52 support.
+            (Some(serde_json::Value::Null), _) => {
+                assert!(stderr.contains("`info.pieces`"), "{name}: {stderr}");
+                v2_only += 1;
+            }
+            // libtorrent refuses it; loading it anyway is allowed.
+            _ => {}
+        }
+    }
+    assert!(
+        same >= 58 && v2_only >= 10,
+        "{same} same, {v2_only} v2-only"
+    );
+}

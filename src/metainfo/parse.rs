@@ -237,13 +237,14 @@ fn file_list(
         let d = item
             .as_dict()
             .ok_or_else(|| wrong(&field, "a dictionary"))?;
-        let len_field = || format!("{}.length", field());
-        let length = length(
-            d.get(b"length")
-                .ok_or_else(|| MetainfoError::Missing(len_field()))?,
-            &len_field,
-        )?;
         let attr = attr(d, &format!("{}.attr", field()), m);
+        let len_field = || format!("{}.length", field());
+        let length = match d.get(b"length") {
+            Some(v) => length(v, &len_field)?,
+            // A symlink holds no bytes; some torrents give it no length.
+            None if attr.symlink => 0,
+            None => return Err(MetainfoError::Missing(len_field())),
+        };
         // The UTF-8 twin wins when it is a list of UTF-8 strings.
         let twin = d.get(b"path.utf-8").and_then(|v| {
             v.as_list()?

@@ -5,6 +5,7 @@ usage:
   lt_tool.py info TORRENT                      JSON: info_hash, name, piece_length, num_pieces, files
   lt_tool.py create DATA OUT PIECE_BYTES [--private] [--tracker URL]
   lt_tool.py recheck TORRENT SAVE_PATH         JSON: num_pieces, have (after a full hash check)
+  lt_tool.py hashes DIR                        JSON: each DIR/*.torrent's v1 info-hash, or the error
   lt_tool.py place TORRENT STREAM SAVE_PATH    write the payload (STREAM: the files back to back)
                                                where libtorrent keeps it; JSON: its paths
   lt_tool.py seed TORRENT SAVE_PATH PORT       seed on 127.0.0.1:PORT; prints READY once seeding;
@@ -70,6 +71,21 @@ def create(data, out, piece_bytes, private, trackers):
     lt.set_piece_hashes(ct, os.path.dirname(os.path.abspath(data)))
     with open(out, "wb") as f:
         f.write(lt.bencode(ct.generate()))
+
+
+def hashes(directory):
+    """Each torrent file in DIRECTORY: its v1 info-hash as libtorrent loads
+    it, whether it is v2-only, or libtorrent's error."""
+    out = {}
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith(".torrent"):
+            continue
+        try:
+            ih = lt.torrent_info(os.path.join(directory, name)).info_hashes()
+            out[name] = {"v1": str(ih.v1) if ih.has_v1() else None}
+        except RuntimeError as e:
+            out[name] = {"error": str(e)}
+    return out
 
 
 def place(torrent, stream, save_path):
@@ -301,6 +317,8 @@ def main():
         private = "--private" in a
         trackers = [a[i + 1] for i, x in enumerate(a) if x == "--tracker"]
         create(a[1], a[2], a[3], private, trackers)
+    elif a[0] == "hashes":
+        print(json.dumps(hashes(a[1])))
     elif a[0] == "place":
         print(json.dumps(place(a[1], a[2], a[3])))
     elif a[0] == "recheck":
