@@ -26,8 +26,9 @@ use super::fmt;
 
 #[derive(clap::Args, Clone)]
 pub struct Common {
-    /// Address to accept peers on (port 0 picks a free one).
-    #[arg(long, default_value = "0.0.0.0:6881")]
+    /// Address to accept peers on (port 0 picks a free one); `[::]` takes
+    /// IPv4 and IPv6 peers (IPv4 alone where the host has no IPv6).
+    #[arg(long, default_value = "[::]:6881")]
     pub listen: SocketAddr,
     /// Connect to this peer too (repeatable); no tracker is needed then.
     #[arg(long = "peer", value_name = "ADDR")]

@@ -23,7 +23,7 @@ pub struct Settings {
     /// [default: $XDG_STATE_HOME/ringtorrent/daemon].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Address to accept peers on [default: 0.0.0.0:51413].
+    /// Address to accept peers on [default: [::]:51413, both families].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
     /// Address of the RPC, web UI and metrics [default: 127.0.0.1:9091].
@@ -221,7 +221,7 @@ impl Settings {
 
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen
-            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 51413)))
+            .unwrap_or(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 51413)))
     }
 
     pub fn credentials(&self) -> Option<(String, String)> {

@@ -946,8 +946,10 @@ impl Driver {
         // SAFETY: a non-negative accept result is a new descriptor we now own.
         let fd = unsafe { OwnedFd::from_raw_fd(res) };
         let addr = match rustix::net::getpeername(&fd) {
+            // An IPv4 peer on a dual-stack listener is `::ffff:a.b.c.d`:
+            // known by its IPv4 address, as when we dial it.
             Ok(Some(a)) => match SocketAddr::try_from(a) {
-                Ok(a) => a,
+                Ok(a) => SocketAddr::new(a.ip().to_canonical(), a.port()),
                 Err(_) => return,
             },
             _ => return,

@@ -66,6 +66,8 @@ pub struct ResumeConfig {
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
+    /// `[::]` takes both families (IPv4 peers appear as themselves), or
+    /// IPv4 alone where the host has no IPv6.
     pub listen: SocketAddr,
     /// Shard threads (0: one per core).
     pub threads: usize,
@@ -102,7 +104,7 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
-            listen: "0.0.0.0:6881".parse().expect("literal"),
+            listen: "[::]:6881".parse().expect("literal"),
             threads: 0,
             hash_threads: 0,
             map_uploads: true,
@@ -927,8 +929,31 @@ fn resumed(
 
 /// One socket per shard bound to the same address (`SO_REUSEPORT`): once
 /// listening, the kernel spreads incoming connections over the shards.
+/// `[::]` listens on both families; on a host without IPv6 it falls back
+/// to `0.0.0.0`.
 fn bind(addr: SocketAddr, shards: usize) -> Result<Vec<OwnedFd>, SessionError> {
-    let err = |source| SessionError::Listen { addr, source };
+    match bind_all(addr, shards) {
+        Err(e) if dual_stack(addr) && no_ipv6(&e) => {
+            let v4 = SocketAddr::from(([0, 0, 0, 0], addr.port()));
+            log::info!("no IPv6 here ({e}); listening on {v4}");
+            bind_all(v4, shards).map_err(|source| SessionError::Listen { addr: v4, source })
+        }
+        r => r.map_err(|source| SessionError::Listen { addr, source }),
+    }
+}
+
+fn dual_stack(addr: SocketAddr) -> bool {
+    addr.is_ipv6() && addr.ip().is_unspecified()
+}
+
+fn no_ipv6(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT)
+    )
+}
+
+fn bind_all(addr: SocketAddr, shards: usize) -> std::io::Result<Vec<OwnedFd>> {
     let mut out = Vec::with_capacity(shards);
     let mut bind_to = addr;
     for _ in 0..shards {
@@ -936,11 +961,14 @@ fn bind(addr: SocketAddr, shards: usize) -> Result<Vec<OwnedFd>, SessionError> {
             socket2::Domain::for_address(addr),
             socket2::Type::STREAM.cloexec(),
             None,
-        )
-        .map_err(err)?;
-        s.set_reuse_address(true).map_err(err)?;
-        s.set_reuse_port(true).map_err(err)?;
-        s.bind(&bind_to.into()).map_err(err)?;
+        )?;
+        if dual_stack(addr) {
+            // Whatever `net.ipv6.bindv6only` says.
+            s.set_only_v6(false)?;
+        }
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        s.bind(&bind_to.into())?;
         let fd = OwnedFd::from(s);
         // Port 0: the first bind picked one; the others take the same.
         bind_to.set_port(local_port(&fd));

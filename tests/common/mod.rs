@@ -426,7 +426,12 @@ pub fn lt_join(
 
 /// Runs `lt_tool.py ARGS` and waits until it prints READY.
 pub fn lt_ready(args: &[&str], name: &str) -> Proc {
-    let mut p = Proc::spawn(&mut lt(args), name);
+    lt_ready_cmd(&mut lt(args), name)
+}
+
+/// [`lt_ready`] of a prepared [`lt`] command.
+pub fn lt_ready_cmd(cmd: &mut Command, name: &str) -> Proc {
+    let mut p = Proc::spawn(cmd, name);
     let stdout = p.child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -20,6 +20,8 @@ pub enum Mode {
     Failure,
     /// HTTP: status 500.
     ServerError,
+    /// HTTP: every peer as `[::1]:port`, in `peers6` only (BEP 7).
+    Peers6,
 }
 
 /// One announce the tracker saw.
@@ -86,8 +88,9 @@ impl Drop for FakeTracker {
     }
 }
 
-/// Compact peers of everyone who announced, except `port` and those stopped.
-fn peers(all: &[Announce], port: u16) -> Vec<u8> {
+/// Compact peers of everyone who announced, except `port` and those stopped,
+/// at 127.0.0.1 or (`v6`) at ::1.
+fn peers(all: &[Announce], port: u16, v6: bool) -> Vec<u8> {
     let mut seen = std::collections::BTreeMap::new();
     for a in all.iter().filter(|a| a.port != 0) {
         seen.insert(a.port, a.event != "stopped");
@@ -95,7 +98,11 @@ fn peers(all: &[Announce], port: u16) -> Vec<u8> {
     let mut out = Vec::new();
     for (p, alive) in seen {
         if alive && p != port {
-            out.extend_from_slice(&[127, 0, 0, 1]);
+            if v6 {
+                out.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+            } else {
+                out.extend_from_slice(&[127, 0, 0, 1]);
+            }
             out.extend_from_slice(&p.to_be_bytes());
         }
     }
@@ -146,9 +153,11 @@ fn serve_http(
             Mode::Garbage => ("200 OK", b"<html>not a tracker</html>".to_vec()),
             Mode::Failure => ("200 OK", b"d14:failure reason12:unregisterede".to_vec()),
             Mode::ServerError => ("500 Internal Server Error", b"oops".to_vec()),
-            Mode::Good => {
-                let p = peers(&announces.lock().unwrap(), port);
-                let mut b = format!("d8:intervali30e5:peers{}:", p.len()).into_bytes();
+            Mode::Good | Mode::Peers6 => {
+                let v6 = mode == Mode::Peers6;
+                let p = peers(&announces.lock().unwrap(), port, v6);
+                let key = if v6 { "5:peers0:6:peers6" } else { "5:peers" };
+                let mut b = format!("d8:intervali30e{key}{}:", p.len()).into_bytes();
                 b.extend_from_slice(&p);
                 b.push(b'e');
                 ("200 OK", b)
@@ -223,7 +232,7 @@ fn serve_udp(sock: UdpSocket, mode: Mode, announces: &Mutex<Vec<Announce>>, stop
                 r.extend_from_slice(&30u32.to_be_bytes());
                 r.extend_from_slice(&0u32.to_be_bytes());
                 r.extend_from_slice(&1u32.to_be_bytes());
-                r.extend_from_slice(&peers(&announces.lock().unwrap(), port));
+                r.extend_from_slice(&peers(&announces.lock().unwrap(), port, false));
                 r
             }
             _ => continue,

@@ -23,6 +23,8 @@ usage:
                                                rates; prints READY once connected; runs until
                                                SIGTERM or stdin closes
 
+LT_HOST=::1 in the environment puts the session on IPv6 loopback.
+
 `seed` and `magnet` take `--dht BOOTSTRAP` (host:port) to run a DHT node
 joined through BOOTSTRAP, announcing (seed) or looking up (magnet) the
 torrent there every few seconds. The DHT settings allow many nodes on one
@@ -137,9 +139,11 @@ def recheck(torrent, save_path):
 
 
 def session(port, dht=None):
+    # LT_HOST=::1 puts the session on IPv6 loopback.
+    host = os.environ.get("LT_HOST", "127.0.0.1")
     settings = {
-        "listen_interfaces": f"127.0.0.1:{port}",
-        "outgoing_interfaces": "127.0.0.1",
+        "listen_interfaces": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "outgoing_interfaces": host,
         "enable_dht": False, "enable_lsd": False,
         "enable_upnp": False, "enable_natpmp": False,
         "enable_incoming_utp": False, "enable_outgoing_utp": False,
@@ -205,6 +209,7 @@ def leech(torrent, save_path, port, peer, rate=0, timeout=300):
     if rate:
         h.set_download_limit(rate)
     host, p = peer.rsplit(":", 1)
+    host = host.strip("[]")
     deadline = time.monotonic() + timeout
     last_connect = 0
     while time.monotonic() < deadline:
