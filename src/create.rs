@@ -16,6 +16,8 @@ use crate::storage::hashing::{ReadError, Source, hash_pieces as hash_pieces_of};
 pub struct CreateOptions {
     /// Tracker tiers (BEP 12); the first URL also goes in `announce`.
     pub trackers: Vec<Vec<String>>,
+    /// Web seeds (BEP 19, `url-list`).
+    pub web_seeds: Vec<String>,
     /// `None` picks a size from the payload size ([`auto_piece_length`]).
     pub piece_length: Option<u32>,
     pub private: bool,
@@ -31,6 +33,7 @@ impl Default for CreateOptions {
     fn default() -> Self {
         CreateOptions {
             trackers: Vec::new(),
+            web_seeds: Vec::new(),
             piece_length: None,
             private: false,
             comment: None,
@@ -177,6 +180,10 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<Created, CreateError>
             .map(|t| OwnedValue::List(t.iter().map(|u| u.as_str().into()).collect()))
             .collect();
         root.insert("announce-list", tiers);
+    }
+    if !opts.web_seeds.is_empty() {
+        let urls: Vec<OwnedValue> = opts.web_seeds.iter().map(|u| u.as_str().into()).collect();
+        root.insert("url-list", urls);
     }
     if let Some(c) = &opts.comment {
         root.insert("comment", c.as_str());
@@ -358,11 +365,13 @@ mod tests {
             private: true,
             comment: Some("hi".into()),
             creation_date: None,
+            web_seeds: vec!["http://origin/data/".into()],
             ..CreateOptions::default()
         };
         let created = create(&root, &opts).unwrap();
         let m = Metainfo::from_bytes(&created.bytes).unwrap();
         assert_eq!(m.info_hash, created.info_hash);
+        assert_eq!(m.url_list, ["http://origin/data/"]);
         assert!(m.info.private && m.info.multi_file);
         assert_eq!(m.info.name, "payload");
         let paths: Vec<_> = m.info.files.iter().map(|f| f.display_path()).collect();

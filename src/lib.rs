@@ -33,6 +33,7 @@ pub mod storage;
 pub mod torrent;
 pub mod tracker;
 pub mod units;
+pub mod webseed;
 pub mod wire;
 
 /// An error and its sources on one line (`a: b: c`), for logs.

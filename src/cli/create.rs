@@ -17,6 +17,11 @@ pub struct Args {
     /// Tracker URL; repeat for more tiers, separate URLs of one tier with `,`.
     #[arg(short, long = "tracker", value_name = "URL[,URL...]")]
     trackers: Vec<String>,
+    /// Web seed URL (BEP 19): a server holding the file (single-file
+    /// torrent), or the directory holding the torrent's top directory;
+    /// repeatable.
+    #[arg(long = "web-seed", value_name = "URL")]
+    web_seeds: Vec<String>,
     /// Piece size (e.g. 256K, 4M); a power of two from 16K to 256M. Default:
     /// chosen from the payload size.
     #[arg(short = 'p', long, value_parser = fmt::parse_size)]
@@ -72,6 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             })
             .filter(|t| !t.is_empty())
             .collect(),
+        web_seeds: args.web_seeds,
         piece_length,
         private: args.private,
         comment: args.comment,

@@ -186,6 +186,8 @@ pub struct Summary {
     pub pex_peers: u64,
     /// The session's DHT node (`null` with `--no-dht`).
     pub dht: Option<ringtorrent::dht::DhtStats>,
+    /// Pieces from web seeds (BEP 19), and the servers' failures.
+    pub web_seeds: ringtorrent::webseed::WebSeedStats,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -567,8 +569,10 @@ fn watch(
                 / u64::from(s.pieces_total.max(1));
             peers += s.peers;
             uploaded += s.uploaded;
-            if s.downloaded != r.progress.0 {
-                r.progress = (s.downloaded, now);
+            // Web seeds' pieces are progress too.
+            let got = s.downloaded + s.web.downloaded;
+            if got != r.progress.0 {
+                r.progress = (got, now);
                 r.first_byte.get_or_insert(now);
             } else if fetching
                 && r.completed_at.is_none()
@@ -707,6 +711,7 @@ fn summary(r: &Running, report: &SessionReport, run_start: Instant) -> Summary {
             .map(|t| t.saturating_duration_since(run_start).as_secs_f64()),
         pex_peers: s.pex_received,
         dht: report.dht,
+        web_seeds: s.web.clone(),
     }
 }
 

@@ -27,6 +27,7 @@ use crate::torrent::{
     Availability, Command, DiskError, Event, Offer, PeerIdent, PeerInfo, ShardConn, ShardStats,
     TorrentCtx, TorrentId,
 };
+use crate::webseed::{WebMsg, WebSeedStats};
 use crate::wire::PeerId;
 
 /// What the core needs to know of the session's settings.
@@ -97,6 +98,8 @@ pub struct TorrentStats {
     pub latency: crate::torrent::Latency,
     /// Disk job latencies (reads and writes), microseconds.
     pub disk_latency: crate::torrent::Latency,
+    /// Pieces from web seeds (BEP 19).
+    pub web: WebSeedStats,
     pub complete: bool,
 }
 
@@ -127,6 +130,7 @@ impl TorrentStats {
             pex_ignored: 0,
             latency: None,
             disk_latency: None,
+            web: WebSeedStats::default(),
             complete: false,
         }
     }
@@ -615,23 +619,7 @@ impl SessionCore {
                 count,
                 endgame: _,
             } => self.lease(torrent, shard, &offer, count),
-            Event::ReturnPieces { torrent, pieces } => {
-                if let Some(ts) = self.torrents.get_mut(&torrent) {
-                    for p in pieces {
-                        if let Some(holders) = ts.leases.get_mut(&p)
-                            && let Some(i) = holders.iter().position(|&s| s == shard)
-                        {
-                            holders.swap_remove(i);
-                            if holders.is_empty() {
-                                ts.leases.remove(&p);
-                            }
-                            if let Some(picker) = ts.picker.as_mut() {
-                                picker.abort(p);
-                            }
-                        }
-                    }
-                }
-            }
+            Event::ReturnPieces { torrent, pieces } => self.return_pieces(torrent, shard, pieces),
             Event::PieceDone { torrent, piece } => self.piece_done(torrent, piece),
             Event::DhtNode { addr, .. } => self.notices.push(Notice::DhtNode(addr)),
             Event::Exchanged { torrent, peers } => {
@@ -799,6 +787,78 @@ impl SessionCore {
             shard,
             ShardCommand::Torrent(t, Command::Lease { pieces, endgame }),
         ));
+    }
+
+    /// Pieces `holder` (a shard or a web seed worker) leased and gives back
+    /// unfinished.
+    fn return_pieces(&mut self, t: TorrentId, holder: usize, pieces: Vec<u32>) {
+        let Some(ts) = self.torrents.get_mut(&t) else {
+            return;
+        };
+        for p in pieces {
+            if let Some(holders) = ts.leases.get_mut(&p)
+                && let Some(i) = holders.iter().position(|&s| s == holder)
+            {
+                holders.swap_remove(i);
+                if holders.is_empty() {
+                    ts.leases.remove(&p);
+                }
+                if let Some(picker) = ts.picker.as_mut() {
+                    picker.abort(p);
+                }
+            }
+        }
+    }
+
+    /// What a web seed worker of torrent `t` asks or reports.
+    pub fn handle_web(&mut self, t: TorrentId, msg: WebMsg) {
+        if let Some(ts) = self.torrents.get_mut(&t)
+            && !matches!(msg, WebMsg::Want { .. })
+        {
+            ts.stats.web.record(&msg);
+            self.changed.insert(t);
+        }
+        match msg {
+            WebMsg::Want {
+                holder,
+                from,
+                max,
+                reply,
+            } => {
+                let _ = reply.try_send(self.lease_run(t, holder, from, max));
+            }
+            WebMsg::Done { piece, .. } => self.piece_done(t, piece),
+            WebMsg::Return { holder, pieces, .. } => self.return_pieces(t, holder, pieces),
+            WebMsg::Error | WebMsg::Dropped(_) => {}
+        }
+    }
+
+    /// Leases to `holder` up to `max` consecutive wanted pieces nobody is
+    /// fetching, from the first such piece at or after `from` (wrapping):
+    /// a web seed fetches them with one request. `None`: nothing is left.
+    fn lease_run(&mut self, t: TorrentId, holder: usize, from: u32, max: u32) -> Option<Vec<u32>> {
+        let ts = self.torrents.get_mut(&t)?;
+        if ts.removing.is_some() {
+            return None;
+        }
+        let picker = ts.picker.as_mut()?;
+        let n = picker.piece_count();
+        let mut run = Vec::new();
+        if let Some(first) = (0..n)
+            .map(|k| (from + k) % n)
+            .find(|&p| picker.pick_specific(p))
+        {
+            run.push(first);
+            let mut next = first + 1;
+            while run.len() < max as usize && next < n && picker.pick_specific(next) {
+                run.push(next);
+                next += 1;
+            }
+        }
+        for &p in &run {
+            ts.leases.entry(p).or_default().push(holder);
+        }
+        Some(run)
     }
 
     fn piece_done(&mut self, t: TorrentId, piece: u32) {

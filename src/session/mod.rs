@@ -43,6 +43,7 @@ use crate::torrent::PeerInfo;
 use crate::torrent::config::MIN_PIECES_IN_FLIGHT;
 use crate::torrent::{Budget, TorrentConfig, TorrentCtx, TorrentId};
 use crate::tracker::client::{Announcer, Totals, TrackerConfig, TrackerSetup, TrackerStat};
+use crate::webseed::{WebMsg, WebSeeds};
 use crate::wire::PeerId;
 use resume::{SaveTarget, Saver};
 
@@ -154,6 +155,9 @@ pub struct AddTorrent {
     /// Once set, stops this torrent's start-up check (as the session's
     /// cancel flag does for every torrent).
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Web seeds (BEP 19) a download also fetches from; the torrent's
+    /// `url-list` by default.
+    pub web_seeds: Vec<String>,
 }
 
 impl AddTorrent {
@@ -161,7 +165,6 @@ impl AddTorrent {
     /// trackers, resume state trusted.
     pub fn new(metainfo: Metainfo, dir: PathBuf, mode: Mode) -> AddTorrent {
         AddTorrent {
-            metainfo,
             dir,
             mode,
             peers: Vec::new(),
@@ -173,8 +176,19 @@ impl AddTorrent {
             renames: Vec::new(),
             trackers: None,
             cancel: None,
+            web_seeds: metainfo_web_seeds(&metainfo),
+            metainfo,
         }
     }
+}
+
+/// The torrent's web seeds we can fetch from (HTTP and HTTPS).
+fn metainfo_web_seeds(m: &Metainfo) -> Vec<String> {
+    m.url_list
+        .iter()
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        .cloned()
+        .collect()
 }
 
 /// Each piece's priority from its files' (the highest of the files it
@@ -314,6 +328,8 @@ pub enum CoordMsg {
     Saved(TorrentId),
     /// A shard's loop has ended.
     ShardStopped(usize),
+    /// A web seed worker of a torrent asks or reports.
+    Web(TorrentId, WebMsg),
     Stop,
 }
 
@@ -327,6 +343,8 @@ pub struct Adding {
     tiers: Vec<Vec<String>>,
     limits: (Option<u64>, Option<u64>),
     priorities: Option<Vec<Priority>>,
+    /// Web seeds to fetch from, and the files as the torrent names them.
+    web_seeds: Option<(Vec<String>, Arc<crate::metainfo::Info>)>,
 }
 
 /// Counters of the whole session, at the end.
@@ -514,6 +532,7 @@ impl Session {
                 lsd,
                 saver: Some(saver),
                 storages: HashMap::new(),
+                web: HashMap::new(),
                 saves: HashMap::new(),
                 dirty: HashMap::new(),
                 save_interval: cfg
@@ -816,6 +835,8 @@ impl Session {
                 .unwrap_or_else(|| t.metainfo.tracker_tiers()),
             limits: (t.upload_limit, t.download_limit),
             priorities: selection.map(|(p, _)| p),
+            web_seeds: (t.mode == Mode::Fetch && !t.web_seeds.is_empty())
+                .then(|| (t.web_seeds.clone(), Arc::new(t.metainfo.info.clone()))),
             ctx,
         };
         self.to_coordinator
@@ -997,6 +1018,8 @@ struct Coordinator {
     lsd: Option<Lsd>,
     saver: Option<Saver>,
     storages: HashMap<TorrentId, Arc<Storage>>,
+    /// Torrents downloading from web seeds (dropped: their workers stop).
+    web: HashMap<TorrentId, WebSeeds>,
     saves: HashMap<TorrentId, SaveTarget>,
     /// Torrents with pieces done since their last save.
     dirty: HashMap<TorrentId, Instant>,
@@ -1097,7 +1120,11 @@ impl Coordinator {
                 }
             }
             CoordMsg::Add(a) => self.add(now, *a),
-            CoordMsg::Remove(t) => self.core.remove(t),
+            CoordMsg::Remove(t) => {
+                self.web.remove(&t);
+                self.core.remove(t);
+            }
+            CoordMsg::Web(t, msg) => self.core.handle_web(t, msg),
             CoordMsg::Peers(t, peers) => self.core.add_peers(now, t, &peers),
             CoordMsg::Lookup {
                 key,
@@ -1157,6 +1184,14 @@ impl Coordinator {
         self.core.add(now, a.ctx, a.have, a.priorities.as_deref());
         self.core.set_limits(now, t, a.limits.0, a.limits.1);
         self.core.add_peers(now, t, &a.peers);
+        if let Some((urls, info)) = a.web_seeds {
+            let to_self = self.to_self.clone();
+            let tell: crate::webseed::Tell = Arc::new(move |msg| {
+                let _ = to_self.send(CoordMsg::Web(t, msg));
+            });
+            self.web
+                .insert(t, WebSeeds::start(&urls, info, a.storage.clone(), tell));
+        }
         // Published before the first announce, which reports what is left.
         self.publish();
         self.announce(t, &ctx, a.tiers);
@@ -1310,6 +1345,7 @@ impl Coordinator {
                     }
                 }
                 Notice::Complete(t) => {
+                    self.web.remove(&t);
                     log::info!("torrent {t} complete");
                     // The `completed` announce reports what is left: nothing.
                     self.publish();

@@ -364,8 +364,8 @@ pub fn rt_create(payload: &Path, torrent: &Path, piece: &str) {
     );
 }
 
-/// Creates a torrent announcing to `tiers` (each a list of URLs).
-pub fn rt_create_with_trackers(payload: &Path, torrent: &Path, piece: &str, tiers: &[&[String]]) {
+/// The command line of `ringtorrent create` with no date (reproducible).
+pub fn rt_create_cmd(payload: &Path, torrent: &Path, piece: &str) -> Command {
     let mut cmd = Command::new(bin());
     cmd.arg("create").arg(payload).arg("-o").arg(torrent).args([
         "--piece-size",
@@ -373,6 +373,12 @@ pub fn rt_create_with_trackers(payload: &Path, torrent: &Path, piece: &str, tier
         "--force",
         "--no-date",
     ]);
+    cmd
+}
+
+/// Creates a torrent announcing to `tiers` (each a list of URLs).
+pub fn rt_create_with_trackers(payload: &Path, torrent: &Path, piece: &str, tiers: &[&[String]]) {
+    let mut cmd = rt_create_cmd(payload, torrent, piece);
     for tier in tiers {
         cmd.args(["-t", &tier.join(",")]);
     }

@@ -1,0 +1,214 @@
+//! Web seeds (BEP 19) against a real web server: Debian's nginx, started
+//! by each test on 127.0.0.1. A fetch from the web seed alone (single- and
+//! multi-file), from a web seed and a libtorrent seeder together, and from
+//! servers that serve wrong bytes or refuse connections (the fetch
+//! completes from the peer; the server is counted and dropped).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// An nginx serving `root` on a loopback port until dropped.
+struct Nginx {
+    port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(root: &Path) -> Nginx {
+        let bin = Path::new("/usr/sbin/nginx");
+        assert!(
+            bin.exists(),
+            "nginx is not installed: run scripts/setup (it installs it)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let p = dir.path().display();
+        let conf = format!(
+            "daemon off; master_process off; worker_processes 1;
+             pid {p}/nginx.pid; error_log {p}/error.log;
+             events {{ worker_connections 256; }}
+             http {{
+               access_log off;
+               client_body_temp_path {p}/body; proxy_temp_path {p}/proxy;
+               fastcgi_temp_path {p}/fastcgi; uwsgi_temp_path {p}/uwsgi;
+               scgi_temp_path {p}/scgi;
+               sendfile on; keepalive_requests 100000;
+               server {{ listen 127.0.0.1:{port}; root {}; }}
+             }}",
+            root.display()
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let mut child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(local(port)).is_err() {
+            if let Some(st) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("nginx exited ({st}): {err}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "nginx never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn create(payload: &Path, torrent: &Path, piece: &str, web_seeds: &[String]) {
+    let mut cmd = rt_create_cmd(payload, torrent, piece);
+    for u in web_seeds {
+        cmd.args(["--web-seed", u]);
+    }
+    run_ok(&mut cmd);
+}
+
+/// `fetch --json` of `torrent` into `out` from `peers` (and the torrent's
+/// web seeds); the summary.
+fn fetch(torrent: &Path, out: &Path, peers: &[std::net::SocketAddr]) -> serde_json::Value {
+    let mut cmd = rt_fetch_cmd(
+        torrent,
+        out,
+        free_port(),
+        peers,
+        &["--json", "--timeout", "60", "--no-dht", "--no-lsd"],
+    );
+    json(&run_limited_ok(&mut cmd, LIMIT, "fetch"))
+}
+
+fn pieces(torrent: &Path) -> u64 {
+    json(&run_ok(
+        Command::new(bin()).args(["info", "--json"]).arg(torrent),
+    ))["piece_count"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn a_web_seed_alone_serves_multi_and_single_file_torrents() {
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    let tree = make_multi(&www, "tree", 3 << 20);
+    let nginx = Nginx::start(&www);
+
+    // Multi-file: the URL names the directory holding the torrent's.
+    let torrent = tmp.path().join("tree.torrent");
+    create(&tree, &torrent, "64K", &[nginx.url("")]);
+    let out = tmp.path().join("out");
+    let s = fetch(&torrent, &out, &[]);
+    assert_same_tree(&tree, &out.join("tree"));
+    assert_eq!(
+        s["web_seeds"]["pieces"].as_u64(),
+        Some(pieces(&torrent)),
+        "{s}"
+    );
+    assert_eq!(s["web_seeds"]["dropped"], 0, "{s}");
+
+    // Single file: the URL names the file itself (pieces of 16 KiB, so
+    // many pieces go in one request).
+    let big = tree.join("big.bin");
+    let single = tmp.path().join("big.torrent");
+    create(&big, &single, "16K", &[nginx.url("tree/big.bin")]);
+    let out = tmp.path().join("out-single");
+    let s = fetch(&single, &out, &[]);
+    assert!(std::fs::read(out.join("big.bin")).unwrap() == std::fs::read(&big).unwrap());
+    assert_eq!(s["web_seeds"]["downloaded"].as_u64(), Some(3 << 20), "{s}");
+}
+
+/// A web seed and a libtorrent seeder together fill one download.
+#[test]
+fn a_web_seed_and_a_libtorrent_seeder_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    let tree = make_multi(&www, "tree", 24 << 20);
+    let nginx = Nginx::start(&www);
+    let torrent = tmp.path().join("tree.torrent");
+    create(&tree, &torrent, "256K", &[nginx.url("")]);
+    let (_lt, lt) = lt_seed(&torrent, &www);
+    let out = tmp.path().join("out");
+    let s = fetch(&torrent, &out, &[lt]);
+    assert_same_tree(&tree, &out.join("tree"));
+    assert!(s["web_seeds"]["pieces"].as_u64().unwrap() > 0, "{s}");
+}
+
+/// A server with wrong bytes is counted and dropped, and the fetch
+/// completes from the peer.
+#[test]
+fn a_web_seed_with_wrong_bytes_is_dropped_and_the_peer_completes_the_fetch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    let tree = make_multi(&www, "tree", 8 << 20);
+    let bad_www = tmp.path().join("bad");
+    let bad_tree = make_multi(&bad_www, "tree", 8 << 20);
+    // Same sizes, other bytes.
+    write_random(&bad_tree.join("big.bin"), 8 << 20, 99);
+    let bad = Nginx::start(&bad_www);
+    let torrent = tmp.path().join("tree.torrent");
+    create(&tree, &torrent, "256K", &[bad.url("")]);
+    let (_lt, lt) = lt_seed(&torrent, &www);
+    let out: PathBuf = tmp.path().join("out");
+    let s = fetch(&torrent, &out, &[lt]);
+    assert_same_tree(&tree, &out.join("tree"));
+    let w = &s["web_seeds"];
+    assert!(w["bad_pieces"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(w["dropped"], 1, "{s}");
+}
+
+/// A server that refuses connections is counted (and backed off from);
+/// a good one beside it serves the whole fetch.
+#[test]
+fn a_dead_web_seed_is_counted_and_a_good_one_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    let tree = make_multi(&www, "tree", 32 << 20);
+    let good = Nginx::start(&www);
+    let dead = format!("http://127.0.0.1:{}/", free_port());
+    let torrent = tmp.path().join("tree.torrent");
+    create(&tree, &torrent, "64K", &[dead, good.url("")]);
+    let out: PathBuf = tmp.path().join("out");
+    let s = fetch(&torrent, &out, &[]);
+    assert_same_tree(&tree, &out.join("tree"));
+    let w = &s["web_seeds"];
+    assert!(w["errors"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(w["pieces"].as_u64(), Some(pieces(&torrent)), "{s}");
+}
