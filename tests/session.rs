@@ -63,10 +63,16 @@ fn fifty_torrents_from_one_seed_process_to_one_fetch_process() {
         assert_same_tree(payload, &out.join(name));
     }
     let up: u64 = {
+        // Read while it exits: fifty summaries overflow a pipe's buffer.
+        let mut stdout = seeder.child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+            text
+        });
         let (st, _) = seeder.terminate(Duration::from_secs(5));
         assert!(st.success());
-        let mut text = String::new();
-        std::io::Read::read_to_string(seeder.child.stdout.as_mut().unwrap(), &mut text).unwrap();
+        let text = reader.join().unwrap();
         text.lines()
             .map(|l| {
                 serde_json::from_str::<serde_json::Value>(l).unwrap()["uploaded"]
