@@ -212,3 +212,48 @@ fn a_dead_web_seed_is_counted_and_a_good_one_serves() {
     assert!(w["errors"].as_u64().unwrap() >= 1, "{s}");
     assert_eq!(w["pieces"].as_u64(), Some(pieces(&torrent)), "{s}");
 }
+
+/// A server that answers ranges with whole files (Python's http.server)
+/// is dropped at once; the peer completes the fetch.
+#[test]
+fn a_server_without_ranges_is_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    let tree = make_multi(&www, "tree", 4 << 20);
+    let port = free_port();
+    let mut server = Command::new("/usr/bin/python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(&www)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(local(port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "http.server never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let torrent = tmp.path().join("tree.torrent");
+    create(
+        &tree,
+        &torrent,
+        "64K",
+        &[format!("http://127.0.0.1:{port}/")],
+    );
+    let (_lt, lt) = lt_seed(&torrent, &www);
+    let s = fetch(&torrent, &tmp.path().join("out"), &[lt]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_same_tree(&tree, &tmp.path().join("out/tree"));
+    assert_eq!(s["web_seeds"]["dropped"], 1, "{s}");
+}

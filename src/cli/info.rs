@@ -101,7 +101,7 @@ fn to_json(m: &Metainfo) -> serde_json::Value {
         "warnings": m.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "files": i.files.iter().enumerate().map(|(n, f)| json!({
             "path": f.display_path(),
-            "torrent_path": m.renamed.get(&n).cloned().unwrap_or_else(|| f.display_path()),
+            "torrent_path": m.renamed.get(&n).map_or_else(|| f.display_path(), ToString::to_string),
             "length": f.length,
             "offset": f.offset,
             "pad": f.attr.pad,

@@ -53,10 +53,27 @@ pub struct Metainfo {
     pub url_list: Vec<String>,
     /// What was mended to load the torrent, one entry per change.
     pub warnings: Vec<Warning>,
-    /// The path as the torrent wrote it (`name/dir/file`, invalid UTF-8
-    /// shown as U+FFFD) of each stored file whose path on disk differs, by
-    /// index in `info.files`.
-    pub renamed: BTreeMap<usize, String>,
+    /// The path as the torrent wrote it of each stored file whose path on
+    /// disk differs, by index in `info.files`.
+    pub renamed: BTreeMap<usize, TorrentPath>,
+}
+
+/// A file's path as the torrent wrote it: raw components, the torrent's
+/// name first (web seeds' URLs are made of these). Displayed with `/`
+/// between components and invalid UTF-8 as U+FFFD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TorrentPath(pub Vec<Vec<u8>>);
+
+impl std::fmt::Display for TorrentPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, c) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("/")?;
+            }
+            f.write_str(&String::from_utf8_lossy(c))?;
+        }
+        Ok(())
+    }
 }
 
 /// The `info` dictionary.

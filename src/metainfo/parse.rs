@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use super::sanitize::{self, Fix, Mender};
 use super::{
     FileAttr, FileEntry, Info, InfoHash, MAX_PIECE_LENGTH, MAX_TOTAL_LENGTH, Metainfo,
-    MetainfoError,
+    MetainfoError, TorrentPath,
 };
 use crate::bencode::{self, Dict, Value};
 
@@ -91,7 +91,7 @@ pub(super) fn metainfo(bytes: &[u8]) -> Result<Metainfo> {
 
 /// The `info` dictionary, and the path as the torrent wrote it of each file
 /// stored under another.
-fn info_with(value: &Value<'_>, m: &mut Mender) -> Result<(Info, BTreeMap<usize, String>)> {
+fn info_with(value: &Value<'_>, m: &mut Mender) -> Result<(Info, BTreeMap<usize, TorrentPath>)> {
     let info = value
         .as_dict()
         .ok_or_else(|| wrong(&named("info"), "a dictionary"))?;
@@ -101,11 +101,18 @@ fn info_with(value: &Value<'_>, m: &mut Mender) -> Result<(Info, BTreeMap<usize,
         info.get(b"name"),
     ) {
         (Some(s), _) => ("info.name.utf-8", s.as_bytes()),
-        (None, Some(v)) => (
-            "info.name",
-            v.as_bytes()
-                .ok_or_else(|| wrong(&named("info.name"), "a byte string"))?,
-        ),
+        (None, Some(v)) => match v.as_bytes() {
+            Some(b) => ("info.name", b),
+            None => {
+                m.warn(
+                    "info.name".into(),
+                    Fix::Ignored {
+                        expected: "a byte string",
+                    },
+                );
+                ("info.name", &b""[..])
+            }
+        },
         (None, None) => ("info.name", &b""[..]),
     };
     let name = m.component(raw_name, &named(name_key)).unwrap_or_else(|| {
@@ -113,7 +120,6 @@ fn info_with(value: &Value<'_>, m: &mut Mender) -> Result<(Info, BTreeMap<usize,
         m.warn(name_key.into(), Fix::Unnamed { to: to.clone() });
         to
     });
-    let torrent_name = lossy_text(raw_name);
 
     let piece_length = int(info, "info.piece length", b"piece length")?
         .ok_or_else(|| MetainfoError::Missing("info.piece length".into()))?;
@@ -160,11 +166,11 @@ fn info_with(value: &Value<'_>, m: &mut Mender) -> Result<(Info, BTreeMap<usize,
                 offset: 0,
                 attr,
             };
-            torrent_paths.push(torrent_name);
+            torrent_paths.push(TorrentPath(vec![raw_name.to_vec()]));
             (vec![file], false)
         }
         (None, Some(list)) => {
-            let files = file_list(list, &name, &torrent_name, m, &mut torrent_paths)?;
+            let files = file_list(list, &name, raw_name, m, &mut torrent_paths)?;
             (files, true)
         }
     };
@@ -172,7 +178,14 @@ fn info_with(value: &Value<'_>, m: &mut Mender) -> Result<(Info, BTreeMap<usize,
         .iter()
         .zip(torrent_paths)
         .enumerate()
-        .filter(|(_, (f, original))| f.is_stored() && f.display_path() != *original)
+        .filter(|(_, (f, original))| {
+            f.is_stored()
+                && (f.path.len() != original.0.len()
+                    || f.path
+                        .iter()
+                        .zip(&original.0)
+                        .any(|(a, b)| a.as_bytes() != b))
+        })
         .map(|(i, (_, original))| (i, original))
         .collect();
 
@@ -220,9 +233,9 @@ fn info_with(value: &Value<'_>, m: &mut Mender) -> Result<(Info, BTreeMap<usize,
 fn file_list(
     list: &Value<'_>,
     name: &str,
-    torrent_name: &str,
+    raw_name: &[u8],
     m: &mut Mender,
-    torrent_paths: &mut Vec<String>,
+    torrent_paths: &mut Vec<TorrentPath>,
 ) -> Result<Vec<FileEntry>> {
     let items = list
         .as_list()
@@ -295,12 +308,10 @@ fn file_list(
         if attr.symlink {
             m.warn(format!("{}.{key}", field()), Fix::Symlink);
         }
-        let mut original = torrent_name.to_owned();
-        for c in &raw {
-            original.push('/');
-            original.push_str(&lossy_text(c));
-        }
-        torrent_paths.push(original);
+        let mut original = Vec::with_capacity(raw.len() + 1);
+        original.push(raw_name.to_vec());
+        original.extend(raw.iter().map(|c| c.to_vec()));
+        torrent_paths.push(TorrentPath(original));
         files.push(FileEntry {
             path,
             length,
@@ -314,11 +325,6 @@ fn file_list(
     }
     sanitize::dedupe(&mut files, m);
     Ok(files)
-}
-
-/// Text for display only: invalid UTF-8 shown as U+FFFD.
-fn lossy_text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// A path component must name exactly one entry inside its parent directory.

@@ -5,7 +5,7 @@
 //! change is reported as a [`Warning`]. The info-hash is unaffected: it is
 //! taken over the original bytes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use encoding_rs::Encoding;
@@ -150,7 +150,7 @@ fn lossy(bytes: &[u8]) -> String {
 /// kept when it has a short one.
 fn shorten(name: &str, max: usize) -> String {
     let ext = match name.rfind('.') {
-        Some(i) if i > 0 && name.len() - i <= MAX_KEPT_EXTENSION => &name[i..],
+        Some(i) if i > 0 && name.len() - i <= MAX_KEPT_EXTENSION.min(max / 2) => &name[i..],
         _ => "",
     };
     let stem = &name[..name.len() - ext.len()];
@@ -164,7 +164,7 @@ fn shorten(name: &str, max: usize) -> String {
 /// `name.N.ext`: the `n`th other name for a file called `name`.
 fn numbered(name: &str, n: u32) -> String {
     let (stem, ext) = match name.rfind('.') {
-        Some(i) if i > 0 => name.split_at(i),
+        Some(i) if i > 0 && name.len() - i <= MAX_KEPT_EXTENSION => name.split_at(i),
         _ => (name, ""),
     };
     let suffix = format!(".{n}{ext}");
@@ -197,12 +197,17 @@ pub(super) fn dedupe(files: &mut [FileEntry], m: &mut Mender) {
             }
         }
         let mut given: HashSet<Vec<String>> = HashSet::new();
+        // Where numbering goes on for each clashing path: a thousand files
+        // of one name take a thousand tries, not half a million.
+        let mut next: HashMap<&[String], u32> = HashMap::new();
         for i in clashes {
             let path = &files[i].path;
             let (last, parent) = path.split_last().expect("paths have a name");
             let mut candidate = path.clone();
-            for n in 1.. {
-                candidate[parent.len()] = numbered(last, n);
+            let n = next.entry(path.as_slice()).or_insert(1);
+            loop {
+                candidate[parent.len()] = numbered(last, *n);
+                *n += 1;
                 let c = candidate.as_slice();
                 if !seen.contains(c) && !dirs.contains(c) && !given.contains(c) {
                     break;
@@ -249,6 +254,13 @@ mod tests {
         let long = format!("{}.bin", "y".repeat(251));
         let n = numbered(&long, 12);
         assert!(n.len() <= MAX_NAME_BYTES && n.ends_with(".12.bin"), "{n}");
+        // Long "extensions" are not kept, whatever their length.
+        let odd = format!("a.{}", "b".repeat(253));
+        let n = numbered(&odd, 1);
+        assert!(n.len() <= MAX_NAME_BYTES && n.ends_with(".1"), "{n}");
+        let odd = format!("s.{}.{}", "c".repeat(20), "d".repeat(232));
+        assert!(numbered(&odd, 1).len() <= MAX_NAME_BYTES);
+        assert!(shorten("ab.cdefgh", 4).len() <= 4);
     }
 
     #[test]

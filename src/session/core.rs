@@ -825,7 +825,16 @@ impl SessionCore {
                 max,
                 reply,
             } => {
-                let _ = reply.try_send(self.lease_run(t, holder, from, max));
+                // A worker that stopped waiting gets nothing: what it would
+                // have leased goes back at once.
+                let run = self.lease_run(t, holder, from, max);
+                if let Err(
+                    std::sync::mpsc::TrySendError::Full(Some(run))
+                    | std::sync::mpsc::TrySendError::Disconnected(Some(run)),
+                ) = reply.try_send(run)
+                {
+                    self.return_pieces(t, holder, run);
+                }
             }
             WebMsg::Done { piece, .. } => self.piece_done(t, piece),
             WebMsg::Return { holder, pieces, .. } => self.return_pieces(t, holder, pieces),

@@ -43,7 +43,7 @@ use crate::torrent::PeerInfo;
 use crate::torrent::config::MIN_PIECES_IN_FLIGHT;
 use crate::torrent::{Budget, TorrentConfig, TorrentCtx, TorrentId};
 use crate::tracker::client::{Announcer, Totals, TrackerConfig, TrackerSetup, TrackerStat};
-use crate::webseed::{WebMsg, WebSeeds};
+use crate::webseed::{WebMsg, WebSeedSetup, WebSeeds};
 use crate::wire::PeerId;
 use resume::{SaveTarget, Saver};
 
@@ -182,13 +182,15 @@ impl AddTorrent {
     }
 }
 
-/// The torrent's web seeds we can fetch from (HTTP and HTTPS).
+/// The torrent's web seeds we can fetch from (HTTP and HTTPS), each once.
 fn metainfo_web_seeds(m: &Metainfo) -> Vec<String> {
-    m.url_list
-        .iter()
-        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
-        .cloned()
-        .collect()
+    let mut urls: Vec<String> = Vec::new();
+    for u in &m.url_list {
+        if (u.starts_with("http://") || u.starts_with("https://")) && !urls.contains(u) {
+            urls.push(u.clone());
+        }
+    }
+    urls
 }
 
 /// Each piece's priority from its files' (the highest of the files it
@@ -343,8 +345,9 @@ pub struct Adding {
     tiers: Vec<Vec<String>>,
     limits: (Option<u64>, Option<u64>),
     priorities: Option<Vec<Priority>>,
-    /// Web seeds to fetch from, and the files as the torrent names them.
-    web_seeds: Option<(Vec<String>, Arc<crate::metainfo::Info>)>,
+    /// Web seeds to fetch from, the files' layout, and their names on the
+    /// servers.
+    web_seeds: Option<WebSeedSetup>,
 }
 
 /// Counters of the whole session, at the end.
@@ -835,8 +838,11 @@ impl Session {
                 .unwrap_or_else(|| t.metainfo.tracker_tiers()),
             limits: (t.upload_limit, t.download_limit),
             priorities: selection.map(|(p, _)| p),
-            web_seeds: (t.mode == Mode::Fetch && !t.web_seeds.is_empty())
-                .then(|| (t.web_seeds.clone(), Arc::new(t.metainfo.info.clone()))),
+            web_seeds: (t.mode == Mode::Fetch && !t.web_seeds.is_empty()).then(|| WebSeedSetup {
+                urls: t.web_seeds.clone(),
+                info: Arc::new(t.metainfo.info.clone()),
+                paths: Arc::from(crate::webseed::url_paths(&t.metainfo)),
+            }),
             ctx,
         };
         self.to_coordinator
@@ -1184,13 +1190,13 @@ impl Coordinator {
         self.core.add(now, a.ctx, a.have, a.priorities.as_deref());
         self.core.set_limits(now, t, a.limits.0, a.limits.1);
         self.core.add_peers(now, t, &a.peers);
-        if let Some((urls, info)) = a.web_seeds {
+        if let Some(setup) = a.web_seeds {
             let to_self = self.to_self.clone();
             let tell: crate::webseed::Tell = Arc::new(move |msg| {
                 let _ = to_self.send(CoordMsg::Web(t, msg));
             });
             self.web
-                .insert(t, WebSeeds::start(&urls, info, a.storage.clone(), tell));
+                .insert(t, WebSeeds::start(setup, a.storage.clone(), tell));
         }
         // Published before the first announce, which reports what is left.
         self.publish();

@@ -112,8 +112,9 @@ pub fn compact_v6(bytes: &[u8]) -> impl Iterator<Item = SocketAddr> + '_ {
     bytes.chunks_exact(18).map(|c| {
         let mut ip = [0u8; 16];
         ip.copy_from_slice(&c[..16]);
+        // `::ffff:a.b.c.d` is the IPv4 peer, known by that address.
         SocketAddr::new(
-            IpAddr::V6(Ipv6Addr::from(ip)),
+            IpAddr::V6(Ipv6Addr::from(ip)).to_canonical(),
             u16::from_be_bytes([c[16], c[17]]),
         )
     })

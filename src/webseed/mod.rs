@@ -1,6 +1,7 @@
 //! Web seeds (BEP 19): pieces fetched with HTTP(S) range requests from the
 //! servers in a torrent's `url-list`, alongside peers. Each server gets a
-//! few worker threads, each with its own keep-alive connection (`ureq`).
+//! few worker threads, sharing one `ureq` agent (a pool of keep-alive
+//! connections).
 //! A worker leases a run of consecutive pieces from the session's
 //! coordinator (so peers and web seeds never fetch the same piece outside
 //! endgame), fetches their bytes in one request per file, checks each
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use server::Server;
 pub use server::{Dropped, MAX_BAD_PIECES, MAX_ERRORS_IN_A_ROW};
-pub use url::{Part, file_url, parts};
+pub use url::{Part, file_url, parts, url_paths};
 
 use crate::metainfo::Info;
 use crate::storage::{FileMode, Storage};
@@ -101,8 +102,18 @@ enum FetchError {
     Transport(Box<ureq::Transport>),
     #[error("the server ignored the range (status 200 for bytes from {0})")]
     NoRange(u64),
+    #[error("the server answered another range ({0:?})")]
+    WrongRange(String),
     #[error("reading the body")]
     Body(#[source] std::io::Error),
+}
+
+/// What a torrent's web seeds need: the servers, the files' layout (as
+/// the storage has it) and their names on the servers ([`url_paths`]).
+pub struct WebSeedSetup {
+    pub urls: Vec<String>,
+    pub info: Arc<Info>,
+    pub paths: Arc<[String]>,
 }
 
 /// A torrent's web seeds. Dropping it stops the workers (a request in
@@ -112,9 +123,9 @@ pub struct WebSeeds {
 }
 
 impl WebSeeds {
-    /// Starts the workers for `urls`. `info` names the files as the torrent
-    /// does (the URLs use those names) and lays them out as `storage` does.
-    pub fn start(urls: &[String], info: Arc<Info>, storage: Arc<Storage>, tell: Tell) -> WebSeeds {
+    /// Starts the workers.
+    pub fn start(setup: WebSeedSetup, storage: Arc<Storage>, tell: Tell) -> WebSeeds {
+        let WebSeedSetup { urls, info, paths } = setup;
         let stop = Arc::new(AtomicBool::new(false));
         let piece = u64::from(info.piece_length);
         let run = (RUN_BYTES / piece).clamp(1, 1024) as u32;
@@ -133,6 +144,7 @@ impl WebSeeds {
                     holder: HOLDER_BASE + k,
                     base: base.clone(),
                     info: info.clone(),
+                    paths: paths.clone(),
                     storage: storage.clone(),
                     server: server.clone(),
                     tell: tell.clone(),
@@ -168,6 +180,7 @@ struct Worker {
     holder: usize,
     base: String,
     info: Arc<Info>,
+    paths: Arc<[String]>,
     storage: Arc<Storage>,
     server: Arc<Mutex<Server>>,
     tell: Tell,
@@ -227,9 +240,18 @@ impl Worker {
         if let Err(e) = self.download(start..end, &mut buf) {
             log::debug!("web seed {}: {e}", self.base);
             (self.tell)(WebMsg::Error);
-            if lock(&self.server).on_error(Instant::now()) {
+            let dropped = {
+                let mut server = lock(&self.server);
+                match e {
+                    FetchError::NoRange(_) => server
+                        .give_up(Dropped::NoRanges)
+                        .then_some(Dropped::NoRanges),
+                    _ => server.on_error(Instant::now()).then_some(Dropped::Errors),
+                }
+            };
+            if let Some(why) = dropped {
                 log::warn!("web seed {} dropped: {e}", self.base);
-                (self.tell)(WebMsg::Dropped(Dropped::Errors));
+                (self.tell)(WebMsg::Dropped(why));
             }
             self.give_back(pieces.to_vec(), false);
             return true;
@@ -272,7 +294,7 @@ impl Worker {
     }
 
     fn download(&self, range: std::ops::Range<u64>, buf: &mut [u8]) -> Result<(), FetchError> {
-        for part in parts(&self.base, &self.info, range) {
+        for part in parts(&self.base, &self.info, &self.paths, range) {
             let Part::Http {
                 url,
                 file_range,
@@ -282,20 +304,25 @@ impl Worker {
                 continue; // padding: the buffer is zeros already
             };
             let len = (file_range.end - file_range.start) as usize;
+            let last = file_range.end - 1;
             let resp = self
                 .agent
                 .get(&url)
-                .set(
-                    "Range",
-                    &format!("bytes={}-{}", file_range.start, file_range.end - 1),
-                )
+                .set("Range", &format!("bytes={}-{last}", file_range.start))
+                // The bytes as stored, not a compressed form of them.
+                .set("Accept-Encoding", "identity")
                 .call()
                 .map_err(|e| match e {
                     ureq::Error::Status(code, _) => FetchError::Status(code),
                     ureq::Error::Transport(t) => FetchError::Transport(Box::new(t)),
                 })?;
-            // A whole file answered for a range from its start will do.
-            if resp.status() != 206 && file_range.start != 0 {
+            if resp.status() == 206 {
+                let answered = resp.header("Content-Range").unwrap_or("");
+                if !answered.starts_with(&format!("bytes {}-{last}/", file_range.start)) {
+                    return Err(FetchError::WrongRange(answered.to_owned()));
+                }
+            } else if file_range.start != 0 {
+                // A whole file answered for a range from its start will do.
                 return Err(FetchError::NoRange(file_range.start));
             }
             resp.into_reader()

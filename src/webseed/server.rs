@@ -16,6 +16,8 @@ pub enum Dropped {
     Errors,
     /// It served bytes that fail their hash.
     WrongData,
+    /// It answers range requests with whole files.
+    NoRanges,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +61,11 @@ impl Server {
     pub fn on_bad_piece(&mut self) -> bool {
         self.bad_pieces += 1;
         self.drop_if(self.bad_pieces >= MAX_BAD_PIECES, Dropped::WrongData)
+    }
+
+    /// It cannot serve us at all. Returns true when this dropped it.
+    pub fn give_up(&mut self, why: Dropped) -> bool {
+        self.drop_if(true, why)
     }
 
     fn drop_if(&mut self, cond: bool, why: Dropped) -> bool {
