@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::bencode::OwnedValue;
+use crate::hash::merkle;
 use crate::metainfo::{InfoHash, MAX_PIECE_LENGTH, MAX_TOTAL_LENGTH};
 use crate::storage::hashing::{ReadError, Source, hash_pieces as hash_pieces_of};
 
@@ -27,6 +28,9 @@ pub struct CreateOptions {
     pub created_by: Option<String>,
     /// Hashing threads; 0 means one per core.
     pub threads: usize,
+    /// A hybrid torrent (BEP 52): v1 and v2 metadata for the same files,
+    /// each file starting a piece (pad files fill the gaps).
+    pub hybrid: bool,
 }
 
 impl Default for CreateOptions {
@@ -40,6 +44,7 @@ impl Default for CreateOptions {
             creation_date: None,
             created_by: Some(concat!("ringtorrent/", env!("CARGO_PKG_VERSION")).to_owned()),
             threads: 0,
+            hybrid: false,
         }
     }
 }
@@ -73,6 +78,8 @@ pub struct Created {
     /// The `.torrent` file's bytes.
     pub bytes: Vec<u8>,
     pub info_hash: InfoHash,
+    /// SHA-256 of the info dictionary, for a hybrid torrent.
+    pub info_hash_v2: Option<[u8; 32]>,
     pub piece_length: u32,
     pub piece_count: u32,
     pub total_length: u64,
@@ -141,34 +148,72 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<Created, CreateError>
         Some(p) => return Err(CreateError::PieceLength(p)),
     };
 
-    let pieces = hash_pieces(path, &files, total, piece_length, opts.threads)?;
+    // A hybrid torrent starts every file on a piece, so that its v1
+    // pieces and v2 trees cover the same bytes: padding after each file
+    // but the last.
+    let piece = u64::from(piece_length);
+    let pads: Vec<u64> = (0..files.len())
+        .map(|i| {
+            if opts.hybrid && i + 1 < files.len() {
+                (piece - files[i].length % piece) % piece
+            } else {
+                0
+            }
+        })
+        .collect();
+    let v1_total = total + pads.iter().sum::<u64>();
+    let pieces = hash_pieces(path, &files, &pads, v1_total, piece_length, opts.threads)?;
 
     let mut info = OwnedValue::dict();
     if multi {
-        let list = files
-            .iter()
-            .map(|f| {
+        let mut list = Vec::with_capacity(files.len());
+        for (f, &pad) in files.iter().zip(&pads) {
+            let mut d = OwnedValue::dict();
+            d.insert("length", f.length as i64);
+            let path: Vec<OwnedValue> = f.components.iter().map(|c| c.as_str().into()).collect();
+            d.insert("path", path);
+            list.push(d);
+            if pad > 0 {
                 let mut d = OwnedValue::dict();
-                d.insert("length", f.length as i64);
-                let path: Vec<OwnedValue> =
-                    f.components.iter().map(|c| c.as_str().into()).collect();
-                d.insert("path", path);
-                d
-            })
-            .collect::<Vec<_>>();
+                d.insert("attr", "p");
+                d.insert("length", pad as i64);
+                d.insert(
+                    "path",
+                    vec![
+                        OwnedValue::from(".pad"),
+                        OwnedValue::from(pad.to_string().as_str()),
+                    ],
+                );
+                list.push(d);
+            }
+        }
         info.insert("files", list);
     } else {
         info.insert("length", total as i64);
     }
-    info.insert("name", name);
+    info.insert("name", name.as_str());
     info.insert("piece length", i64::from(piece_length));
     info.insert("pieces", pieces.concat());
     if opts.private {
         info.insert("private", 1);
     }
+    let mut layers = OwnedValue::dict();
+    if opts.hybrid {
+        let threads = match opts.threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let (tree, piece_layers) = v2_tree(&name, &files, multi, piece_length, threads)?;
+        info.insert("meta version", 2);
+        info.insert("file tree", tree);
+        layers = piece_layers;
+    }
     let info_bytes = info.to_bytes();
 
     let mut root = OwnedValue::dict();
+    if opts.hybrid {
+        root.insert("piece layers", layers);
+    }
     if let Some(first) = opts.trackers.iter().flatten().next() {
         root.insert("announce", first.as_str());
     }
@@ -201,10 +246,11 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<Created, CreateError>
 
     Ok(Created {
         info_hash: InfoHash::of(&info_bytes),
+        info_hash_v2: opts.hybrid.then(|| merkle::sha256(&info_bytes)),
         bytes,
         piece_length,
         piece_count: pieces.len() as u32,
-        total_length: total,
+        total_length: v1_total,
         file_count: files.len(),
     })
 }
@@ -278,9 +324,106 @@ fn walk(
 }
 
 /// Hashes every piece on `threads` threads (see `storage::hashing`).
+/// The v2 `file tree` of `files` and their `piece layers` (BEP 52).
+fn v2_tree(
+    name: &str,
+    files: &[SourceFile],
+    multi: bool,
+    piece_length: u32,
+    threads: usize,
+) -> Result<(OwnedValue, OwnedValue), CreateError> {
+    let mut tree = OwnedValue::dict();
+    let mut layers = OwnedValue::dict();
+    for f in files {
+        let mut entry = OwnedValue::dict();
+        entry.insert("length", f.length as i64);
+        if f.length > 0 {
+            let leaves = leaf_hashes(f, threads)?;
+            let (root, layer) = merkle::file_tree(&leaves, piece_length as usize);
+            entry.insert("pieces root", root.to_vec());
+            if !layer.is_empty() {
+                layers.insert(root.to_vec(), layer.concat());
+            }
+        }
+        let mut leaf = OwnedValue::dict();
+        leaf.insert("", entry);
+        let single = [name.to_owned()];
+        let components: &[String] = if multi { &f.components } else { &single };
+        let mut node = &mut tree;
+        for c in components {
+            let OwnedValue::Dict(d) = node else {
+                unreachable!("file tree nodes are dictionaries")
+            };
+            node = d
+                .entry(c.as_bytes().to_vec())
+                .or_insert_with(OwnedValue::dict);
+        }
+        *node = leaf;
+    }
+    Ok((tree, layers))
+}
+
+/// SHA-256 of each 16 KiB block of `f` (the last may be short), on
+/// `threads` threads, each reading its own stretch of the file.
+fn leaf_hashes(f: &SourceFile, threads: usize) -> Result<Vec<merkle::Hash>, CreateError> {
+    use std::os::unix::fs::FileExt;
+    let io = |source| CreateError::Io {
+        path: f.path.clone(),
+        source,
+    };
+    let file = File::open(&f.path).map_err(io)?;
+    let blocks = f.length.div_ceil(merkle::BLOCK as u64) as usize;
+    let mut leaves = vec![[0u8; 32]; blocks];
+    let per_thread = blocks.div_ceil(threads.max(1)).max(1);
+    let results: Vec<std::io::Result<()>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = leaves
+            .chunks_mut(per_thread)
+            .enumerate()
+            .map(|(t, out)| {
+                let file = &file;
+                scope.spawn(move || {
+                    let mut buf = vec![0u8; 64 * merkle::BLOCK];
+                    let first = (t * per_thread) as u64 * merkle::BLOCK as u64;
+                    let end = (first + (out.len() * merkle::BLOCK) as u64).min(f.length);
+                    let mut at = first;
+                    let mut done = 0;
+                    while at < end {
+                        let want = (end - at).min(buf.len() as u64) as usize;
+                        file.read_exact_at(&mut buf[..want], at)?;
+                        for c in buf[..want].chunks(merkle::BLOCK) {
+                            out[done] = merkle::sha256(c);
+                            done += 1;
+                        }
+                        at += want as u64;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("hashing thread panicked")))
+            })
+            .collect()
+    });
+    for r in results {
+        r.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                CreateError::Changed(f.path.clone())
+            } else {
+                io(e)
+            }
+        })?;
+    }
+    Ok(leaves)
+}
+
 fn hash_pieces(
     root: &Path,
     files: &[SourceFile],
+    pads: &[u64],
     total: u64,
     piece_length: u32,
     threads: usize,
@@ -294,11 +437,13 @@ fn hash_pieces(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let sources: Vec<Source<'_>> = opened
-        .iter()
-        .zip(files)
-        .map(|(o, f)| Source::File(o, f.length))
-        .collect();
+    let mut sources: Vec<Source<'_>> = Vec::with_capacity(files.len() * 2);
+    for ((o, f), &pad) in opened.iter().zip(files).zip(pads) {
+        sources.push(Source::File(o, f.length));
+        if pad > 0 {
+            sources.push(Source::Zeros(pad));
+        }
+    }
     let count = total.div_ceil(u64::from(piece_length)) as usize;
     let hashes = Mutex::new(vec![[0u8; 20]; count]);
     let failure: Mutex<Option<ReadError>> = Mutex::new(None);

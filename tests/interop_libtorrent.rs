@@ -229,3 +229,29 @@ fn a_seeder_of_large_pieces_idles_while_a_slow_leecher_fetches() {
     let (status, _) = rt.terminate(Duration::from_secs(5));
     assert!(status.success());
 }
+
+/// A hybrid torrent (BEP 52, `create --hybrid`: pad files between files)
+/// moves both ways with libtorrent, which checks its v2 side too.
+#[test]
+fn hybrid_torrents_move_both_ways_with_libtorrent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = tmp.path().join("seed");
+    let payload = make_multi(&seed, "tree", 6 * 1024 * 1024 + 17);
+    let torrent = tmp.path().join("tree.torrent");
+    run_ok(rt_create_cmd(&payload, &torrent, "64K").arg("--hybrid"));
+
+    let (_lt, addr) = lt_seed(&torrent, &seed);
+    let out = tmp.path().join("from-lt");
+    let o = run_limited(
+        &mut rt_fetch_cmd(&torrent, &out, free_port(), &[addr], &["--json"]),
+        LIMIT,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["hash_failures"], 0);
+    assert_same_tree(&payload, &out.join("tree"));
+
+    let (_rt, addr) = rt_seed(&torrent, &seed, &[]);
+    let out = tmp.path().join("to-lt");
+    lt_leech(&torrent, &out, addr, None);
+    assert_same_tree(&payload, &out.join("tree"));
+}

@@ -461,7 +461,10 @@ fn libtorrents_test_torrents_load_as_in_libtorrent() {
         }
         match (theirs.get("v1"), out.status.success()) {
             (Some(serde_json::Value::String(h)), true) => {
-                assert_eq!(json(&out)["info_hash"], h.as_str(), "{name}");
+                let ours = json(&out);
+                assert_eq!(ours["info_hash"], h.as_str(), "{name}");
+                // Hybrids: the same v2 hash too.
+                assert_eq!(ours["info_hash_v2"], theirs["v2"], "{name}");
                 same += 1;
             }
             (Some(serde_json::Value::String(_)), false) => {

@@ -37,6 +37,10 @@ pub struct Args {
     /// Hashing threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Make a hybrid torrent (BEP 52): v1 and v2 metadata for the same
+    /// files, which then start on piece boundaries.
+    #[arg(long)]
+    hybrid: bool,
     /// Overwrite OUTPUT if it exists.
     #[arg(short, long)]
     force: bool,
@@ -83,6 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         comment: args.comment,
         creation_date,
         threads: args.threads,
+        hybrid: args.hybrid,
         ..CreateOptions::default()
     };
     let start = Instant::now();
@@ -93,6 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let v = serde_json::json!({
             "output": args.output,
             "info_hash": created.info_hash.to_hex(),
+            "info_hash_v2": created.info_hash_v2.map(|h| data_encoding::HEXLOWER.encode(&h)),
             "total_length": created.total_length,
             "piece_length": created.piece_length,
             "piece_count": created.piece_count,

@@ -38,6 +38,9 @@ fn torrent_text(m: &Metainfo) -> String {
     let i = &m.info;
     let _ = writeln!(s, "name:       {}", i.name);
     let _ = writeln!(s, "info-hash:  {}", m.info_hash);
+    if let Some(v2) = &m.info_hash_v2 {
+        let _ = writeln!(s, "v2 hash:    {}", data_encoding::HEXLOWER.encode(v2));
+    }
     let _ = writeln!(
         s,
         "size:       {} ({} bytes)",
@@ -88,6 +91,7 @@ fn to_json(m: &Metainfo) -> serde_json::Value {
     json!({
         "name": i.name,
         "info_hash": m.info_hash.to_hex(),
+        "info_hash_v2": m.info_hash_v2.map(|h| data_encoding::HEXLOWER.encode(&h)),
         "total_length": i.total_length,
         "piece_length": i.piece_length,
         "piece_count": i.piece_count(),

@@ -585,6 +585,7 @@ mod tests {
                 total_length: 40,
             },
             info_hash: InfoHash([1; 20]),
+            info_hash_v2: None,
             info_bytes: Vec::new(),
             announce: None,
             announce_list: Vec::new(),

@@ -12,6 +12,8 @@ mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod shani;
 
+pub mod merkle;
+
 use std::sync::OnceLock;
 
 use sha1::{Digest, Sha1};

@@ -41,6 +41,9 @@ pub struct Metainfo {
     pub info: Info,
     /// SHA-1 of the exact bytes of the `info` dictionary.
     pub info_hash: InfoHash,
+    /// SHA-256 of the same bytes, for a hybrid torrent (`meta version` 2,
+    /// BEP 52); its v2 side is not used yet.
+    pub info_hash_v2: Option<[u8; 32]>,
     /// The `info` dictionary as it appears in the file (BEP 9 serves these).
     pub info_bytes: Vec<u8>,
     pub announce: Option<String>,

@@ -77,6 +77,12 @@ pub(super) fn metainfo(bytes: &[u8]) -> Result<Metainfo> {
     Ok(Metainfo {
         info,
         info_hash: InfoHash::of(info_value.raw),
+        info_hash_v2: info_value
+            .as_dict()
+            .and_then(|d| d.get(b"meta version"))
+            .and_then(Value::as_int)
+            .filter(|&v| v == 2)
+            .map(|_| crate::hash::merkle::sha256(info_value.raw)),
         info_bytes: info_value.raw.to_vec(),
         announce,
         announce_list,

@@ -5,7 +5,7 @@ usage:
   lt_tool.py info TORRENT                      JSON: info_hash, name, piece_length, num_pieces, files
   lt_tool.py create DATA OUT PIECE_BYTES [--private] [--tracker URL]
   lt_tool.py recheck TORRENT SAVE_PATH         JSON: num_pieces, have (after a full hash check)
-  lt_tool.py hashes DIR                        JSON: each DIR/*.torrent's v1 info-hash, or the error
+  lt_tool.py hashes DIR                        JSON: each DIR/*.torrent's v1 and v2 info-hashes, or the error
   lt_tool.py place TORRENT STREAM SAVE_PATH    write the payload (STREAM: the files back to back)
                                                where libtorrent keeps it; JSON: its paths
   lt_tool.py seed TORRENT SAVE_PATH PORT       seed on 127.0.0.1:PORT; prints READY once seeding;
@@ -52,6 +52,7 @@ def info(path):
         })
     return {
         "info_hash": str(ti.info_hashes().v1),
+        "info_hash_v2": str(ti.info_hashes().v2) if ti.info_hashes().has_v2() else None,
         "name": ti.name(),
         "piece_length": ti.piece_length(),
         "num_pieces": ti.num_pieces(),
@@ -76,15 +77,16 @@ def create(data, out, piece_bytes, private, trackers):
 
 
 def hashes(directory):
-    """Each torrent file in DIRECTORY: its v1 info-hash as libtorrent loads
-    it, whether it is v2-only, or libtorrent's error."""
+    """Each torrent file in DIRECTORY: its v1 and v2 info-hashes as
+    libtorrent loads it (null where it has none), or libtorrent's error."""
     out = {}
     for name in sorted(os.listdir(directory)):
         if not name.endswith(".torrent"):
             continue
         try:
             ih = lt.torrent_info(os.path.join(directory, name)).info_hashes()
-            out[name] = {"v1": str(ih.v1) if ih.has_v1() else None}
+            out[name] = {"v1": str(ih.v1) if ih.has_v1() else None,
+                         "v2": str(ih.v2) if ih.has_v2() else None}
         except RuntimeError as e:
             out[name] = {"error": str(e)}
     return out

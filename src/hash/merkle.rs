@@ -1,0 +1,89 @@
+//! BEP 52 Merkle trees: SHA-256 over 16 KiB blocks of a file, the leaves
+//! past its end zero, pairs hashed up to a root; the layer at piece size is
+//! the file's "piece layer".
+
+use sha2::{Digest, Sha256};
+
+/// The leaf size of every v2 tree.
+pub const BLOCK: usize = 16 * 1024;
+
+pub type Hash = [u8; 32];
+
+pub fn sha256(data: &[u8]) -> Hash {
+    Sha256::digest(data).into()
+}
+
+fn pair(a: &Hash, b: &Hash) -> Hash {
+    let mut h = Sha256::new();
+    h.update(a);
+    h.update(b);
+    h.finalize().into()
+}
+
+/// The root over `layer`, padded to a power of two with `pad` (the hash of
+/// an all-zero subtree at this layer's height).
+fn root_of(layer: &[Hash], pad: Hash) -> Hash {
+    let mut level: Vec<Hash> = layer.to_vec();
+    let mut pad = pad;
+    let width = layer.len().max(1).next_power_of_two();
+    level.resize(width, pad);
+    while level.len() > 1 {
+        level = level.chunks_exact(2).map(|c| pair(&c[0], &c[1])).collect();
+        pad = pair(&pad, &pad);
+    }
+    level[0]
+}
+
+/// The hash of an all-zero subtree of `leaves` leaves (a power of two).
+fn zero_subtree(leaves: usize) -> Hash {
+    let mut h = [0u8; 32];
+    let mut n = 1;
+    while n < leaves {
+        h = pair(&h, &h);
+        n *= 2;
+    }
+    h
+}
+
+/// A file's tree from its leaf hashes: its root, and its piece layer for
+/// pieces of `piece_length` bytes (a power of two, at least 16 KiB), which
+/// is empty when the file fits in one piece (BEP 52 stores none then).
+pub fn file_tree(leaves: &[Hash], piece_length: usize) -> (Hash, Vec<Hash>) {
+    let per_piece = piece_length / BLOCK;
+    if leaves.len() <= per_piece {
+        return (root_of(leaves, [0; 32]), Vec::new());
+    }
+    let pieces: Vec<Hash> = leaves
+        .chunks(per_piece)
+        .map(|c| {
+            let mut sub = c.to_vec();
+            sub.resize(per_piece, [0; 32]);
+            root_of(&sub, [0; 32])
+        })
+        .collect();
+    (root_of(&pieces, zero_subtree(per_piece)), pieces)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_block_is_its_own_root() {
+        let leaf = sha256(b"hello");
+        assert_eq!(file_tree(&[leaf], 1 << 20), (leaf, Vec::new()));
+    }
+
+    #[test]
+    fn the_piece_layer_and_the_leaves_give_the_same_root() {
+        // Five blocks, pieces of two blocks: three pieces, the last half
+        // empty, and a fourth all-zero piece to make a power of two.
+        let leaves: Vec<Hash> = (0..5u8).map(|i| sha256(&[i])).collect();
+        let (root, layer) = file_tree(&leaves, 2 * BLOCK);
+        assert_eq!(layer.len(), 3);
+        assert_eq!(layer[2], pair(&leaves[4], &[0; 32]));
+        let mut padded = leaves.clone();
+        padded.resize(8, [0; 32]);
+        assert_eq!(root, root_of(&padded, [0; 32]));
+    }
+}
