@@ -323,7 +323,6 @@ fn walk(
     Ok(())
 }
 
-/// Hashes every piece on `threads` threads (see `storage::hashing`).
 /// The v2 `file tree` of `files` and their `piece layers` (BEP 52).
 fn v2_tree(
     name: &str,
@@ -420,6 +419,8 @@ fn leaf_hashes(f: &SourceFile, threads: usize) -> Result<Vec<merkle::Hash>, Crea
     Ok(leaves)
 }
 
+/// Hashes every v1 piece on `threads` threads (see `storage::hashing`),
+/// with `pads[i]` zero bytes after file `i`.
 fn hash_pieces(
     root: &Path,
     files: &[SourceFile],
