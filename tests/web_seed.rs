@@ -7,8 +7,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -17,7 +17,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// An nginx serving `root` on a loopback port until dropped.
 struct Nginx {
     port: u16,
-    child: std::process::Child,
+    _proc: Proc,
     _dir: tempfile::TempDir,
 }
 
@@ -47,51 +47,25 @@ impl Nginx {
         );
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
-        let mut child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-p")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while std::net::TcpStream::connect(local(port)).is_err() {
-            if let Some(st) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                use std::io::Read;
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                panic!("nginx exited ({st}): {err}");
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "nginx never listened"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut proc = Proc::spawn_logged(
+            Command::new(bin)
+                .arg("-c")
+                .arg(&conf_path)
+                .arg("-p")
+                .arg(dir.path()),
+            "nginx",
+            &dir.path().join("nginx.out"),
+        );
+        wait_listening(local(port), &mut proc, Duration::from_secs(20));
         Nginx {
             port,
-            child,
+            _proc: proc,
             _dir: dir,
         }
     }
 
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -221,28 +195,20 @@ fn a_server_without_ranges_is_dropped() {
     let www = tmp.path().join("www");
     let tree = make_multi(&www, "tree", 4 << 20);
     let port = free_port();
-    let mut server = Command::new("/usr/bin/python3")
-        .args([
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            &port.to_string(),
-        ])
-        .current_dir(&www)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(local(port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "http.server never listened"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut server = Proc::spawn_logged(
+        Command::new("/usr/bin/python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(&www),
+        "http.server",
+        &tmp.path().join("http.log"),
+    );
+    wait_listening(local(port), &mut server, Duration::from_secs(20));
     let torrent = tmp.path().join("tree.torrent");
     create(
         &tree,
@@ -252,8 +218,7 @@ fn a_server_without_ranges_is_dropped() {
     );
     let (_lt, lt) = lt_seed(&torrent, &www);
     let s = fetch(&torrent, &tmp.path().join("out"), &[lt]);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert_same_tree(&tree, &tmp.path().join("out/tree"));
     assert_eq!(s["web_seeds"]["dropped"], 1, "{s}");
 }

@@ -6,6 +6,7 @@ mod create;
 mod daemon;
 mod fetch;
 mod fmt;
+mod health;
 mod info;
 mod seed;
 mod transfer;
@@ -31,6 +32,9 @@ enum Command {
     Create(create::Args),
     /// Show what a .torrent (or magnet URI) holds.
     Info(info::Args),
+    /// Ask every tracker of a .torrent (or magnet URI) how its swarm
+    /// stands: seeders, leechers, completed downloads.
+    Health(health::Args),
     /// Upload DATA_DIR/<name> to peers until SIGTERM.
     Seed(seed::Args),
     /// Download into OUT_DIR/<name>; exit 0 once every piece is verified and written.
@@ -47,6 +51,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Create(args) => create::run(args),
         Command::Info(args) => info::run(args),
+        Command::Health(args) => health::run(args),
         Command::Seed(args) => seed::run(args),
         Command::Fetch(args) => fetch::run(args),
         Command::Bench(args) => bench::run(args),

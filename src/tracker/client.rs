@@ -484,20 +484,7 @@ impl Worker {
     ) -> Result<ScrapeStats, TrackerError> {
         let hash = self.setup.info_hash;
         if url.starts_with("http://") || url.starts_with("https://") {
-            let Some(full) = http::scrape_url(url, &hash) else {
-                return Err(TrackerError::UnsupportedUrl(url.to_owned()));
-            };
-            let resp = self
-                .agent
-                .get(&full)
-                .call()
-                .map_err(|e| TrackerError::Io(e.to_string()))?;
-            let mut body = Vec::new();
-            resp.into_reader()
-                .take(http::MAX_RESPONSE as u64)
-                .read_to_end(&mut body)
-                .map_err(|e| TrackerError::Io(e.to_string()))?;
-            http::parse_scrape(&body, &hash)
+            http_scrape(&self.agent, url, &hash)
         } else if let Some(rest) = url.strip_prefix("udp://") {
             let deadline = Instant::now() + self.setup.config.http_timeout;
             match self.udp(
@@ -609,77 +596,155 @@ impl Worker {
         deadline: Option<Instant>,
         interrupt: Option<&AtomicBool>,
     ) -> Result<Reply, Outcome> {
-        let io = |e: std::io::Error| Outcome::Error(TrackerError::Io(e.to_string()));
-        let hostport = rest.split('/').next().unwrap_or(rest);
-        let addr = hostport
-            .to_socket_addrs()
-            .map_err(io)?
-            .next()
-            .ok_or_else(|| Outcome::Error(TrackerError::Io(format!("{hostport}: no address"))))?;
-        let bind: SocketAddr = if addr.is_ipv6() {
-            "[::]:0".parse().expect("literal")
-        } else {
-            "0.0.0.0:0".parse().expect("literal")
-        };
-        let sock = UdpSocket::bind(bind).map_err(io)?;
-        sock.connect(addr).map_err(io)?;
+        let (sock, addr) = udp_socket(rest)?;
         let cfg = &self.setup.config;
         let client = self
             .udp
             .entry(url.to_owned())
             .or_insert_with(|| UdpTracker::new(cfg.udp_timeout, cfg.udp_attempts, addr.is_ipv6()));
+        udp_exchange(&sock, client, req, deadline, interrupt)
+    }
+}
+
+/// A UDP socket connected to the tracker at `rest` (`host:port/...`).
+fn udp_socket(rest: &str) -> Result<(UdpSocket, SocketAddr), Outcome> {
+    let io = |e: std::io::Error| Outcome::Error(TrackerError::Io(e.to_string()));
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    let addr = hostport
+        .to_socket_addrs()
+        .map_err(io)?
+        .next()
+        .ok_or_else(|| Outcome::Error(TrackerError::Io(format!("{hostport}: no address"))))?;
+    let bind: SocketAddr = if addr.is_ipv6() {
+        "[::]:0".parse().expect("literal")
+    } else {
+        "0.0.0.0:0".parse().expect("literal")
+    };
+    let sock = UdpSocket::bind(bind).map_err(io)?;
+    sock.connect(addr).map_err(io)?;
+    Ok((sock, addr))
+}
+
+/// Drives one BEP 15 exchange (`client`'s state machine) over `sock`.
+fn udp_exchange(
+    sock: &UdpSocket,
+    client: &mut UdpTracker,
+    req: udp::Request,
+    deadline: Option<Instant>,
+    interrupt: Option<&AtomicBool>,
+) -> Result<Reply, Outcome> {
+    let io = |e: std::io::Error| Outcome::Error(TrackerError::Io(e.to_string()));
+    let now = Instant::now();
+    let mut step = client.start(now, req);
+    let mut buf = [0u8; 8192];
+    loop {
+        let wait_until = match step {
+            Step::Done(r) => return Ok(r),
+            Step::Send(ref packet, d) => {
+                sock.send(packet).map_err(io)?;
+                d
+            }
+            Step::Wait(d) => d,
+        };
+        let until = deadline.map_or(wait_until, |d| d.min(wait_until));
+        // Wake at least every 100 ms to notice a stop.
         let now = Instant::now();
-        let mut step = client.start(now, req);
-        let mut buf = [0u8; 8192];
-        loop {
-            let wait_until = match step {
-                Step::Done(r) => return Ok(r),
-                Step::Send(ref packet, d) => {
-                    sock.send(packet).map_err(io)?;
-                    d
-                }
-                Step::Wait(d) => d,
-            };
-            let until = deadline.map_or(wait_until, |d| d.min(wait_until));
-            // Wake at least every 100 ms to notice a stop.
-            let now = Instant::now();
-            if let Some(d) = deadline
-                && now >= d
-            {
-                return Err(Outcome::Error(TrackerError::TimedOut(0)));
-            }
-            let slice = until
-                .saturating_duration_since(now)
-                .clamp(Duration::from_millis(1), Duration::from_millis(100));
-            sock.set_read_timeout(Some(slice)).map_err(io)?;
-            if interrupt.is_some_and(|i| i.load(Ordering::Relaxed)) {
-                return Err(Outcome::Interrupted(Interrupted::Stop));
-            }
-            step = match sock.recv(&mut buf) {
-                Ok(n) => client
-                    .handle_packet(Instant::now(), &buf[..n])
-                    .map_err(Outcome::Error)?,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if Instant::now() >= wait_until {
-                        client
-                            .handle_timeout(Instant::now())
-                            .map_err(Outcome::Error)?
-                    } else {
-                        Step::Wait(wait_until)
-                    }
-                }
-                // ICMP port unreachable shows up here: the tracker is down.
-                Err(e) => {
-                    client.reset_connection();
-                    return Err(io(e));
-                }
-            };
+        if let Some(d) = deadline
+            && now >= d
+        {
+            return Err(Outcome::Error(TrackerError::TimedOut(0)));
         }
+        let slice = until
+            .saturating_duration_since(now)
+            .clamp(Duration::from_millis(1), Duration::from_millis(100));
+        sock.set_read_timeout(Some(slice)).map_err(io)?;
+        if interrupt.is_some_and(|i| i.load(Ordering::Relaxed)) {
+            return Err(Outcome::Interrupted(Interrupted::Stop));
+        }
+        step = match sock.recv(&mut buf) {
+            Ok(n) => client
+                .handle_packet(Instant::now(), &buf[..n])
+                .map_err(Outcome::Error)?,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if Instant::now() >= wait_until {
+                    client
+                        .handle_timeout(Instant::now())
+                        .map_err(Outcome::Error)?
+                } else {
+                    Step::Wait(wait_until)
+                }
+            }
+            // ICMP port unreachable shows up here: the tracker is down.
+            Err(e) => {
+                client.reset_connection();
+                return Err(io(e));
+            }
+        };
+    }
+}
+
+/// A scrape (BEP 48) of `url` over HTTP(S).
+fn http_scrape(
+    agent: &ureq::Agent,
+    url: &str,
+    hash: &InfoHash,
+) -> Result<ScrapeStats, TrackerError> {
+    let Some(full) = http::scrape_url(url, hash) else {
+        return Err(TrackerError::UnsupportedUrl(url.to_owned()));
+    };
+    let resp = agent
+        .get(&full)
+        .call()
+        .map_err(|e| TrackerError::Io(e.to_string()))?;
+    let mut body = Vec::new();
+    resp.into_reader()
+        .take(http::MAX_RESPONSE as u64)
+        .read_to_end(&mut body)
+        .map_err(|e| TrackerError::Io(e.to_string()))?;
+    http::parse_scrape(&body, hash)
+}
+
+/// One scrape of `info_hash` at the tracker `url` (HTTP, HTTPS or UDP),
+/// given up after `timeout`: what `ringtorrent health` asks each tracker.
+pub fn scrape(
+    url: &str,
+    info_hash: InfoHash,
+    timeout: Duration,
+) -> Result<ScrapeStats, TrackerError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(timeout)
+            .user_agent(concat!("ringtorrent/", env!("CARGO_PKG_VERSION")))
+            .build();
+        http_scrape(&agent, url, &info_hash)
+    } else if let Some(rest) = url.strip_prefix("udp://") {
+        let outcome = |o| match o {
+            Outcome::Error(e) => e,
+            Outcome::Interrupted(_) => TrackerError::TimedOut(0),
+        };
+        let (sock, addr) = udp_socket(rest).map_err(outcome)?;
+        // BEP 15's retry schedule, within the caller's time.
+        let mut client = UdpTracker::new(Duration::from_secs(2), 3, addr.is_ipv6());
+        let deadline = Instant::now() + timeout;
+        match udp_exchange(
+            &sock,
+            &mut client,
+            udp::Request::Scrape(info_hash),
+            Some(deadline),
+            None,
+        )
+        .map_err(outcome)?
+        {
+            Reply::Scrape(s) => Ok(s),
+            Reply::Announce(_) => Err(TrackerError::BadPacket("announce reply to a scrape")),
+        }
+    } else {
+        Err(TrackerError::UnsupportedUrl(url.to_owned()))
     }
 }
 

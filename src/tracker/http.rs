@@ -154,9 +154,13 @@ pub fn parse_scrape(body: &[u8], info_hash: &InfoHash) -> Result<ScrapeStats, Tr
     let files = v
         .get(b"files")
         .ok_or(TrackerError::Malformed("no `files`"))?;
-    let entry = files
-        .get(&info_hash.0)
-        .ok_or(TrackerError::Malformed("torrent not in scrape reply"))?;
+    if files.as_dict().is_none() {
+        return Err(TrackerError::Malformed("`files` is not a dictionary"));
+    }
+    // A tracker leaves out the torrents it knows nothing of: nobody there.
+    let Some(entry) = files.get(&info_hash.0) else {
+        return Ok(ScrapeStats::default());
+    };
     Ok(ScrapeStats {
         seeders: u32_field(entry, b"complete").unwrap_or(0),
         completed: u32_field(entry, b"downloaded").unwrap_or(0),
@@ -270,6 +274,12 @@ mod tests {
                 leechers: 4
             }
         );
-        assert!(parse_scrape(body, &InfoHash([0; 20])).is_err());
+        // Left out: the tracker knows nobody in that swarm.
+        assert_eq!(
+            parse_scrape(body, &InfoHash([0; 20])).unwrap(),
+            ScrapeStats::default()
+        );
+        assert!(parse_scrape(b"d5:filesi1ee", &h).is_err());
+        assert!(parse_scrape(b"de", &h).is_err());
     }
 }
