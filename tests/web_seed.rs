@@ -80,6 +80,15 @@ fn create(payload: &Path, torrent: &Path, piece: &str, web_seeds: &[String]) {
 /// `fetch --json` of `torrent` into `out` from `peers` (and the torrent's
 /// web seeds); the summary.
 fn fetch(torrent: &Path, out: &Path, peers: &[std::net::SocketAddr]) -> serde_json::Value {
+    fetch_with(torrent, out, peers, &[])
+}
+
+fn fetch_with(
+    torrent: &Path,
+    out: &Path,
+    peers: &[std::net::SocketAddr],
+    extra: &[&str],
+) -> serde_json::Value {
     let mut cmd = rt_fetch_cmd(
         torrent,
         out,
@@ -87,6 +96,7 @@ fn fetch(torrent: &Path, out: &Path, peers: &[std::net::SocketAddr]) -> serde_js
         peers,
         &["--json", "--timeout", "60", "--no-dht", "--no-lsd"],
     );
+    cmd.args(extra);
     json(&run_limited_ok(&mut cmd, LIMIT, "fetch"))
 }
 
@@ -221,4 +231,36 @@ fn a_server_without_ranges_is_dropped() {
     drop(server);
     assert_same_tree(&tree, &tmp.path().join("out/tree"));
     assert_eq!(s["web_seeds"]["dropped"], 1, "{s}");
+}
+
+/// `fetch --web-seed` adds a server to a torrent that names none, and
+/// `--no-web-seeds` leaves out the torrent's own.
+#[test]
+fn web_seeds_given_on_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    let tree = make_multi(&www, "tree", 2 << 20);
+    let nginx = Nginx::start(&www);
+    let plain = tmp.path().join("plain.torrent");
+    create(&tree, &plain, "64K", &[]);
+    let url = nginx.url("");
+    let s = fetch_with(&plain, &tmp.path().join("a"), &[], &["--web-seed", &url]);
+    assert_same_tree(&tree, &tmp.path().join("a/tree"));
+    assert_eq!(
+        s["web_seeds"]["pieces"].as_u64(),
+        Some(pieces(&plain)),
+        "{s}"
+    );
+
+    let dead = format!("http://127.0.0.1:{}/", free_port());
+    let seeded = tmp.path().join("seeded.torrent");
+    create(&tree, &seeded, "64K", &[dead]);
+    let s = fetch_with(
+        &seeded,
+        &tmp.path().join("b"),
+        &[],
+        &["--no-web-seeds", "--web-seed", &url],
+    );
+    assert_same_tree(&tree, &tmp.path().join("b/tree"));
+    assert_eq!(s["web_seeds"]["errors"], 0, "{s}");
 }

@@ -21,6 +21,14 @@ pub struct Args {
     /// Keep seeding after the downloads complete, until SIGTERM.
     #[arg(long)]
     seed_after: bool,
+    /// Also fetch from this web seed (BEP 19; repeatable): a server holding
+    /// the file of a single-file torrent, or the directory holding a
+    /// multi-file torrent's.
+    #[arg(long = "web-seed", value_name = "URL")]
+    web_seeds: Vec<String>,
+    /// Do not use the torrents' own web seeds (`url-list`).
+    #[arg(long)]
+    no_web_seeds: bool,
     /// Give up when nothing arrives for a torrent for this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
@@ -39,6 +47,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             stall: Duration::from_secs(args.timeout),
             trust_resume: false,
             save_torrent: args.save_torrent.as_deref(),
+            web_seeds: &args.web_seeds,
+            own_web_seeds: !args.no_web_seeds,
         },
         &args.common,
     )?;

@@ -33,6 +33,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             stall: Duration::MAX,
             trust_resume: args.trust_resume,
             save_torrent: None,
+            web_seeds: &[],
+            own_web_seeds: false,
         },
         &args.common,
     )?;

@@ -339,6 +339,10 @@ pub struct Run<'a> {
     pub trust_resume: bool,
     /// Where to write the torrent of a magnet link's metadata.
     pub save_torrent: Option<&'a Path>,
+    /// Web seeds to use besides (or, with `own_web_seeds` false, instead
+    /// of) each torrent's.
+    pub web_seeds: &'a [String],
+    pub own_web_seeds: bool,
 }
 
 /// Runs one session with every torrent of `run`: seeds until stopped, or
@@ -353,6 +357,8 @@ pub fn run(run: Run<'_>, common: &Common) -> anyhow::Result<Vec<Summary>> {
         stall,
         trust_resume,
         save_torrent,
+        web_seeds,
+        own_web_seeds,
     } = run;
     super::init_logging(common.verbose);
     let sources: Vec<Source> = torrents
@@ -432,10 +438,19 @@ pub fn run(run: Run<'_>, common: &Common) -> anyhow::Result<Vec<Summary>> {
             ringtorrent::resume::store::write_atomic(path, &bytes)
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        let added = session.add(AddTorrent {
+        let mut add = AddTorrent {
             peers,
             ..AddTorrent::new(meta.clone(), dir.clone(), mode)
-        });
+        };
+        if !own_web_seeds {
+            add.web_seeds.clear();
+        }
+        for u in web_seeds {
+            if !add.web_seeds.contains(u) {
+                add.web_seeds.push(u.clone());
+            }
+        }
+        let added = session.add(add);
         let added = match added {
             Ok(a) => a,
             Err(e) => {
