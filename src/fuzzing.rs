@@ -30,16 +30,31 @@ pub fn metainfo(data: &[u8]) {
     assert!(info.piece_length > 0);
     assert!(info.total_length > 0);
     let mut offset = 0u64;
+    let mut stored = std::collections::HashSet::new();
+    let mut dirs = std::collections::HashSet::new();
     for f in &info.files {
         assert_eq!(f.offset, offset);
         offset += f.length;
         for c in &f.path {
             assert!(
-                !c.is_empty() && c != "." && c != ".." && !c.contains('/') && !c.contains('\0')
+                !c.is_empty()
+                    && c != "."
+                    && c != ".."
+                    && !c.contains('/')
+                    && !c.contains('\0')
+                    && c.len() <= crate::metainfo::MAX_NAME_BYTES
             );
         }
+        if f.is_stored() {
+            assert!(stored.insert(f.path.clone()), "two files at {:?}", f.path);
+            for n in 1..f.path.len() {
+                dirs.insert(f.path[..n].to_vec());
+            }
+        }
     }
+    assert!(stored.is_disjoint(&dirs), "a file where a directory must be");
     assert_eq!(offset, info.total_length);
+    assert_eq!(crate::webseed::url_paths(&m).len(), info.files.len());
     assert_eq!(
         u64::from(info.piece_count()),
         info.total_length.div_ceil(u64::from(info.piece_length))
