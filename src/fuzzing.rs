@@ -52,7 +52,10 @@ pub fn metainfo(data: &[u8]) {
             }
         }
     }
-    assert!(stored.is_disjoint(&dirs), "a file where a directory must be");
+    assert!(
+        stored.is_disjoint(&dirs),
+        "a file where a directory must be"
+    );
     assert_eq!(offset, info.total_length);
     assert_eq!(crate::webseed::url_paths(&m).len(), info.files.len());
     assert_eq!(
