@@ -36,6 +36,12 @@ pub mod units;
 pub mod webseed;
 pub mod wire;
 
+/// Locks `m`, taking the data of a lock a panicking thread left behind:
+/// every mutex here guards plain tables and counters, usable as they are.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// An error and its sources on one line (`a: b: c`), for logs.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

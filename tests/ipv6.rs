@@ -30,15 +30,11 @@ fn v6(port: u16) -> SocketAddr {
 /// families.
 fn seed_dual_stack(torrent: &Path, data: &Path) -> (Proc, u16) {
     let port = free_port();
-    let mut p = Proc::spawn(
-        Command::new(bin())
-            .arg("seed")
-            .arg(torrent)
-            .arg("--data-dir")
-            .arg(data)
-            .env("RINGTORRENT_STATE_DIR", state_dir(data))
-            .args(["--listen", &format!("[::]:{port}"), "--no-dht", "--no-lsd"]),
-        "ringtorrent seed",
+    let mut p = rt_seed_at(
+        &[torrent.to_path_buf()],
+        data,
+        &format!("[::]:{port}"),
+        &["--no-dht", "--no-lsd"],
     );
     wait_listening(v6(port), &mut p, Duration::from_secs(60));
     wait_listening(local(port), &mut p, Duration::from_secs(5));

@@ -445,11 +445,7 @@ pub fn run(run: Run<'_>, common: &Common) -> anyhow::Result<Vec<Summary>> {
         if !own_web_seeds {
             add.web_seeds.clear();
         }
-        for u in web_seeds {
-            if !add.web_seeds.contains(u) {
-                add.web_seeds.push(u.clone());
-            }
-        }
+        add.web_seeds.extend_from_slice(web_seeds);
         let added = session.add(add);
         let added = match added {
             Ok(a) => a,

@@ -15,6 +15,7 @@ use super::data;
 use super::engine::Engine;
 use super::state::{FilePrefs, Saved, SavedTorrent, StateDir, StateError, VERSION, unix_now};
 use super::table::{After, Base, Entry, ErrorKind, Run, Table};
+use crate::lock;
 use crate::magnet::Magnet;
 use crate::metainfo::{InfoHash, Metainfo, MetainfoError, RenameError};
 use crate::resume::{ResumeState, store};
@@ -175,10 +176,6 @@ struct Pending {
     /// The id `torrent-add` answered with.
     id: u32,
     cancel: Arc<AtomicBool>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// How often counters are saved when nothing else changed.

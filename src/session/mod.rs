@@ -33,6 +33,7 @@ use crate::engine::LoopStats;
 use crate::engine::driver::{Driver, DriverConfig};
 use crate::engine::hasher::HashPool;
 use crate::engine::inbox::{Inbound, Inbox};
+use crate::lock;
 use crate::lsd::Lsd;
 use crate::metadata;
 use crate::metainfo::{InfoHash, Metainfo};
@@ -156,7 +157,7 @@ pub struct AddTorrent {
     /// cancel flag does for every torrent).
     pub cancel: Option<Arc<AtomicBool>>,
     /// Web seeds (BEP 19) a download also fetches from; the torrent's
-    /// `url-list` by default.
+    /// `url-list` by default. Those not HTTP(S), and repeats, are left out.
     pub web_seeds: Vec<String>,
 }
 
@@ -176,21 +177,21 @@ impl AddTorrent {
             renames: Vec::new(),
             trackers: None,
             cancel: None,
-            web_seeds: metainfo_web_seeds(&metainfo),
+            web_seeds: metainfo.url_list.clone(),
             metainfo,
         }
     }
 }
 
-/// The torrent's web seeds we can fetch from (HTTP and HTTPS), each once.
-fn metainfo_web_seeds(m: &Metainfo) -> Vec<String> {
-    let mut urls: Vec<String> = Vec::new();
-    for u in &m.url_list {
-        if (u.starts_with("http://") || u.starts_with("https://")) && !urls.contains(u) {
-            urls.push(u.clone());
+/// The web seeds of `urls` we can fetch from (HTTP and HTTPS), each once.
+fn usable_web_seeds(urls: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for u in urls {
+        if (u.starts_with("http://") || u.starts_with("https://")) && !out.contains(u) {
+            out.push(u.clone());
         }
     }
-    urls
+    out
 }
 
 /// Each piece's priority from its files' (the highest of the files it
@@ -426,10 +427,6 @@ pub struct FindMetadata {
     pub peers: Vec<SocketAddr>,
     /// Give up after this long without the metadata.
     pub timeout: Option<Duration>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Session {
@@ -838,11 +835,13 @@ impl Session {
                 .unwrap_or_else(|| t.metainfo.tracker_tiers()),
             limits: (t.upload_limit, t.download_limit),
             priorities: selection.map(|(p, _)| p),
-            web_seeds: (t.mode == Mode::Fetch && !t.web_seeds.is_empty()).then(|| WebSeedSetup {
-                urls: t.web_seeds.clone(),
-                info: Arc::new(t.metainfo.info.clone()),
-                paths: Arc::from(crate::webseed::url_paths(&t.metainfo)),
-            }),
+            web_seeds: Some(usable_web_seeds(&t.web_seeds))
+                .filter(|urls| t.mode == Mode::Fetch && !urls.is_empty())
+                .map(|urls| WebSeedSetup {
+                    urls,
+                    info: Arc::new(t.metainfo.info.clone()),
+                    paths: Arc::from(crate::webseed::url_paths(&t.metainfo)),
+                }),
             ctx,
         };
         self.to_coordinator

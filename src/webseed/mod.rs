@@ -23,6 +23,7 @@ use server::Server;
 pub use server::{Dropped, MAX_BAD_PIECES, MAX_ERRORS_IN_A_ROW};
 pub use url::{Part, file_url, parts, url_paths};
 
+use crate::lock;
 use crate::metainfo::Info;
 use crate::storage::{FileMode, Storage};
 
@@ -153,6 +154,7 @@ impl WebSeeds {
                     // Spread over the torrent, so workers take different runs.
                     cursor: (u64::from(info.piece_count()) * k as u64 / total as u64) as u32,
                     run,
+                    buf: Vec::new(),
                 };
                 let spawned = std::thread::Builder::new()
                     .name("web-seed".into())
@@ -172,10 +174,6 @@ impl Drop for WebSeeds {
     }
 }
 
-fn lock(m: &Mutex<Server>) -> std::sync::MutexGuard<'_, Server> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 struct Worker {
     holder: usize,
     base: String,
@@ -188,6 +186,7 @@ struct Worker {
     agent: ureq::Agent,
     cursor: u32,
     run: u32,
+    buf: Vec<u8>,
 }
 
 impl Worker {
@@ -232,12 +231,21 @@ impl Worker {
     /// Fetches, checks and writes a run of consecutive pieces; false when
     /// this worker cannot go on (the disk failed).
     fn fetch(&mut self, pieces: &[u32]) -> bool {
+        // One buffer for the worker's life: a fresh one per request would
+        // fault in every page of it again.
+        let mut buf = std::mem::take(&mut self.buf);
+        let go = self.fetch_into(pieces, &mut buf);
+        self.buf = buf;
+        go
+    }
+
+    fn fetch_into(&mut self, pieces: &[u32], buf: &mut Vec<u8>) -> bool {
         let info = &*self.info;
         let (first, last) = (pieces[0], pieces[pieces.len() - 1]);
         let start = info.piece_offset(first);
         let end = info.piece_offset(last) + u64::from(info.piece_len(last));
-        let mut buf = vec![0u8; (end - start) as usize];
-        if let Err(e) = self.download(start..end, &mut buf) {
+        buf.resize((end - start) as usize, 0);
+        if let Err(e) = self.download(start..end, buf) {
             log::debug!("web seed {}: {e}", self.base);
             (self.tell)(WebMsg::Error);
             let dropped = {
@@ -295,13 +303,16 @@ impl Worker {
 
     fn download(&self, range: std::ops::Range<u64>, buf: &mut [u8]) -> Result<(), FetchError> {
         for part in parts(&self.base, &self.info, &self.paths, range) {
-            let Part::Http {
-                url,
-                file_range,
-                at,
-            } = part
-            else {
-                continue; // padding: the buffer is zeros already
+            let (url, file_range, at) = match part {
+                Part::Http {
+                    url,
+                    file_range,
+                    at,
+                } => (url, file_range, at),
+                Part::Zeros { len, at } => {
+                    buf[at..at + len].fill(0);
+                    continue;
+                }
             };
             let len = (file_range.end - file_range.start) as usize;
             let last = file_range.end - 1;

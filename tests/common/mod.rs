@@ -269,19 +269,24 @@ pub fn rt_seed(torrent: &Path, data_dir: &Path, extra: &[&str]) -> (Proc, Socket
 /// [`rt_seed`] of several torrents in one process.
 pub fn rt_seed_many(torrents: &[PathBuf], data_dir: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
     let addr = local(free_port());
-    let mut p = Proc::spawn(
+    let mut p = rt_seed_at(torrents, data_dir, &addr.to_string(), extra);
+    wait_listening(addr, &mut p, Duration::from_secs(60));
+    (p, addr)
+}
+
+/// `ringtorrent seed` of `torrents` with `--listen listen`, not waited for.
+pub fn rt_seed_at(torrents: &[PathBuf], data_dir: &Path, listen: &str, extra: &[&str]) -> Proc {
+    Proc::spawn(
         Command::new(bin())
             .arg("seed")
             .args(torrents)
             .arg("--data-dir")
             .arg(data_dir)
             .env("RINGTORRENT_STATE_DIR", state_dir(data_dir))
-            .args(["--listen", &addr.to_string()])
+            .args(["--listen", listen])
             .args(extra),
         "ringtorrent seed",
-    );
-    wait_listening(addr, &mut p, Duration::from_secs(60));
-    (p, addr)
+    )
 }
 
 /// The command line of a `ringtorrent fetch` from `peers`.
