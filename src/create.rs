@@ -28,9 +28,30 @@ pub struct CreateOptions {
     pub created_by: Option<String>,
     /// Hashing threads; 0 means one per core.
     pub threads: usize,
-    /// A hybrid torrent (BEP 52): v1 and v2 metadata for the same files,
-    /// each file starting a piece (pad files fill the gaps).
-    pub hybrid: bool,
+    /// Which hashes the torrent carries.
+    pub version: Version,
+}
+
+/// The BitTorrent versions a created torrent speaks (BEP 52).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// SHA-1 piece hashes, which every client reads.
+    V1,
+    /// Per-file SHA-256 Merkle trees only; each file starts a piece.
+    V2,
+    /// Both for the same files, each starting a piece (pad files fill the
+    /// gaps in the v1 list), so that v1 and v2 clients share one swarm.
+    Hybrid,
+}
+
+impl Version {
+    fn has_v1(self) -> bool {
+        self != Version::V2
+    }
+
+    fn has_v2(self) -> bool {
+        self != Version::V1
+    }
 }
 
 impl Default for CreateOptions {
@@ -44,7 +65,7 @@ impl Default for CreateOptions {
             creation_date: None,
             created_by: Some(concat!("ringtorrent/", env!("CARGO_PKG_VERSION")).to_owned()),
             threads: 0,
-            hybrid: false,
+            version: Version::V1,
         }
     }
 }
@@ -78,7 +99,7 @@ pub struct Created {
     /// The `.torrent` file's bytes.
     pub bytes: Vec<u8>,
     pub info_hash: InfoHash,
-    /// SHA-256 of the info dictionary, for a hybrid torrent.
+    /// SHA-256 of the info dictionary, for a v2 or hybrid torrent.
     pub info_hash_v2: Option<[u8; 32]>,
     pub piece_length: u32,
     pub piece_count: u32,
@@ -148,13 +169,14 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<Created, CreateError>
         Some(p) => return Err(CreateError::PieceLength(p)),
     };
 
-    // A hybrid torrent starts every file on a piece, so that its v1
+    // A v2 or hybrid torrent starts every file on a piece, so that its v1
     // pieces and v2 trees cover the same bytes: padding after each file
     // but the last.
     let piece = u64::from(piece_length);
     let pads: Vec<u64> = (0..files.len())
         .map(|i| {
-            if opts.hybrid && i + 1 < files.len() {
+            // A v2-only torrent's layout pads the last file too.
+            if opts.version == Version::V2 || (opts.version.has_v2() && i + 1 < files.len()) {
                 (piece - files[i].length % piece) % piece
             } else {
                 0
@@ -162,10 +184,16 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<Created, CreateError>
         })
         .collect();
     let v1_total = total + pads.iter().sum::<u64>();
-    let pieces = hash_pieces(path, &files, &pads, v1_total, piece_length, opts.threads)?;
+    let pieces = if opts.version.has_v1() {
+        hash_pieces(path, &files, &pads, v1_total, piece_length, opts.threads)?
+    } else {
+        Vec::new()
+    };
 
     let mut info = OwnedValue::dict();
-    if multi {
+    if !opts.version.has_v1() {
+        // A v2-only torrent lists its files in the `file tree` alone.
+    } else if multi {
         let mut list = Vec::with_capacity(files.len());
         for (f, &pad) in files.iter().zip(&pads) {
             let mut d = OwnedValue::dict();
@@ -193,12 +221,14 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<Created, CreateError>
     }
     info.insert("name", name.as_str());
     info.insert("piece length", i64::from(piece_length));
-    info.insert("pieces", pieces.concat());
+    if opts.version.has_v1() {
+        info.insert("pieces", pieces.concat());
+    }
     if opts.private {
         info.insert("private", 1);
     }
     let mut layers = OwnedValue::dict();
-    if opts.hybrid {
+    if opts.version.has_v2() {
         let threads = match opts.threads {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
@@ -211,7 +241,7 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<Created, CreateError>
     let info_bytes = info.to_bytes();
 
     let mut root = OwnedValue::dict();
-    if opts.hybrid {
+    if opts.version.has_v2() {
         root.insert("piece layers", layers);
     }
     if let Some(first) = opts.trackers.iter().flatten().next() {
@@ -244,12 +274,16 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<Created, CreateError>
     // hashed, so the info-hash is over exactly what we write.
     let bytes = splice_info(&root, &info_bytes);
 
+    let info_hash_v2 = opts.version.has_v2().then(|| merkle::sha256(&info_bytes));
     Ok(Created {
-        info_hash: InfoHash::of(&info_bytes),
-        info_hash_v2: opts.hybrid.then(|| merkle::sha256(&info_bytes)),
+        info_hash: match info_hash_v2 {
+            Some(v2) if !opts.version.has_v1() => InfoHash::truncated(&v2),
+            _ => InfoHash::of(&info_bytes),
+        },
+        info_hash_v2,
         bytes,
         piece_length,
-        piece_count: pieces.len() as u32,
+        piece_count: v1_total.div_ceil(u64::from(piece_length)) as u32,
         total_length: v1_total,
         file_count: files.len(),
     })
@@ -453,10 +487,11 @@ fn hash_pieces(
         &sources,
         piece_length,
         threads,
+        true,
         &|_| true,
         &|p, r| match r {
-            Ok(h) => {
-                if let Ok(mut all) = hashes.lock() {
+            Ok(read) => {
+                if let (Ok(mut all), Some(h)) = (hashes.lock(), read.sha1) {
                     all[p as usize] = h;
                 }
             }
@@ -557,5 +592,115 @@ mod tests {
             create(&root, &opts),
             Err(CreateError::PieceLength(20_000))
         ));
+    }
+
+    /// A payload of a multi-piece file, a small one and an empty one; its
+    /// v1 byte stream with each file padded to a piece.
+    fn v2_payload(dir: &Path) -> (PathBuf, Vec<u8>) {
+        let root = dir.join("payload");
+        std::fs::create_dir_all(root.join("b/c")).unwrap();
+        let big: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(root.join("z.bin"), &big).unwrap();
+        std::fs::write(root.join("b/c/deep.txt"), b"hello").unwrap();
+        std::fs::write(root.join("b/empty"), b"").unwrap();
+        // Tree order: b/c/deep.txt, b/empty, z.bin.
+        let mut stream = b"hello".to_vec();
+        stream.resize(16 * 1024, 0);
+        stream.extend_from_slice(&big);
+        (root, stream)
+    }
+
+    fn flip_in_piece_layers(bytes: &mut [u8], root: &merkle::Hash) {
+        let at = bytes
+            .windows(32)
+            .position(|w| w == root)
+            .expect("the piece's hash is in `piece layers`");
+        bytes[at] ^= 1;
+    }
+
+    #[test]
+    fn v2_torrents_check_each_piece_against_its_merkle_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, stream) = v2_payload(dir.path());
+        let opts = CreateOptions {
+            piece_length: Some(16 * 1024),
+            version: Version::V2,
+            ..CreateOptions::default()
+        };
+        let created = create(&root, &opts).unwrap();
+        let m = Metainfo::from_bytes(&created.bytes).unwrap();
+        assert_eq!(m.info_hash, created.info_hash);
+        assert_eq!(m.info_hash_v2, created.info_hash_v2);
+        assert_eq!(m.info_hash.0[..], created.info_hash_v2.unwrap()[..20]);
+        assert!(m.info.pieces.is_empty());
+        let paths: Vec<_> = m.info.files.iter().map(|f| f.display_path()).collect();
+        assert_eq!(
+            paths,
+            [
+                "payload/b/c/deep.txt",
+                "payload/.pad/16379",
+                "payload/b/empty",
+                "payload/z.bin",
+                "payload/.pad/9152",
+            ]
+        );
+        assert_eq!(m.info.piece_count(), 4);
+        assert_eq!(m.info.piece_count(), created.piece_count);
+        for p in 0..4u32 {
+            let at = p as usize * 16 * 1024;
+            let mut piece = stream[at..(at + 16 * 1024).min(stream.len())].to_vec();
+            piece.resize(m.info.piece_len(p) as usize, 0);
+            assert!(m.info.verify(p, &piece, None), "piece {p}");
+            piece[0] ^= 1;
+            assert!(!m.info.verify(p, &piece, None), "piece {p} changed");
+        }
+        assert!(!m.info.verify(4, &[], None));
+
+        // A piece layer that does not hash to its file's root is refused,
+        // naming the file.
+        let mut bytes = created.bytes.clone();
+        flip_in_piece_layers(&mut bytes, &m.info.pieces_v2[2].root);
+        let err = Metainfo::from_bytes(&bytes).unwrap_err().to_string();
+        assert!(
+            err.contains("z.bin") && err.contains("piece layer"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hybrid_pieces_must_pass_both_hashes_and_a_bad_v2_side_falls_back_to_v1() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, _) = v2_payload(dir.path());
+        let opts = CreateOptions {
+            piece_length: Some(16 * 1024),
+            version: Version::Hybrid,
+            ..CreateOptions::default()
+        };
+        let created = create(&root, &opts).unwrap();
+        let m = Metainfo::from_bytes(&created.bytes).unwrap();
+        assert!(m.info.has_v1());
+        assert_eq!(m.info.pieces_v2.len(), m.info.pieces.len());
+        // v1 files list in walk order: b/c/deep.txt is piece 0.
+        let mut piece = b"hello".to_vec();
+        piece.resize(16 * 1024, 0);
+        assert!(m.info.verify(0, &piece, None));
+        // Right SHA-1 claimed, wrong data: the Merkle check still fails.
+        let sha1 = crate::hash::sha1(&piece);
+        piece[1] ^= 1;
+        assert!(!m.info.verify(0, &piece, Some(sha1)));
+
+        let mut bytes = created.bytes.clone();
+        flip_in_piece_layers(&mut bytes, &m.info.pieces_v2[2].root);
+        let m = Metainfo::from_bytes(&bytes).unwrap();
+        assert!(m.info.pieces_v2.is_empty());
+        assert!(
+            m.warnings
+                .iter()
+                .any(|w| matches!(w.fix, crate::metainfo::Fix::V2Ignored(_))),
+            "{:?}",
+            m.warnings
+        );
+        piece[1] ^= 1;
+        assert!(m.info.verify(0, &piece, None));
     }
 }

@@ -48,6 +48,19 @@ fn a_peer_sending_bad_data_is_banned_and_the_pieces_come_from_others() {
     assert!(s["wasted"].as_u64().unwrap() >= u64::from(PIECE), "{s}");
 }
 
+/// The same in a v2-only torrent (BEP 52): a piece that fails its Merkle
+/// check bans the peer that sent it.
+#[test]
+fn a_peer_sending_bad_data_in_a_v2_torrent_is_banned() {
+    let f = SingleFile::with_create_args(4 * 1024 * 1024, 98, "64K", &["--v2"]);
+    assert!(f.meta.info.pieces.is_empty() && f.meta.info_hash_v2.is_some());
+    let liar = fake(&f, Behavior::Corrupt, [127, 0, 0, 2], 0);
+    let honest = fake(&f, Behavior::Honest, [127, 0, 0, 3], 200);
+    let s = fetch(&f, &[liar.addr, honest.addr]);
+    assert!(s["hash_failures"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(s["peers_banned"], 1, "{s}");
+}
+
 #[test]
 fn a_peer_that_stalls_with_requests_outstanding_does_not_hold_the_download() {
     let f = fixture(4 * 1024 * 1024);

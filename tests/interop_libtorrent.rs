@@ -255,3 +255,55 @@ fn hybrid_torrents_move_both_ways_with_libtorrent() {
     lt_leech(&torrent, &out, addr, None);
     assert_same_tree(&payload, &out.join("tree"));
 }
+
+/// v2-only torrents (BEP 52) made by us and by libtorrent move both ways
+/// with libtorrent, in a tree (each file padded to a piece, files smaller
+/// than a piece checked against their own root) and as one file.
+#[test]
+fn v2_torrents_move_both_ways_with_libtorrent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = tmp.path().join("seed");
+    let tree = make_multi(&seed, "tree", 3 * 1024 * 1024 + 17);
+    let single = seed.join("one.bin");
+    write_random(&single, 2 * 1024 * 1024 + 5, 9);
+    let tool = lt_tool();
+    for (payload, piece) in [(&tree, 16 * 1024), (&tree, 1 << 20), (&single, 64 * 1024)] {
+        let name = payload.file_name().unwrap().to_str().unwrap();
+        for maker in ["ringtorrent", "libtorrent"] {
+            let torrent = tmp.path().join(format!("{name}-{piece}-{maker}.torrent"));
+            if maker == "ringtorrent" {
+                run_ok(rt_create_cmd(payload, &torrent, &piece.to_string()).arg("--v2"));
+            } else {
+                run_ok(
+                    std::process::Command::new(&tool[0])
+                        .arg(&tool[1])
+                        .arg("create")
+                        .arg(payload)
+                        .arg(&torrent)
+                        .arg(piece.to_string())
+                        .arg("--v2"),
+                );
+            }
+            let case = format!("{name}, {piece} B pieces, made by {maker}");
+
+            let (_lt, addr) = lt_seed(&torrent, &seed);
+            let out = tmp.path().join(format!("from-lt-{name}-{piece}-{maker}"));
+            let o = run_limited(
+                &mut rt_fetch_cmd(&torrent, &out, free_port(), &[addr], &["--json"]),
+                LIMIT,
+            );
+            assert!(
+                o.status.success(),
+                "{case}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert_eq!(json(&o)["hash_failures"], 0, "{case}");
+            assert_same_tree(payload, &out.join(name));
+
+            let (_rt, addr) = rt_seed(&torrent, &seed, &[]);
+            let out = tmp.path().join(format!("to-lt-{name}-{piece}-{maker}"));
+            lt_leech(&torrent, &out, addr, None);
+            assert_same_tree(payload, &out.join(name));
+        }
+    }
+}

@@ -207,12 +207,12 @@ fn mktorrent_torrents_parse_the_same() {
     }
 }
 
-/// `create --hybrid` (BEP 52): libtorrent loads it with the same v1 and v2
-/// info-hashes and passes its full check (v1 pieces and v2 piece layers),
-/// for one file and a tree, at small and large pieces; a changed byte
-/// fails it.
+/// `create --hybrid` and `create --v2` (BEP 52): libtorrent loads them
+/// with the same v1 and v2 info-hashes and passes its full check (v1
+/// pieces and v2 piece layers), for one file and a tree, at small and
+/// large pieces; a changed byte fails it.
 #[test]
-fn hybrid_torrents_match_libtorrent_in_both_hashes() {
+fn hybrid_and_v2_torrents_match_libtorrent_in_both_hashes() {
     let tmp = tempfile::tempdir().unwrap();
     let tool = lt_tool();
     let single = tmp.path().join("single.bin");
@@ -227,28 +227,35 @@ fn hybrid_torrents_match_libtorrent_in_both_hashes() {
                 .arg(tmp.path()),
         ))
     };
-    for payload in [&single, &multi] {
-        for piece in ["16K", "64K", "1M"] {
-            let torrent = tmp.path().join(format!("hybrid-{piece}.torrent"));
-            let created = json(&run_ok(
-                rt_create_cmd(payload, &torrent, piece).args(["--hybrid", "--json"]),
-            ));
-            let lt = lt_view(&torrent);
-            assert_eq!(created["info_hash"], lt["info_hash"], "{piece}");
-            assert!(created["info_hash_v2"].is_string());
-            assert_eq!(created["info_hash_v2"], lt["info_hash_v2"], "{piece}");
-            assert_eq!(our_view(&torrent)["info_hash_v2"], lt["info_hash_v2"]);
-            let check = recheck(&torrent);
-            assert_eq!(
-                check["have"],
-                check["num_pieces"],
-                "{} {piece}",
-                payload.display()
-            );
+    for flag in ["--hybrid", "--v2"] {
+        for payload in [&single, &multi] {
+            for piece in ["16K", "64K", "1M"] {
+                let case = format!("{flag} {} {piece}", payload.display());
+                let torrent = tmp.path().join(format!("{flag}-{piece}.torrent"));
+                let created = json(&run_ok(
+                    rt_create_cmd(payload, &torrent, piece).args([flag, "--json"]),
+                ));
+                let lt = lt_view(&torrent);
+                assert!(created["info_hash_v2"].is_string());
+                assert_eq!(created["info_hash_v2"], lt["info_hash_v2"], "{case}");
+                assert_eq!(our_view(&torrent)["info_hash_v2"], lt["info_hash_v2"]);
+                assert_eq!(created["piece_count"], lt["num_pieces"], "{case}");
+                if flag == "--hybrid" {
+                    assert_eq!(created["info_hash"], lt["info_hash"], "{case}");
+                } else {
+                    // No v1 hash; peers know the torrent by the v2 one cut
+                    // to 20 bytes.
+                    assert_eq!(lt["info_hash"], "0".repeat(40), "{case}");
+                    let v2 = created["info_hash_v2"].as_str().unwrap();
+                    assert_eq!(created["info_hash"], &v2[..40], "{case}");
+                }
+                let check = recheck(&torrent);
+                assert_eq!(check["have"], check["num_pieces"], "{case}");
+            }
         }
     }
     // The check above can fail.
-    let torrent = tmp.path().join("hybrid-64K.torrent");
+    let torrent = tmp.path().join("--hybrid-64K.torrent");
     let mut bytes = std::fs::read(multi.join("z/last.dat")).unwrap();
     bytes[1000] ^= 1;
     std::fs::write(multi.join("z/last.dat"), bytes).unwrap();

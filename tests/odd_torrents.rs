@@ -447,7 +447,7 @@ fn libtorrents_test_torrents_load_as_in_libtorrent() {
     ));
     let lt = lt.as_object().unwrap();
     assert!(lt.len() > 100, "corpus missing: {}", corpus.display());
-    let (mut same, mut v2_only) = (0, 0);
+    let (mut same, mut v2_only, mut no_layers) = (0, 0, 0);
     for (name, theirs) in lt {
         let out = Command::new(bin())
             .args(["info", "--json"])
@@ -474,17 +474,27 @@ fn libtorrents_test_torrents_load_as_in_libtorrent() {
                 );
                 assert!(stderr.contains("`info.piece length`"), "{stderr}");
             }
-            // v2-only torrents wait for BEP 52 support.
-            (Some(serde_json::Value::Null), _) => {
-                assert!(stderr.contains("`info.pieces`"), "{name}: {stderr}");
+            // v2-only: the same v2 hash, and the wire's info-hash is it
+            // cut to 20 bytes.
+            (Some(serde_json::Value::Null), true) => {
+                let ours = json(&out);
+                assert_eq!(ours["info_hash_v2"], theirs["v2"], "{name}");
+                let v2 = theirs["v2"].as_str().unwrap();
+                assert_eq!(ours["info_hash"], &v2[..40], "{name}");
                 v2_only += 1;
+            }
+            // Piece layers missing or not matching their roots: libtorrent
+            // would ask peers for them (hash requests), which we do not yet.
+            (Some(serde_json::Value::Null), false) => {
+                assert!(stderr.contains("piece layer"), "{name}: {stderr}");
+                no_layers += 1;
             }
             // libtorrent refuses it; loading it anyway is allowed.
             _ => {}
         }
     }
     assert!(
-        same >= 58 && v2_only >= 10,
-        "{same} same, {v2_only} v2-only"
+        same >= 58 && v2_only >= 6 && no_layers <= 4,
+        "{same} same, {v2_only} v2-only, {no_layers} without usable piece layers"
     );
 }

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use ringtorrent::create::{CreateOptions, create};
+use ringtorrent::create::{CreateOptions, Version, create};
 
 use super::fmt;
 
@@ -39,8 +39,12 @@ pub struct Args {
     threads: usize,
     /// Make a hybrid torrent (BEP 52): v1 and v2 metadata for the same
     /// files, which then start on piece boundaries.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "v2")]
     hybrid: bool,
+    /// Make a v2-only torrent (BEP 52): per-file SHA-256 Merkle trees,
+    /// which clients without v2 support cannot load.
+    #[arg(long)]
+    v2: bool,
     /// Overwrite OUTPUT if it exists.
     #[arg(short, long)]
     force: bool,
@@ -87,7 +91,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         comment: args.comment,
         creation_date,
         threads: args.threads,
-        hybrid: args.hybrid,
+        version: match (args.hybrid, args.v2) {
+            (true, _) => Version::Hybrid,
+            (false, true) => Version::V2,
+            (false, false) => Version::V1,
+        },
         ..CreateOptions::default()
     };
     let start = Instant::now();

@@ -37,7 +37,15 @@ fn torrent_text(m: &Metainfo) -> String {
     let mut s = String::new();
     let i = &m.info;
     let _ = writeln!(s, "name:       {}", i.name);
-    let _ = writeln!(s, "info-hash:  {}", m.info_hash);
+    if i.has_v1() {
+        let _ = writeln!(s, "info-hash:  {}", m.info_hash);
+    } else {
+        let _ = writeln!(
+            s,
+            "info-hash:  {} (v2-only: the v2 hash cut to 20 bytes)",
+            m.info_hash
+        );
+    }
     if let Some(v2) = &m.info_hash_v2 {
         let _ = writeln!(s, "v2 hash:    {}", data_encoding::HEXLOWER.encode(v2));
     }

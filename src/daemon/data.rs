@@ -186,6 +186,7 @@ mod tests {
             name: "top".into(),
             piece_length: 16,
             pieces: vec![[0; 20]; 1],
+            pieces_v2: Vec::new(),
             files: vec![file(&["top", "a"], 0, 3), file(&["top", "d", "b"], 3, 3)],
             private: false,
             multi_file: true,

@@ -96,6 +96,7 @@ mod tests {
             name: "top".into(),
             piece_length: 16384,
             pieces: vec![[0; 20]],
+            pieces_v2: Vec::new(),
             files,
             private: false,
             multi_file: true,

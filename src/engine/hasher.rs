@@ -94,11 +94,26 @@ fn worker(rx: &Mutex<Receiver<Job>>, inboxes: &[Arc<Inbox>], nanos: &AtomicU64) 
         // lanes on AVX-512): pieces that queue up while the CPU is busy
         // cost less each.
         let t = Instant::now();
-        let msgs: Vec<&[u8]> = batch.iter().map(|j| &j.buf[..]).collect();
-        let digests = crate::hash::sha1_batch(&msgs);
+        let msgs: Vec<&[u8]> = batch
+            .iter()
+            .filter(|j| j.ctx.info.has_v1())
+            .map(|j| &j.buf[..])
+            .collect();
+        let mut digests = crate::hash::sha1_batch(&msgs).into_iter();
+        let checked: Vec<(Job, bool)> = batch
+            .into_iter()
+            .map(|job| {
+                let sha1 = if job.ctx.info.has_v1() {
+                    digests.next()
+                } else {
+                    None
+                };
+                let ok = job.ctx.info.verify(job.piece, &job.buf, sha1);
+                (job, ok)
+            })
+            .collect();
         nanos.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        for (job, digest) in batch.into_iter().zip(digests) {
-            let ok = job.ctx.info.pieces.get(job.piece as usize) == Some(&digest);
+        for (job, ok) in checked {
             if let Some(inbox) = inboxes.get(job.shard) {
                 inbox.post(Inbound::Hashed {
                     torrent: job.torrent,

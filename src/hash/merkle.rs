@@ -34,6 +34,16 @@ fn root_of(layer: &[Hash], pad: Hash) -> Hash {
     level[0]
 }
 
+/// The root over `leaves`, a power of two of them.
+pub fn root(leaves: &[Hash]) -> Hash {
+    root_of(leaves, [0; 32])
+}
+
+/// The root over a file's piece layer, for pieces of `piece_length` bytes.
+pub fn root_of_layer(layer: &[Hash], piece_length: usize) -> Hash {
+    root_of(layer, zero_subtree(piece_length / BLOCK))
+}
+
 /// The hash of an all-zero subtree of `leaves` leaves (a power of two).
 fn zero_subtree(leaves: usize) -> Hash {
     let mut h = [0u8; 32];
@@ -61,7 +71,7 @@ pub fn file_tree(leaves: &[Hash], piece_length: usize) -> (Hash, Vec<Hash>) {
             root_of(&sub, [0; 32])
         })
         .collect();
-    (root_of(&pieces, zero_subtree(per_piece)), pieces)
+    (root_of_layer(&pieces, piece_length), pieces)
 }
 
 #[cfg(test)]

@@ -47,4 +47,8 @@ pub enum MetainfoError {
     NoFiles,
     #[error("torrent holds no data (total length 0)")]
     Empty,
+    #[error("`info.piece length` is {0}; a v2 torrent's must be a power of two of at least 16 KiB")]
+    V2PieceLength(u32),
+    #[error("v2 file `{file}`: {problem}")]
+    PieceLayer { file: String, problem: &'static str },
 }

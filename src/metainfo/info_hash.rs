@@ -1,6 +1,7 @@
 use std::fmt;
 
-/// A BitTorrent v1 info-hash: SHA-1 of the bencoded `info` dictionary.
+/// A BitTorrent info-hash as peers exchange it: SHA-1 of the bencoded
+/// `info` dictionary (v1), or its SHA-256 cut to 20 bytes (v2).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InfoHash(pub [u8; 20]);
 
@@ -17,6 +18,14 @@ pub enum InfoHashParseError {
 impl InfoHash {
     pub fn of(info_bytes: &[u8]) -> InfoHash {
         InfoHash(crate::hash::sha1(info_bytes))
+    }
+
+    /// A v2 info-hash (SHA-256) as the wire, trackers and the DHT carry
+    /// it: its first 20 bytes (BEP 52).
+    pub fn truncated(v2: &[u8; 32]) -> InfoHash {
+        let mut h = [0u8; 20];
+        h.copy_from_slice(&v2[..20]);
+        InfoHash(h)
     }
 
     pub fn to_hex(&self) -> String {

@@ -110,6 +110,7 @@ mod tests {
             name: "t".into(),
             piece_length,
             pieces: vec![[0; 20]; count],
+            pieces_v2: Vec::new(),
             files,
             private: false,
             multi_file: true,

@@ -13,6 +13,7 @@ mod info_hash;
 mod layout;
 mod parse;
 mod sanitize;
+mod v2;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ pub use error::MetainfoError;
 pub use info_hash::{InfoHash, InfoHashParseError};
 pub use layout::FileSpan;
 pub use sanitize::{Fix, MAX_NAME_BYTES, Warning};
+pub use v2::V2Piece;
 
 /// The largest piece length accepted. Whole pieces are held in memory while
 /// they are downloaded and hashed, so this bounds memory per piece.
@@ -39,10 +41,12 @@ pub const MAX_TORRENT_FILE_SIZE: u64 = 100 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Metainfo {
     pub info: Info,
-    /// SHA-1 of the exact bytes of the `info` dictionary.
+    /// The hash peers, trackers and the DHT know the torrent by: SHA-1 of
+    /// the exact bytes of the `info` dictionary, or for a v2-only torrent
+    /// their SHA-256 cut to 20 bytes (BEP 52).
     pub info_hash: InfoHash,
-    /// SHA-256 of the same bytes, for a hybrid torrent (`meta version` 2,
-    /// BEP 52); its v2 side is not used yet.
+    /// SHA-256 of the same bytes, for a v2 or hybrid torrent (`meta
+    /// version` 2).
     pub info_hash_v2: Option<[u8; 32]>,
     /// The `info` dictionary as it appears in the file (BEP 9 serves these).
     pub info_bytes: Vec<u8>,
@@ -85,8 +89,11 @@ pub struct Info {
     /// A single safe path component: the file name, or the top directory.
     pub name: String,
     pub piece_length: u32,
-    /// One SHA-1 per piece.
+    /// One SHA-1 per piece; none in a v2-only torrent.
     pub pieces: Vec<[u8; 20]>,
+    /// One Merkle root per piece (BEP 52), in a v2 or hybrid torrent whose
+    /// piece layers are sound; else none.
+    pub pieces_v2: Vec<V2Piece>,
     /// Every file in torrent order, pad files included. For a single-file
     /// torrent this is one entry whose path is `[name]`.
     pub files: Vec<FileEntry>,
@@ -267,7 +274,30 @@ impl Info {
 
     pub fn piece_count(&self) -> u32 {
         // Parsing checked that the count fits in u32.
-        self.pieces.len() as u32
+        self.pieces.len().max(self.pieces_v2.len()) as u32
+    }
+
+    /// Whether the torrent has v1 hashes: callers that hash many pieces
+    /// at once compute SHA-1 in batches and pass it to [`Info::verify`].
+    pub fn has_v1(&self) -> bool {
+        !self.pieces.is_empty()
+    }
+
+    /// Whether `data` is piece `piece`: its SHA-1 (`sha1`, when the caller
+    /// computed it already) against the v1 hash, and its Merkle root
+    /// against the v2 one, each where the torrent has it. A hybrid piece
+    /// must pass both.
+    pub fn verify(&self, piece: u32, data: &[u8], sha1: Option<[u8; 20]>) -> bool {
+        let p = piece as usize;
+        if piece >= self.piece_count() {
+            return false;
+        }
+        if let Some(want) = self.pieces.get(p)
+            && sha1.unwrap_or_else(|| crate::hash::sha1(data)) != *want
+        {
+            return false;
+        }
+        self.pieces_v2.get(p).is_none_or(|v2| v2.matches(data))
     }
 }
 

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::sanitize::{self, Fix, Mender};
+use super::v2::{self, TreeFile};
 use super::{
     FileAttr, FileEntry, Info, InfoHash, MAX_PIECE_LENGTH, MAX_TOTAL_LENGTH, Metainfo,
     MetainfoError, TorrentPath,
@@ -11,7 +12,7 @@ type Result<T> = std::result::Result<T, MetainfoError>;
 
 /// A field's name for error messages, built only when an error needs it: a
 /// torrent of a million files should not format a million names.
-type Name<'a> = &'a dyn Fn() -> String;
+pub(super) type Name<'a> = &'a dyn Fn() -> String;
 
 fn named(s: &str) -> impl Fn() -> String + '_ {
     move || s.to_owned()
@@ -29,7 +30,8 @@ pub(super) fn metainfo(bytes: &[u8]) -> Result<Metainfo> {
     let info_value = root
         .get(b"info")
         .ok_or_else(|| MetainfoError::Missing("info".into()))?;
-    let (info, renamed) = info_with(info_value, &mut m)?;
+    let layers = root.get(b"piece layers").and_then(Value::as_dict);
+    let (info, renamed) = info_with(info_value, layers, &mut m)?;
 
     let announce = root
         .get(b"announce")
@@ -74,15 +76,20 @@ pub(super) fn metainfo(bytes: &[u8]) -> Result<Metainfo> {
         n
     });
 
+    let info_hash_v2 = info_value
+        .as_dict()
+        .and_then(|d| d.get(b"meta version"))
+        .and_then(Value::as_int)
+        .filter(|&v| v == 2)
+        .map(|_| crate::hash::merkle::sha256(info_value.raw));
+    let info_hash = match info_hash_v2 {
+        Some(v2) if !info.has_v1() => InfoHash::truncated(&v2),
+        _ => InfoHash::of(info_value.raw),
+    };
     Ok(Metainfo {
         info,
-        info_hash: InfoHash::of(info_value.raw),
-        info_hash_v2: info_value
-            .as_dict()
-            .and_then(|d| d.get(b"meta version"))
-            .and_then(Value::as_int)
-            .filter(|&v| v == 2)
-            .map(|_| crate::hash::merkle::sha256(info_value.raw)),
+        info_hash,
+        info_hash_v2,
         info_bytes: info_value.raw.to_vec(),
         announce,
         announce_list,
@@ -97,7 +104,11 @@ pub(super) fn metainfo(bytes: &[u8]) -> Result<Metainfo> {
 
 /// The `info` dictionary, and the path as the torrent wrote it of each file
 /// stored under another.
-fn info_with(value: &Value<'_>, m: &mut Mender) -> Result<(Info, BTreeMap<usize, TorrentPath>)> {
+fn info_with(
+    value: &Value<'_>,
+    layers: Option<&Dict<'_>>,
+    m: &mut Mender,
+) -> Result<(Info, BTreeMap<usize, TorrentPath>)> {
     let info = value
         .as_dict()
         .ok_or_else(|| wrong(&named("info"), "a dictionary"))?;
@@ -134,15 +145,6 @@ fn info_with(value: &Value<'_>, m: &mut Mender) -> Result<(Info, BTreeMap<usize,
         .filter(|&p| p > 0 && p <= MAX_PIECE_LENGTH)
         .ok_or(MetainfoError::PieceLength(piece_length))?;
 
-    let pieces_raw = info
-        .get(b"pieces")
-        .ok_or_else(|| MetainfoError::Missing("info.pieces".into()))?
-        .as_bytes()
-        .ok_or_else(|| wrong(&named("info.pieces"), "a byte string"))?;
-    if pieces_raw.len() % 20 != 0 {
-        return Err(MetainfoError::PiecesLength(pieces_raw.len()));
-    }
-
     let private = match info.get(b"private") {
         None => false,
         Some(v) => match v.as_int() {
@@ -159,25 +161,67 @@ fn info_with(value: &Value<'_>, m: &mut Mender) -> Result<(Info, BTreeMap<usize,
         },
     };
 
-    let mut torrent_paths = Vec::new();
-    let (files, multi_file) = match (info.get(b"length"), info.get(b"files")) {
-        (Some(_), Some(_)) => return Err(MetainfoError::LengthAndFiles),
-        (None, None) => return Err(MetainfoError::NoLengthOrFiles),
-        (Some(len), None) => {
-            let length = length(len, &named("info.length"))?;
-            let attr = attr(info, "info.attr", m);
-            let file = FileEntry {
-                path: vec![name.clone()],
-                length,
-                offset: 0,
-                attr,
-            };
-            torrent_paths.push(TorrentPath(vec![raw_name.to_vec()]));
-            (vec![file], false)
+    let tree = (info.get(b"meta version").and_then(Value::as_int) == Some(2))
+        .then(|| info.get(b"file tree"))
+        .flatten()
+        .map(|t| v2::file_tree(t, m));
+    let pieces_raw = match info.get(b"pieces") {
+        Some(v) => {
+            let raw = v
+                .as_bytes()
+                .ok_or_else(|| wrong(&named("info.pieces"), "a byte string"))?;
+            if raw.len() % 20 != 0 {
+                return Err(MetainfoError::PiecesLength(raw.len()));
+            }
+            Some(raw)
         }
-        (None, Some(list)) => {
-            let files = file_list(list, &name, raw_name, m, &mut torrent_paths)?;
-            (files, true)
+        None => None,
+    };
+
+    let mut torrent_paths = Vec::new();
+    let (files, multi_file, tree) = match (pieces_raw, tree) {
+        (None, None) => return Err(MetainfoError::Missing("info.pieces".into())),
+        (None, Some(tree)) => {
+            if !v2::usable_piece_length(piece_length) {
+                return Err(MetainfoError::V2PieceLength(piece_length));
+            }
+            let tree = tree?;
+            let (files, multi) =
+                v2_files(&tree, &name, raw_name, piece_length, m, &mut torrent_paths)?;
+            (files, multi, Some(tree))
+        }
+        (Some(_), tree) => {
+            let (files, multi) = match (info.get(b"length"), info.get(b"files")) {
+                (Some(_), Some(_)) => return Err(MetainfoError::LengthAndFiles),
+                (None, None) => return Err(MetainfoError::NoLengthOrFiles),
+                (Some(len), None) => {
+                    let length = length(len, &named("info.length"))?;
+                    let attr = attr(info, "info.attr", m);
+                    let file = FileEntry {
+                        path: vec![name.clone()],
+                        length,
+                        offset: 0,
+                        attr,
+                    };
+                    torrent_paths.push(TorrentPath(vec![raw_name.to_vec()]));
+                    (vec![file], false)
+                }
+                (None, Some(list)) => {
+                    let files = file_list(list, &name, raw_name, m, &mut torrent_paths)?;
+                    (files, true)
+                }
+            };
+            // A hybrid's v2 side is checked too when it is sound; when it
+            // is not, the v1 side still makes the torrent usable.
+            let tree = match tree {
+                Some(Ok(t)) => Some(t),
+                Some(Err(e)) => {
+                    m.warn("info.file tree".into(), Fix::V2Ignored(e.to_string()));
+                    None
+                }
+                None => None,
+            };
+            (files, multi, tree)
         }
     };
     let renamed = files
@@ -200,38 +244,147 @@ fn info_with(value: &Value<'_>, m: &mut Mender) -> Result<(Info, BTreeMap<usize,
         return Err(MetainfoError::Empty);
     }
     let expected = total_length.div_ceil(u64::from(piece_length));
-    let found = pieces_raw.len() / 20;
-    if found as u64 != expected {
-        return Err(MetainfoError::PieceCount {
-            found,
-            expected,
-            total: total_length,
-            piece_length,
-        });
-    }
     // Piece indices are 32-bit on the wire.
-    if u32::try_from(found).is_err() {
-        return Err(MetainfoError::TooLarge);
-    }
-    let pieces = pieces_raw
-        .chunks_exact(20)
-        .map(|c| {
-            let mut h = [0u8; 20];
-            h.copy_from_slice(c);
-            h
-        })
-        .collect();
+    let piece_count = u32::try_from(expected).map_err(|_| MetainfoError::TooLarge)?;
+    let pieces = match pieces_raw {
+        Some(raw) => {
+            let found = raw.len() / 20;
+            if found as u64 != expected {
+                return Err(MetainfoError::PieceCount {
+                    found,
+                    expected,
+                    total: total_length,
+                    piece_length,
+                });
+            }
+            raw.chunks_exact(20)
+                .map(|c| <[u8; 20]>::try_from(c).unwrap_or_default())
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let pieces_v2 = match tree {
+        None => Vec::new(),
+        Some(tree) => {
+            let hashes = v2_offsets(&tree, &files).and_then(|offsets| {
+                v2::piece_hashes(&tree, &offsets, piece_length, piece_count, layers)
+            });
+            match hashes {
+                Ok(h) => h,
+                Err(e) if !pieces.is_empty() => {
+                    m.warn("piece layers".into(), Fix::V2Ignored(e.to_string()));
+                    Vec::new()
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
 
     let info = Info {
         name,
         piece_length,
         pieces,
+        pieces_v2,
         files,
         private,
         multi_file,
         total_length,
     };
     Ok((info, renamed))
+}
+
+/// The files of a v2-only torrent, laid out with a pad file after each
+/// that does not end on a piece boundary (the last too: libtorrent lays
+/// them out so, and asks for whole blocks of a last piece), their paths
+/// made safe and distinct. A tree of one file at its top is a single-file
+/// torrent named by `info.name`.
+fn v2_files(
+    tree: &[TreeFile<'_>],
+    name: &str,
+    raw_name: &[u8],
+    piece_length: u32,
+    m: &mut Mender,
+    torrent_paths: &mut Vec<TorrentPath>,
+) -> Result<(Vec<FileEntry>, bool)> {
+    let single = tree.len() == 1 && tree[0].raw.len() == 1;
+    let pl = u64::from(piece_length);
+    let mut files = Vec::with_capacity(tree.len() * 2);
+    let mut offset: u64 = 0;
+    for f in tree {
+        let mut path = vec![name.to_owned()];
+        let mut original = vec![raw_name.to_vec()];
+        if !single {
+            for c in &f.raw {
+                let field = || format!("info.file tree/{}", f.display());
+                if let Some(c) = m.component(c, &field) {
+                    path.push(c);
+                }
+            }
+            original.extend(f.raw.iter().map(|c| c.to_vec()));
+            if path.len() == 1 {
+                path.push("_".to_owned());
+                m.warn(
+                    format!("info.file tree/{}", f.display()),
+                    Fix::Unnamed { to: path.join("/") },
+                );
+            }
+        }
+        if f.attr.symlink {
+            m.warn(format!("info.file tree/{}", f.display()), Fix::Symlink);
+        }
+        torrent_paths.push(TorrentPath(original));
+        files.push(FileEntry {
+            path,
+            length: f.length,
+            offset,
+            attr: f.attr,
+        });
+        offset = offset
+            .checked_add(f.length)
+            .filter(|&t| t <= MAX_TOTAL_LENGTH)
+            .ok_or(MetainfoError::TooLarge)?;
+        let pad = (pl - offset % pl) % pl;
+        if pad > 0 {
+            let path = vec![name.to_owned(), ".pad".to_owned(), pad.to_string()];
+            torrent_paths.push(TorrentPath(
+                path.iter().map(|c| c.as_bytes().to_vec()).collect(),
+            ));
+            files.push(FileEntry {
+                path,
+                length: pad,
+                offset,
+                attr: FileAttr {
+                    pad: true,
+                    ..FileAttr::default()
+                },
+            });
+            offset += pad;
+        }
+    }
+    sanitize::dedupe(&mut files, m);
+    Ok((files, !single))
+}
+
+/// Where each file of a v2 `tree` starts in the byte stream of `files`
+/// (a v2-only layout or a hybrid's v1 list): the tree's files must be the
+/// stored files of `files`, in order and of the same lengths.
+fn v2_offsets(tree: &[TreeFile<'_>], files: &[FileEntry]) -> Result<Vec<u64>> {
+    let data: Vec<&FileEntry> = files.iter().filter(|f| !f.attr.pad).collect();
+    let mismatch = || MetainfoError::PieceLayer {
+        file: "(torrent)".into(),
+        problem: "the `file tree` does not list the same files as `files`",
+    };
+    if data.len() != tree.len() {
+        return Err(mismatch());
+    }
+    data.iter()
+        .zip(tree)
+        .map(|(f, t)| {
+            (f.length == t.length)
+                .then_some(f.offset)
+                .ok_or_else(mismatch)
+        })
+        .collect()
 }
 
 /// The files of a multi-file torrent, their paths made safe and distinct;
@@ -352,7 +505,7 @@ pub(super) fn component_problem(c: &str) -> Option<&'static str> {
 }
 
 /// BEP 47 attributes; a malformed `attr` is ignored.
-fn attr(d: &Dict<'_>, field: &str, m: &mut Mender) -> FileAttr {
+pub(super) fn attr(d: &Dict<'_>, field: &str, m: &mut Mender) -> FileAttr {
     let Some(v) = d.get(b"attr") else {
         return FileAttr::default();
     };
@@ -453,7 +606,7 @@ fn text_field(d: &Dict<'_>, key: &str, m: &mut Mender) -> Option<String> {
     }
 }
 
-fn length(v: &Value<'_>, field: Name<'_>) -> Result<u64> {
+pub(super) fn length(v: &Value<'_>, field: Name<'_>) -> Result<u64> {
     let n = v.as_int().ok_or_else(|| wrong(field, "an integer"))?;
     let n = u64::try_from(n).map_err(|_| MetainfoError::NegativeLength {
         field: field(),
@@ -471,7 +624,7 @@ fn int(d: &Dict<'_>, field: &str, key: &[u8]) -> Result<Option<i64>> {
         .transpose()
 }
 
-fn wrong(field: Name<'_>, expected: &'static str) -> MetainfoError {
+pub(super) fn wrong(field: Name<'_>, expected: &'static str) -> MetainfoError {
     MetainfoError::WrongType {
         field: field(),
         expected,

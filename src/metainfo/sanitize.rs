@@ -51,6 +51,9 @@ pub enum Fix {
     Ignored { expected: &'static str },
     /// Bytes after the torrent's dictionary, ignored.
     TrailingBytes(usize),
+    /// A hybrid torrent's v2 side that cannot check its pieces: they are
+    /// checked by their v1 hashes alone.
+    V2Ignored(String),
 }
 
 impl fmt::Display for Warning {
@@ -68,6 +71,7 @@ impl fmt::Display for Warning {
             Fix::Symlink => write!(f, "symlink not created"),
             Fix::Ignored { expected } => write!(f, "ignored: should be {expected}"),
             Fix::TrailingBytes(n) => write!(f, "{n} bytes after the torrent ignored"),
+            Fix::V2Ignored(why) => write!(f, "v2 hashes not used ({why}); pieces checked by SHA-1"),
         }
     }
 }

@@ -9,6 +9,7 @@ fn info() -> Info {
         name: "t".into(),
         piece_length: 32768,
         pieces: vec![[0; 20]; 10],
+        pieces_v2: Vec::new(),
         files: vec![FileEntry {
             path: vec!["t".into()],
             length: total,

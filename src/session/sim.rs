@@ -101,6 +101,7 @@ pub fn info(name: &str, data: &[u8], piece_length: u32) -> Info {
             .chunks(piece_length as usize)
             .map(crate::hash::sha1)
             .collect(),
+        pieces_v2: Vec::new(),
         files: vec![FileEntry {
             path: vec![name.into()],
             length: data.len() as u64,
@@ -420,7 +421,7 @@ impl Sim {
                 buf,
             } => {
                 let node = &mut self.nodes[n];
-                let ok = crate::hash::sha1(&buf) == node.ctxs[&torrent].info.pieces[piece as usize];
+                let ok = node.ctxs[&torrent].info.verify(piece, &buf, None);
                 node.endpoints[s].handle_hashed(now, torrent, piece, buf, ok);
             }
             Action::Write {

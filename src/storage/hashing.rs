@@ -35,16 +35,23 @@ pub enum ReadError {
     Io(std::io::Error),
 }
 
-/// Hashes every piece for which `want(piece)` holds, on `threads` threads,
-/// calling `done(piece, result)` for each. Workers take runs of pieces from a
+/// A piece as read, and its SHA-1 when asked for (computed in batches).
+pub struct Read<'a> {
+    pub data: &'a [u8],
+    pub sha1: Option<[u8; 20]>,
+}
+
+/// Reads every piece for which `want(piece)` holds, on `threads` threads,
+/// calling `done(piece, result)` for each, with its SHA-1 when `sha1`. Workers take runs of pieces from a
 /// shared counter and read each run with positioned reads, so reads stay
 /// large and every core stays busy. Returns early if `cancel` is set.
 pub fn hash_pieces(
     sources: &[Source<'_>],
     piece_length: u32,
     threads: usize,
+    sha1: bool,
     want: &(dyn Fn(u32) -> bool + Sync),
-    done: &(dyn Fn(u32, Result<[u8; 20], ReadError>) + Sync),
+    done: &(dyn Fn(u32, Result<Read<'_>, ReadError>) + Sync),
     cancel: &AtomicBool,
 ) {
     let total: u64 = sources.iter().map(Source::len).sum();
@@ -95,10 +102,15 @@ pub fn hash_pieces(
                             Ok(()) => {
                                 let chunks: Vec<&[u8]> =
                                     buf[..len].chunks(piece_length as usize).collect();
-                                for (i, h) in
-                                    crate::hash::sha1_batch(&chunks).into_iter().enumerate()
-                                {
-                                    done(p + i as u32, Ok(h));
+                                let mut digests = if sha1 {
+                                    crate::hash::sha1_batch(&chunks)
+                                } else {
+                                    Vec::new()
+                                }
+                                .into_iter();
+                                for (i, data) in chunks.into_iter().enumerate() {
+                                    let sha1 = digests.next();
+                                    done(p + i as u32, Ok(Read { data, sha1 }));
                                 }
                             }
                             // Retry piece by piece, so one bad piece spoils only itself.
@@ -107,8 +119,11 @@ pub fn hash_pieces(
                                     let from = u64::from(i) * u64::from(piece_length);
                                     let to = (from + u64::from(piece_length)).min(total);
                                     let chunk = &mut buf[..(to - from) as usize];
-                                    let r = read_range(sources, &offsets, from, chunk)
-                                        .map(|()| crate::hash::sha1(chunk));
+                                    let r =
+                                        read_range(sources, &offsets, from, chunk).map(|()| Read {
+                                            sha1: sha1.then(|| crate::hash::sha1(chunk)),
+                                            data: chunk,
+                                        });
                                     done(i, r);
                                 }
                             }

@@ -311,9 +311,10 @@ impl Storage {
             &sources,
             info.piece_length,
             threads,
+            info.has_v1(),
             &|p| candidate.get(p),
             &|p, r| match r {
-                Ok(h) if h == info.pieces[p as usize] => {
+                Ok(read) if info.verify(p, read.data, read.sha1) => {
                     if let Ok(mut b) = have.lock() {
                         b.set(p);
                     }

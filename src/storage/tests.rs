@@ -27,6 +27,7 @@ fn info(files: &[(&[&str], u64, bool)], piece_length: u32) -> Info {
         name: "top".into(),
         piece_length,
         pieces: vec![[0; 20]; offset.div_ceil(u64::from(piece_length)) as usize],
+        pieces_v2: Vec::new(),
         files,
         private: false,
         multi_file: true,

@@ -272,7 +272,7 @@ impl Worker {
             }
             let at = (info.piece_offset(p) - start) as usize;
             let data = &buf[at..at + info.piece_len(p) as usize];
-            if crate::hash::sha1(data) != info.pieces[p as usize] {
+            if !info.verify(p, data, None) {
                 self.give_back(vec![p], true);
                 if lock(&self.server).on_bad_piece() {
                     log::warn!("web seed {} dropped: its data fails the hash", self.base);

@@ -114,6 +114,7 @@ mod tests {
             name: files[0].path[0].clone(),
             piece_length: 16,
             pieces: vec![[0; 20]; offset.div_ceil(16) as usize],
+            pieces_v2: Vec::new(),
             files,
             private: false,
             multi_file: multi,

@@ -9,7 +9,7 @@ use ringtorrent::metainfo::Metainfo;
 use ringtorrent::resume::ResumeState;
 
 use super::fake_peer::{Behavior, FakeSeeder, SeederSpec};
-use super::{random_bytes, rt_create};
+use super::{random_bytes, rt_create_cmd, run_ok};
 
 /// `src/data.bin` in a temp dir, and `t.torrent` for it.
 pub struct SingleFile {
@@ -22,13 +22,19 @@ pub struct SingleFile {
 
 impl SingleFile {
     pub fn new(len: usize, seed: u64, piece: &str) -> SingleFile {
+        Self::with_create_args(len, seed, piece, &[])
+    }
+
+    /// The same, the torrent made with `ringtorrent create ARGS`
+    /// (`--v2`, say).
+    pub fn with_create_args(len: usize, seed: u64, piece: &str, args: &[&str]) -> SingleFile {
         let tmp = tempfile::tempdir().unwrap();
         let src = tmp.path().join("src");
         std::fs::create_dir_all(&src).unwrap();
         let data = random_bytes(len, seed);
         std::fs::write(src.join("data.bin"), &data).unwrap();
         let torrent = tmp.path().join("t.torrent");
-        rt_create(&src.join("data.bin"), &torrent, piece);
+        run_ok(rt_create_cmd(&src.join("data.bin"), &torrent, piece).args(args));
         let meta = Metainfo::from_file(&torrent).unwrap();
         SingleFile {
             tmp,

@@ -3,7 +3,8 @@
 
 usage:
   lt_tool.py info TORRENT                      JSON: info_hash, name, piece_length, num_pieces, files
-  lt_tool.py create DATA OUT PIECE_BYTES [--private] [--tracker URL]
+  lt_tool.py create DATA OUT PIECE_BYTES [--private] [--tracker URL] [--v1|--v2]
+                                               (hybrid v1+v2 unless --v1 or --v2)
   lt_tool.py recheck TORRENT SAVE_PATH         JSON: num_pieces, have (after a full hash check)
   lt_tool.py hashes DIR                        JSON: each DIR/*.torrent's v1 and v2 info-hashes, or the error
   lt_tool.py place TORRENT STREAM SAVE_PATH    write the payload (STREAM: the files back to back)
@@ -63,10 +64,9 @@ def info(path):
     }
 
 
-def create(data, out, piece_bytes, private, trackers):
+def create(data, out, piece_bytes, private, trackers, flags=0):
     fs = lt.file_storage()
     lt.add_files(fs, data)
-    flags = 0
     ct = lt.create_torrent(fs, int(piece_bytes), flags=flags)
     for tier, url in enumerate(trackers):
         ct.add_tracker(url, tier)
@@ -323,7 +323,12 @@ def main():
     elif a[0] == "create":
         private = "--private" in a
         trackers = [a[i + 1] for i, x in enumerate(a) if x == "--tracker"]
-        create(a[1], a[2], a[3], private, trackers)
+        flags = 0
+        if "--v1" in a:
+            flags = lt.create_torrent.v1_only
+        elif "--v2" in a:
+            flags = lt.create_torrent.v2_only
+        create(a[1], a[2], a[3], private, trackers, flags)
     elif a[0] == "hashes":
         print(json.dumps(hashes(a[1])))
     elif a[0] == "place":
