@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ringtorrent::create::{CreateOptions, create};
+use ringtorrent::create::{CreateOptions, Version, create};
 
 use super::fmt;
 
@@ -25,6 +25,10 @@ pub struct Args {
     /// directories and an empty file.
     #[arg(long, default_value = "single", value_parser = ["single", "multi"])]
     layout: String,
+    /// Which hashes the torrent carries: `v1` (SHA-1), `v2` (SHA-256
+    /// Merkle trees, BEP 52) or `hybrid` (both, both checked).
+    #[arg(long = "torrent-version", default_value = "v1", value_parser = ["v1", "v2", "hybrid"])]
+    torrent_version: String,
     /// Leechers fetching at once (they also trade).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     leechers: u16,
@@ -82,6 +86,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &payload,
         &CreateOptions {
             piece_length: Some(piece),
+            version: match args.torrent_version.as_str() {
+                "v2" => Version::V2,
+                "hybrid" => Version::Hybrid,
+                _ => Version::V1,
+            },
             ..CreateOptions::default()
         },
     )?;
@@ -188,6 +197,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "size_bytes": args.size,
         "piece_bytes": args.piece_size,
         "layout": args.layout,
+        "torrent_version": args.torrent_version,
         "leechers": args.leechers,
         "seeders": args.seeders,
         "seed_ready_seconds": seed_ready.as_secs_f64(),
@@ -210,9 +220,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut text = format!(
-        "bench: {} {} in pieces of {}, {} seeder(s), {} leecher(s), every byte verified\n",
+        "bench: {} {} {} in pieces of {}, {} seeder(s), {} leecher(s), every byte verified\n",
         fmt::bytes(args.size),
         args.layout,
+        args.torrent_version,
         fmt::bytes(args.piece_size),
         args.seeders,
         args.leechers
