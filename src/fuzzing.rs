@@ -26,7 +26,20 @@ pub fn metainfo(data: &[u8]) {
         return;
     };
     let info = &m.info;
-    assert_eq!(m.info_hash, crate::metainfo::InfoHash::of(&m.info_bytes));
+    if info.has_v1() {
+        assert_eq!(m.info_hash, crate::metainfo::InfoHash::of(&m.info_bytes));
+        assert_eq!(info.pieces.len(), info.piece_count() as usize);
+    } else {
+        // v2-only: known by its SHA-256 cut to 20 bytes, every piece with
+        // its Merkle root.
+        let v2 = crate::hash::merkle::sha256(&m.info_bytes);
+        assert_eq!(m.info_hash, crate::metainfo::InfoHash::truncated(&v2));
+        assert_eq!(info.pieces_v2.len(), info.piece_count() as usize);
+    }
+    for (p, v2) in info.pieces_v2.iter().enumerate() {
+        assert!(v2.data_len > 0 && v2.data_len <= info.piece_len(p as u32));
+        assert!(v2.leaves.is_power_of_two());
+    }
     assert!(info.piece_length > 0);
     assert!(info.total_length > 0);
     let mut offset = 0u64;
@@ -340,4 +353,29 @@ pub fn krpc(data: &[u8]) {
     node.handle_timeout(now + Duration::from_secs(60));
     let s = node.stats();
     assert!(s.nodes <= 160 * 8 && s.stored_torrents <= crate::dht::MAX_STORED_TORRENTS);
+}
+
+/// MSE/PE exchanges fed arbitrary bytes, in pieces split at `0xfe`: each
+/// side either waits, finishes or fails, and never holds more than the
+/// bounded window it scans.
+pub fn mse(data: &[u8]) {
+    use crate::metainfo::InfoHash;
+    use crate::mse::{Handshake, Outcome, Policy, req2};
+    let torrent = InfoHash([3; 20]);
+    let lookup = |h: &[u8; 20]| (*h == req2(&torrent)).then_some(torrent);
+    let mut sides = [
+        Handshake::responder(Policy::Prefer),
+        Handshake::initiator(torrent, Policy::PreferPlain),
+    ];
+    for side in &mut sides {
+        let _ = side.take_output();
+        for piece in data.split(|&b| b == 0xfe) {
+            match side.recv(piece, &lookup) {
+                Ok(Outcome::Pending) => {
+                    let _ = side.take_output();
+                }
+                Ok(Outcome::Done(_)) | Err(_) => break,
+            }
+        }
+    }
 }

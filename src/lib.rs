@@ -24,6 +24,7 @@ pub mod lsd;
 pub mod magnet;
 pub mod metadata;
 pub mod metainfo;
+pub mod mse;
 pub mod peer;
 pub mod pex;
 pub mod picker;

@@ -66,3 +66,8 @@ fn metadata_regressions() {
 fn krpc_regressions() {
     assert!(replay("krpc", ringtorrent::fuzzing::krpc) > 0);
 }
+
+#[test]
+fn mse_regressions() {
+    assert!(replay("mse", ringtorrent::fuzzing::mse) > 0);
+}

@@ -99,14 +99,7 @@ fn libtorrent_trades_with_us_over_ipv6_both_ways() {
     }
     let f = SingleFile::new(3 << 20, 63, "64K");
     // libtorrent seeds on [::1], we fetch.
-    let lt_port = free_port();
-    let args = [
-        "seed",
-        f.torrent.to_str().unwrap(),
-        f.src.to_str().unwrap(),
-        &lt_port.to_string(),
-    ];
-    let lt_seed = lt_ready_cmd(lt(&args).env("LT_HOST", "::1"), "libtorrent seed");
+    let (lt_seed, lt_port) = lt_seed_env(&f.torrent, &f.src, &[("LT_HOST", "::1")]);
     let got = fetch(&f, "from-lt", v6(0), &[v6(lt_port)]);
     assert!(got == *f.data, "copy from libtorrent differs");
     drop(lt_seed);
@@ -115,17 +108,6 @@ fn libtorrent_trades_with_us_over_ipv6_both_ways() {
     let (_seed, port) = seed_dual_stack(&f.torrent, &f.src);
     let save = f.tmp.path().join("lt-out");
     let peer = v6(port).to_string();
-    run_limited_ok(
-        lt(&[
-            "leech",
-            f.torrent.to_str().unwrap(),
-            save.to_str().unwrap(),
-            &free_port().to_string(),
-            &peer,
-        ])
-        .env("LT_HOST", "::1"),
-        Duration::from_secs(120),
-        "libtorrent leech",
-    );
+    lt_leech_env(&f.torrent, &save, &peer, &[("LT_HOST", "::1")]);
     assert!(std::fs::read(save.join("data.bin")).unwrap() == *f.data);
 }

@@ -102,6 +102,12 @@ pub struct Common {
     /// torrents, none heard.
     #[arg(long)]
     pub no_lsd: bool,
+    /// Encryption (MSE/PE) of peer connections: `prefer-plain` dials in
+    /// plaintext, `prefer` dials encrypted (plaintext for a peer that
+    /// fails it), `require` takes RC4 only, both ways. Except under
+    /// `require`, plaintext and encrypted peers are both accepted.
+    #[arg(long, default_value = "prefer-plain", value_name = "POLICY")]
+    pub encryption: ringtorrent::mse::Policy,
     /// Print a JSON summary on stdout at the end.
     #[arg(long)]
     pub json: bool,
@@ -169,6 +175,10 @@ pub struct Summary {
     pub recv_ops: u64,
     pub send_ops: u64,
     pub disk_ops: u64,
+    /// Peer connections encrypted with RC4 (MSE/PE), and those whose MSE
+    /// exchange chose plaintext.
+    pub rc4_connections: u64,
+    pub mse_plaintext_connections: u64,
     /// Peak resident memory of this process (`VmHWM`), KiB.
     pub peak_rss_kib: u64,
     /// How pieces were written: `direct`, `buffered`, or `none` (seeding).
@@ -407,6 +417,7 @@ pub fn run(run: Run<'_>, common: &Common) -> anyhow::Result<Vec<Summary>> {
         resume: resume_config(common, trust_resume),
         dht: dht_config(common),
         lsd: !common.no_lsd,
+        encryption: common.encryption,
         seed: None,
     };
     let mut session = Session::start(cfg)?;
@@ -707,6 +718,8 @@ fn summary(r: &Running, report: &SessionReport, run_start: Instant) -> Summary {
         recv_ops: report.loops.recv_ops,
         send_ops: report.loops.send_ops,
         disk_ops: report.loops.disk_ops,
+        rc4_connections: report.loops.rc4_connections,
+        mse_plaintext_connections: report.loops.mse_plaintext_connections,
         peak_rss_kib: peak_rss_kib(),
         write_path: r.write_path,
         metadata_seconds: r.metadata.as_ref().map(|m| m.seconds),

@@ -114,6 +114,17 @@ pub struct Settings {
     /// Local service discovery (BEP 14) [default: true].
     #[arg(long, value_name = "BOOL")]
     pub lsd: Option<bool>,
+    /// Encryption (MSE/PE) of peer connections: `tolerated` (plaintext
+    /// dialled, both accepted), `preferred` or `required` [default:
+    /// tolerated].
+    #[arg(long, value_name = "POLICY")]
+    #[serde(default, deserialize_with = "policy")]
+    pub encryption: Option<crate::mse::Policy>,
+}
+
+fn policy<'de, D: Deserializer<'de>>(d: D) -> Result<Option<crate::mse::Policy>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 /// Sizes in the file: a number of bytes or a string such as `"10M"`.
@@ -203,6 +214,7 @@ impl Settings {
             dht: self.dht.or(lower.dht),
             dht_bootstrap: self.dht_bootstrap.or(lower.dht_bootstrap),
             lsd: self.lsd.or(lower.lsd),
+            encryption: self.encryption.or(lower.encryption),
         }
     }
 

@@ -108,6 +108,7 @@ pub fn run(flags: Settings, config: Option<PathBuf>) -> Result<(), DaemonError> 
             d
         }),
         lsd: settings.lsd.unwrap_or(true),
+        encryption: settings.encryption.unwrap_or_default(),
         ..SessionConfig::default()
     })?;
     session.listen()?;

@@ -81,6 +81,9 @@ pub struct Endpoint {
     // one of these (about 1 KiB) for every torrent of the session.
     torrents: BTreeMap<TorrentId, Box<TorrentShard>>,
     by_hash: HashMap<InfoHash, TorrentId>,
+    /// HASH('req2', info-hash) of each torrent: how an MSE dialler names
+    /// the torrent it wants.
+    by_req2: HashMap<[u8; 20], InfoHash>,
     /// Torrents being removed: they finish closing, then go.
     removing: HashSet<TorrentId>,
     /// Torrents touched since the last `drain`.
@@ -108,6 +111,7 @@ impl Endpoint {
             free: Vec::new(),
             torrents: BTreeMap::new(),
             by_hash: HashMap::new(),
+            by_req2: HashMap::new(),
             removing: HashSet::new(),
             touched: Vec::new(),
             touched_set: HashSet::new(),
@@ -259,6 +263,17 @@ impl Endpoint {
     }
 
     /// The outgoing bytes of connection `id`.
+    /// The info-hash of the torrent owning connection `id`.
+    pub fn info_hash_of(&self, id: ConnId) -> Option<InfoHash> {
+        let t = self.owner(id)?;
+        Some(self.torrents.get(&t)?.ctx().info_hash)
+    }
+
+    /// The torrent an MSE dialler names by HASH('req2', info-hash).
+    pub fn torrent_for_req2(&self, req2: &[u8; 20]) -> Option<InfoHash> {
+        self.by_req2.get(req2).copied()
+    }
+
     pub fn send_queue(&mut self, id: ConnId) -> Option<&mut SendQueue> {
         let t = self.owner(id)?;
         self.torrents.get_mut(&t)?.send_queue(id)
@@ -278,6 +293,8 @@ impl Endpoint {
                 let id = ctx.id;
                 self.buffers.keep_at_least(ctx.budget.max() as usize);
                 self.by_hash.insert(ctx.info_hash, id);
+                self.by_req2
+                    .insert(crate::mse::req2(&ctx.info_hash), ctx.info_hash);
                 let ts = TorrentShard::new(ctx, self.shard, have, self.buffers.clone(), now);
                 self.torrents.insert(id, Box::new(ts));
             }
@@ -288,6 +305,7 @@ impl Endpoint {
                 };
                 let hash = ts.ctx().info_hash;
                 self.by_hash.remove(&hash);
+                self.by_req2.remove(&crate::mse::req2(&hash));
                 ts.shutdown(now);
                 ts.flush_stats();
                 self.removing.insert(t);

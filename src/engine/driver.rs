@@ -10,7 +10,7 @@
 //! The loop sleeps until the endpoint's next timer or the next completion:
 //! no fixed tick.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -26,9 +26,11 @@ use super::LoopStats;
 use super::files::FileCache;
 use super::hasher::Job;
 use super::inbox::{Inbound, Inbox};
+use super::link::{ENCRYPT_AHEAD, Link, Received};
 use crate::buffer::{ALIGN, PieceBuf};
 use crate::endpoint::{Endpoint, ShardCommand, ShardEvent};
 use crate::metainfo::FileSpan;
+use crate::mse::Policy;
 use crate::peer::PeerError;
 use crate::session::CoordMsg;
 use crate::storage::mapping::Mapping;
@@ -52,7 +54,12 @@ pub struct DriverConfig {
     pub direct_writes: bool,
     /// Most files this shard keeps open.
     pub max_open_files: usize,
+    /// `--encryption`: MSE/PE for connections we dial and accept.
+    pub encryption: Policy,
 }
+
+/// Most addresses remembered as failing MSE (dialled in plaintext next).
+const MAX_PLAIN_ONLY: usize = 4096;
 
 enum Op {
     /// Multishot accept on the listener.
@@ -70,6 +77,14 @@ enum Op {
         _segments: Vec<Bytes>,
         _iovecs: Box<[libc::iovec]>,
         _msg: Box<libc::msghdr>,
+    },
+    /// Bytes of the link's own: MSE exchange messages (`payload` false) or
+    /// the encrypted front of the send queue, `buf[from..]` in flight.
+    SendOwned {
+        conn: ConnId,
+        buf: Vec<u8>,
+        from: usize,
+        payload: bool,
     },
     /// One file span of a piece read or write.
     Disk {
@@ -125,6 +140,9 @@ struct DiskJob {
 
 struct Sock {
     fd: OwnedFd,
+    link: Link,
+    /// Where we dialled, for a connection we dialled.
+    dialled: Option<SocketAddr>,
     /// Our receive buffer while no recv is in flight.
     buf: Option<Vec<u8>>,
     recv_pending: bool,
@@ -134,9 +152,11 @@ struct Sock {
 }
 
 impl Sock {
-    fn new(fd: OwnedFd) -> Sock {
+    fn new(fd: OwnedFd, link: Link) -> Sock {
         Sock {
             fd,
+            link,
+            dialled: None,
             buf: Some(vec![0u8; RECV_BUFFER]),
             recv_pending: false,
             send_pending: false,
@@ -175,6 +195,9 @@ pub struct Driver {
     actions: VecDeque<Action>,
     events: Vec<ShardEvent>,
     dirty: Vec<ConnId>,
+    /// Peers that failed an MSE exchange we started (`--encryption
+    /// prefer`): dialled in plaintext from then on.
+    plain_only: HashSet<SocketAddr>,
 }
 
 impl Driver {
@@ -211,6 +234,7 @@ impl Driver {
             actions: VecDeque::new(),
             events: Vec::new(),
             dirty: Vec::new(),
+            plain_only: HashSet::new(),
         })
     }
 
@@ -338,11 +362,21 @@ impl Driver {
     }
 
     fn start_send(&mut self, conn: ConnId) {
-        let Some(sock) = self.socks.get(&conn) else {
+        let Some(sock) = self.socks.get_mut(&conn) else {
             return;
         };
         if sock.send_pending || sock.closing || sock.connecting {
             return;
+        }
+        if !sock.link.handshake_out.is_empty() {
+            let buf = std::mem::take(&mut sock.link.handshake_out);
+            return self.send_owned(conn, buf, 0, false);
+        }
+        if sock.link.holds_payload() {
+            return;
+        }
+        if sock.link.cipher().is_some() {
+            return self.send_encrypted(conn);
         }
         let fd = sock.fd.as_raw_fd();
         let Some(q) = self.endpoint.send_queue(conn) else {
@@ -378,6 +412,89 @@ impl Driver {
             },
             sqe,
         );
+    }
+
+    /// Sends `buf[from..]`, bytes of the link's own.
+    fn send_owned(&mut self, conn: ConnId, buf: Vec<u8>, from: usize, payload: bool) {
+        let Some(sock) = self.socks.get_mut(&conn) else {
+            return;
+        };
+        sock.send_pending = true;
+        let fd = sock.fd.as_raw_fd();
+        let sqe = opcode::Send::new(
+            types::Fd(fd),
+            buf[from..].as_ptr(),
+            (buf.len() - from) as u32,
+        )
+        .flags(libc::MSG_NOSIGNAL)
+        .build();
+        self.submit(
+            Op::SendOwned {
+                conn,
+                buf,
+                from,
+                payload,
+            },
+            sqe,
+        );
+    }
+
+    /// Sends the rest of the encrypted front of the send queue, or
+    /// encrypts the next stretch of it first. The queue gives bytes up
+    /// only as they are sent, so the encrypted stretch always matches its
+    /// front.
+    fn send_encrypted(&mut self, conn: ConnId) {
+        let Some(sock) = self.socks.get_mut(&conn) else {
+            return;
+        };
+        let link = &mut sock.link;
+        if link.enc_sent >= link.enc.len() {
+            let mut enc = std::mem::take(&mut link.enc);
+            enc.clear();
+            let Some(q) = self.endpoint.send_queue(conn) else {
+                return;
+            };
+            for seg in q.front(MAX_IOVECS) {
+                let room = ENCRYPT_AHEAD.saturating_sub(enc.len());
+                if room == 0 {
+                    break;
+                }
+                enc.extend_from_slice(&seg[..seg.len().min(room)]);
+            }
+            let Some(sock) = self.socks.get_mut(&conn) else {
+                return;
+            };
+            if let Some(c) = sock.link.cipher() {
+                c.encrypt(&mut enc);
+            }
+            sock.link.enc = enc;
+            sock.link.enc_sent = 0;
+        }
+        let Some(sock) = self.socks.get_mut(&conn) else {
+            return;
+        };
+        if sock.link.enc.is_empty() {
+            return;
+        }
+        let buf = std::mem::take(&mut sock.link.enc);
+        let from = sock.link.enc_sent;
+        self.send_owned(conn, buf, from, true);
+    }
+
+    /// An MSE exchange we started failed or the peer hung up during it:
+    /// with `--encryption prefer`, that peer is dialled in plaintext next.
+    fn mse_failed(&mut self, conn: ConnId) {
+        let Some(sock) = self.socks.get(&conn) else {
+            return;
+        };
+        if self.cfg.encryption == Policy::Prefer
+            && sock.link.dialled_encrypted
+            && sock.link.is_negotiating()
+            && let Some(addr) = sock.dialled
+            && self.plain_only.len() < MAX_PLAIN_ONLY
+        {
+            self.plain_only.insert(addr);
+        }
     }
 
     /// Carries out the endpoint's actions, starts sends for new bytes and
@@ -462,8 +579,9 @@ impl Driver {
         };
         let fd = OwnedFd::from(sock);
         let raw = fd.as_raw_fd();
-        let mut s = Sock::new(fd);
+        let mut s = Sock::new(fd, Link::plain());
         s.connecting = true;
+        s.dialled = Some(addr);
         self.socks.insert(conn, s);
         let sa = Box::new(socket2::SockAddr::from(addr));
         let sqe = opcode::Connect::new(types::Fd(raw), sa.as_ptr().cast(), sa.len()).build();
@@ -779,12 +897,17 @@ impl Driver {
                 if res < 0 {
                     self.endpoint.handle_connect_failed(now, conn, -res);
                     self.finish_close_if_idle(conn);
-                } else if let Some(sock) = self.socks.get(&conn).filter(|s| !s.closing) {
+                } else if let Some(sock) = self.socks.get_mut(&conn).filter(|s| !s.closing) {
                     let local = rustix::net::getsockname(&sock.fd)
                         .ok()
                         .and_then(|a| SocketAddr::try_from(a).ok());
+                    if let Some(torrent) = self.endpoint.info_hash_of(conn) {
+                        let plain = sock.dialled.is_some_and(|a| self.plain_only.contains(&a));
+                        sock.link = Link::outgoing(self.cfg.encryption, torrent, plain);
+                    }
                     self.endpoint.handle_connected(now, conn, local);
                     self.arm_recv(conn);
+                    self.dirty.push(conn);
                 } else {
                     self.finish_close_if_idle(conn);
                 }
@@ -799,7 +922,35 @@ impl Driver {
                 } else if res > 0 {
                     self.stats.recv_ops += 1;
                     self.stats.recv_bytes += res as u64;
-                    self.endpoint.handle_recv(now, conn, &buf[..res as usize]);
+                    let mut buf = buf;
+                    let endpoint = &self.endpoint;
+                    let held = sock.link.holds_payload();
+                    let received = sock
+                        .link
+                        .received(&mut buf[..res as usize], &|h| endpoint.torrent_for_req2(h));
+                    // Exchange bytes to send, or payload held until now.
+                    let negotiated =
+                        !sock.link.handshake_out.is_empty() || held != sock.link.holds_payload();
+                    if held && !sock.link.holds_payload() && sock.link.was_negotiated() {
+                        match sock.link.cipher() {
+                            Some(_) => self.stats.rc4_connections += 1,
+                            None => self.stats.mse_plaintext_connections += 1,
+                        }
+                    }
+                    match received {
+                        Received::Payload(data) => self.endpoint.handle_recv(now, conn, data),
+                        Received::Owned(data) => self.endpoint.handle_recv(now, conn, &data),
+                        Received::Nothing => {}
+                        Received::Failed(e) => {
+                            log::debug!("{conn:?}: {e}");
+                            self.mse_failed(conn);
+                            self.endpoint
+                                .handle_closed(now, conn, PeerError::Encryption(e));
+                        }
+                    }
+                    if negotiated {
+                        self.dirty.push(conn);
+                    }
                     if let Some(s) = self.socks.get_mut(&conn) {
                         s.buf = Some(buf);
                     }
@@ -810,17 +961,13 @@ impl Driver {
                         0 => PeerError::Closed,
                         e => PeerError::Socket(-e),
                     };
+                    self.mse_failed(conn);
                     self.endpoint.handle_closed(now, conn, why);
                 }
                 self.finish_close_if_idle(conn);
             }
             Op::Send { conn, .. } => {
-                let Some(sock) = self.socks.get_mut(&conn) else {
-                    return;
-                };
-                sock.send_pending = false;
-                if sock.closing {
-                    self.finish_close_if_idle(conn);
+                if !self.send_completed(conn) {
                     return;
                 }
                 if res < 0 {
@@ -841,6 +988,40 @@ impl Driver {
                 self.stats.send_ops += 1;
                 self.stats.send_bytes += res as u64;
                 self.endpoint.handle_sent(now, conn, res as usize);
+                self.start_send(conn);
+            }
+            Op::SendOwned {
+                conn,
+                buf,
+                from,
+                payload,
+            } => {
+                if !self.send_completed(conn) {
+                    return;
+                }
+                if res < 0 {
+                    self.mse_failed(conn);
+                    self.endpoint
+                        .handle_closed(now, conn, PeerError::Socket(-res));
+                    self.finish_close_if_idle(conn);
+                    return;
+                }
+                let sent = res as usize;
+                self.stats.send_ops += 1;
+                self.stats.send_bytes += sent as u64;
+                let Some(sock) = self.socks.get_mut(&conn) else {
+                    return;
+                };
+                if payload {
+                    sock.link.enc = buf;
+                    sock.link.enc_sent = from + sent;
+                    self.endpoint.handle_sent(now, conn, sent);
+                } else {
+                    // Exchange bytes queued meanwhile go after what is left.
+                    let mut rest = buf[from + sent..].to_vec();
+                    rest.append(&mut sock.link.handshake_out);
+                    sock.link.handshake_out = rest;
+                }
                 self.start_send(conn);
             }
             Op::Disk {
@@ -905,6 +1086,20 @@ impl Driver {
         }
     }
 
+    /// A send of `conn` completed: whether the connection is still open
+    /// (else it is closed now, if nothing else is in flight).
+    fn send_completed(&mut self, conn: ConnId) -> bool {
+        let Some(sock) = self.socks.get_mut(&conn) else {
+            return false;
+        };
+        sock.send_pending = false;
+        if sock.closing {
+            self.finish_close_if_idle(conn);
+            return false;
+        }
+        true
+    }
+
     /// A message from the coordinator or the hashing pool.
     fn inbound(&mut self, now: Instant, msg: Inbound) {
         match msg {
@@ -960,7 +1155,8 @@ impl Driver {
         }
         // Refused connections are closed as `fd` drops.
         if let Some(conn) = self.endpoint.handle_accepted(now, addr) {
-            self.socks.insert(conn, Sock::new(fd));
+            let link = Link::incoming(self.cfg.encryption);
+            self.socks.insert(conn, Sock::new(fd, link));
             self.arm_recv(conn);
         }
     }

@@ -1,6 +1,7 @@
 //! The drivers: each shard's io_uring event loop (`driver`), its bounded
-//! cache of open files (`files`), its mailbox (`inbox`), and the hashing
-//! pool (`hasher`). They move bytes and run the rings; every decision is
+//! cache of open files (`files`), its mailbox (`inbox`), what lies between
+//! a socket and the wire protocol (`link`: plaintext or MSE), and the
+//! hashing pool (`hasher`). They move bytes and run the rings; every decision is
 //! the endpoint's, the torrents' or the coordinator's (see
 //! `docs/architecture.md`).
 
@@ -8,6 +9,7 @@ pub mod driver;
 mod files;
 pub mod hasher;
 pub mod inbox;
+mod link;
 
 use std::time::Duration;
 
@@ -19,6 +21,9 @@ pub struct LoopStats {
     pub send_ops: u64,
     pub send_bytes: u64,
     pub disk_ops: u64,
+    /// Connections whose MSE exchange ended in RC4, and in plaintext.
+    pub rc4_connections: u64,
+    pub mse_plaintext_connections: u64,
     /// Wall time of disk jobs (overlapping), nanoseconds.
     pub disk_nanos: u64,
     /// Time spent outside `io_uring_enter` waits: the loop's own work.
@@ -32,6 +37,8 @@ impl LoopStats {
         self.send_ops += o.send_ops;
         self.send_bytes += o.send_bytes;
         self.disk_ops += o.disk_ops;
+        self.rc4_connections += o.rc4_connections;
+        self.mse_plaintext_connections += o.mse_plaintext_connections;
         self.disk_nanos += o.disk_nanos;
         self.busy += o.busy;
     }

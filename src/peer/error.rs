@@ -61,6 +61,8 @@ pub enum PeerError {
     ShuttingDown,
     #[error("socket: {}", std::io::Error::from_raw_os_error(*.0))]
     Socket(i32),
+    #[error("encryption: {0}")]
+    Encryption(crate::mse::MseError),
 }
 
 impl From<WireError> for PeerError {
@@ -107,6 +109,7 @@ impl PeerError {
             PeerError::Closed => "closed",
             PeerError::ShuttingDown => "shutting_down",
             PeerError::Socket(_) => "io",
+            PeerError::Encryption(_) => "encryption",
         }
     }
 
@@ -116,6 +119,7 @@ impl PeerError {
         !matches!(
             kind,
             "not_plain_bittorrent"
+                | "encryption"
                 | "closed"
                 | "shutting_down"
                 | "io"
@@ -138,6 +142,7 @@ impl PeerError {
                 | PeerError::Closed
                 | PeerError::ShuttingDown
                 | PeerError::Socket(_)
+                | PeerError::Encryption(_)
                 | PeerError::NothingToDo
                 | PeerError::TooManyConnections
                 | PeerError::Duplicate

@@ -99,6 +99,8 @@ pub struct SessionConfig {
     pub dht: Option<DhtConfig>,
     /// Local service discovery (BEP 14) on the listen address's network.
     pub lsd: bool,
+    /// MSE/PE for peer connections, both directions.
+    pub encryption: crate::mse::Policy,
     /// Seeds the session's random choices (a fresh one if `None`).
     pub seed: Option<u64>,
 }
@@ -121,6 +123,7 @@ impl Default for SessionConfig {
             torrent: TorrentConfig::default(),
             dht: None,
             lsd: false,
+            encryption: crate::mse::Policy::PreferPlain,
             tracker: TrackerConfig::default(),
             resume: None,
             seed: None,
@@ -459,6 +462,7 @@ impl Session {
             map_uploads: cfg.map_uploads,
             direct_writes: cfg.write_mode == WriteMode::Direct,
             max_open_files: cfg.max_open_files.div_ceil(threads).max(8),
+            encryption: cfg.encryption,
         };
         let mut shards = Vec::with_capacity(threads);
         for (i, listener) in listeners.into_iter().enumerate() {

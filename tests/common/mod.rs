@@ -400,6 +400,13 @@ pub fn lt(args: &[&str]) -> Command {
 
 /// Starts a libtorrent seeder and waits for it to report that it seeds.
 pub fn lt_seed(torrent: &std::path::Path, save: &std::path::Path) -> (Proc, std::net::SocketAddr) {
+    let (p, port) = lt_seed_env(torrent, save, &[]);
+    (p, local(port))
+}
+
+/// [`lt_seed`] with `lt_tool.py` settings from the environment
+/// (`LT_HOST`, `LT_ENCRYPTION`); returns its port.
+pub fn lt_seed_env(torrent: &Path, save: &Path, env: &[(&str, &str)]) -> (Proc, u16) {
     let port = free_port();
     let args = [
         "seed",
@@ -407,7 +414,25 @@ pub fn lt_seed(torrent: &std::path::Path, save: &std::path::Path) -> (Proc, std:
         save.to_str().unwrap(),
         &port.to_string(),
     ];
-    (lt_ready(&args, "libtorrent seed"), local(port))
+    let mut cmd = lt(&args);
+    cmd.envs(env.iter().copied());
+    (lt_ready_cmd(&mut cmd, "libtorrent seed"), port)
+}
+
+/// A libtorrent leecher fetching `torrent` from `peer` into `save`, with
+/// `lt_tool.py` settings from the environment; panics unless it completes.
+pub fn lt_leech_env(torrent: &Path, save: &Path, peer: &str, env: &[(&str, &str)]) {
+    let port = free_port().to_string();
+    let args = [
+        "leech",
+        torrent.to_str().unwrap(),
+        save.to_str().unwrap(),
+        &port,
+        peer,
+    ];
+    let mut cmd = lt(&args);
+    cmd.envs(env.iter().copied());
+    run_limited_ok(&mut cmd, Duration::from_secs(120), "libtorrent leech");
 }
 
 /// A libtorrent session in `torrent`'s swarm connected to `peers`, at

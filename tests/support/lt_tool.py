@@ -24,7 +24,9 @@ usage:
                                                rates; prints READY once connected; runs until
                                                SIGTERM or stdin closes
 
-LT_HOST=::1 in the environment puts the session on IPv6 loopback.
+LT_HOST=::1 in the environment puts the session on IPv6 loopback;
+LT_ENCRYPTION=forced makes it take MSE/PE with RC4 only, both ways;
+LT_ENCRYPTION=disabled, plaintext only.
 
 `seed` and `magnet` take `--dht BOOTSTRAP` (host:port) to run a DHT node
 joined through BOOTSTRAP, announcing (seed) or looking up (magnet) the
@@ -155,6 +157,18 @@ def session(port, dht=None):
         "alert_mask": int(lt.alert.category_t.error_notification
                           | lt.alert.category_t.status_notification),
     }
+    # LT_ENCRYPTION=forced: MSE with RC4 only, both ways (plaintext peers
+    # refused).
+    # LT_ENCRYPTION=disabled: plaintext only, both ways.
+    if os.environ.get("LT_ENCRYPTION") == "disabled":
+        settings["in_enc_policy"] = int(lt.enc_policy.disabled)
+    if os.environ.get("LT_ENCRYPTION") == "forced":
+        settings.update({
+            "out_enc_policy": int(lt.enc_policy.forced),
+            "in_enc_policy": int(lt.enc_policy.forced),
+            "allowed_enc_level": int(lt.enc_level.rc4),
+            "prefer_rc4": True,
+        })
     if dht:
         settings.update({
             "enable_dht": True,

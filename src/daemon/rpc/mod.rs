@@ -302,7 +302,7 @@ fn session_get(d: &Daemon, a: &Args) -> Args {
         "download-dir-free-space": free,
         "download-queue-enabled": p.download_queue_enabled,
         "download-queue-size": p.download_queue_size,
-        "encryption": "tolerated",
+        "encryption": settings.encryption.unwrap_or_default().transmission_name(),
         "idle-seeding-limit": p.idle_seeding_limit,
         "idle-seeding-limit-enabled": p.idle_seeding_limit_enabled,
         "incomplete-dir": p.download_dir.to_string_lossy(),
