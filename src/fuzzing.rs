@@ -379,3 +379,47 @@ pub fn mse(data: &[u8]) {
         }
     }
 }
+
+/// The tracker's request parsers: pieces of the input (split at `0xfe`)
+/// are HTTP request targets when they start with `/`, else UDP packets
+/// carrying a valid connection id; the caps always hold.
+pub fn tracker_server(data: &[u8]) {
+    use crate::tracker::server::udp::{ConnectionIds, handle};
+    use crate::tracker::server::{Limits, Tracker, http};
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+    let limits = Limits {
+        max_torrents: 8,
+        max_peers: 32,
+        ..Limits::default()
+    };
+    let mut t = Tracker::new(limits, None);
+    let ids = ConnectionIds::new();
+    let now = Instant::now();
+    let mut out = Vec::new();
+    for (i, piece) in data.split(|&b| b == 0xfe).enumerate() {
+        let from = SocketAddr::from(([10, 0, 0, (i % 5) as u8], 1000 + i as u16 % 7));
+        let at = now + Duration::from_secs(i as u64);
+        if piece.first() == Some(&b'/') {
+            let _ = http::respond(&mut t, at, from, &String::from_utf8_lossy(piece));
+            continue;
+        }
+        handle(
+            &mut t,
+            &ids,
+            at,
+            Some(1),
+            from,
+            &crate::tracker::udp::connect_packet(1),
+            &mut out,
+        );
+        let mut p = piece.to_vec();
+        if p.len() >= 16 && out.len() == 16 {
+            p[..8].copy_from_slice(&out[8..16]);
+        }
+        handle(&mut t, &ids, at, Some(1), from, &p, &mut out);
+        assert!(t.peer_count() <= 32);
+    }
+    t.expire(now + Duration::from_secs(1 << 20));
+    assert_eq!(t.peer_count(), 0);
+}

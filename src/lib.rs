@@ -29,6 +29,7 @@ pub mod peer;
 pub mod pex;
 pub mod picker;
 pub mod resume;
+mod serve;
 pub mod session;
 pub mod storage;
 pub mod torrent;

@@ -71,3 +71,8 @@ fn krpc_regressions() {
 fn mse_regressions() {
     assert!(replay("mse", ringtorrent::fuzzing::mse) > 0);
 }
+
+#[test]
+fn tracker_server_regressions() {
+    assert!(replay("tracker_server", ringtorrent::fuzzing::tracker_server) > 0);
+}

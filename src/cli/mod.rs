@@ -9,6 +9,7 @@ mod fmt;
 mod health;
 mod info;
 mod seed;
+mod tracker;
 mod transfer;
 
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ enum Command {
     Fetch(fetch::Args),
     /// Loopback benchmark: generate data, seed and fetch it between ringtorrent processes.
     Bench(bench::Args),
+    /// Run an HTTP and UDP tracker (announce, scrape, an optional
+    /// allow-list reloaded on SIGHUP).
+    Tracker(tracker::Args),
     /// Run many torrents, driven over Transmission's RPC (transmission-remote,
     /// its web client, Sonarr...), with a web UI and Prometheus metrics.
     Daemon(Box<daemon::Args>),
@@ -55,6 +59,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Seed(args) => seed::run(args),
         Command::Fetch(args) => fetch::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Tracker(args) => tracker::run(args),
         Command::Daemon(args) => daemon::run(*args),
     }
 }

@@ -120,6 +120,10 @@ pub struct Settings {
     #[arg(long, value_name = "POLICY")]
     #[serde(default, deserialize_with = "policy")]
     pub encryption: Option<crate::mse::Policy>,
+    /// Also run an HTTP and UDP tracker (as `ringtorrent tracker`) on this
+    /// address, open to every torrent [default: none].
+    #[arg(long, value_name = "ADDR")]
+    pub tracker: Option<SocketAddr>,
 }
 
 fn policy<'de, D: Deserializer<'de>>(d: D) -> Result<Option<crate::mse::Policy>, D::Error> {
@@ -215,6 +219,7 @@ impl Settings {
             dht_bootstrap: self.dht_bootstrap.or(lower.dht_bootstrap),
             lsd: self.lsd.or(lower.lsd),
             encryption: self.encryption.or(lower.encryption),
+            tracker: self.tracker.or(lower.tracker),
         }
     }
 

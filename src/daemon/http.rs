@@ -81,17 +81,9 @@ async fn serve(
     let logins = Arc::new(Logins::default());
     let per_ip = Arc::new(Mutex::new(HashMap::new()));
     loop {
-        let (stream, peer) = tokio::select! {
-            _ = stopped.changed() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of descriptors, say: wait instead of spinning.
-                    log::warn!("RPC: cannot accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((stream, peer)) = crate::serve::accept(&listener, &mut stopped, "RPC").await
+        else {
+            return;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             log::debug!("RPC: {peer} refused: {MAX_CONNECTIONS} connections open");

@@ -52,6 +52,8 @@ pub enum DaemonError {
     },
     #[error("cannot start the daemon")]
     Start(#[source] std::io::Error),
+    #[error("cannot start the tracker")]
+    Tracker(#[from] crate::tracker::server::run::ServerError),
 }
 
 /// Runs the daemon until SIGTERM, SIGINT or `session-close`. `flags` are
@@ -135,6 +137,21 @@ pub fn run(flags: Settings, config: Option<PathBuf>) -> Result<(), DaemonError> 
             .map_err(DaemonError::Start)?
     };
     let server = http::Server::spawn(daemon.clone(), rpc).map_err(DaemonError::Start)?;
+    // A tracker beside the torrents (a reload does not move it).
+    let tracker = match daemon.settings().tracker {
+        Some(addr) => {
+            let t = crate::tracker::server::run::Server::start(
+                crate::tracker::server::run::ServerConfig {
+                    http: Some(addr),
+                    udp: Some(addr),
+                    ..Default::default()
+                },
+            )?;
+            log::info!("tracker on http://{addr}/announce and udp://{addr}");
+            Some(t)
+        }
+        None => None,
+    };
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
     let mut last_tick = Instant::now();
@@ -169,6 +186,9 @@ pub fn run(flags: Settings, config: Option<PathBuf>) -> Result<(), DaemonError> 
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     daemon.stop_starting();
     server.stop();
+    if let Some(t) = tracker {
+        t.stop();
+    }
     daemon.tick(Instant::now(), Duration::ZERO);
     daemon.save();
     session.shutdown();

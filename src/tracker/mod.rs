@@ -1,10 +1,11 @@
 //! Trackers: the HTTP tracker protocol (BEP 3, compact peers BEP 23, IPv6
-//! peers BEP 7), our own UDP tracker client (BEP 15), and multitracker tiers
-//! (BEP 12). The codecs and the UDP exchange are plain state machines; the
+//! peers BEP 7), our own UDP tracker client (BEP 15), multitracker tiers
+//! (BEP 12), and a tracker of our own (`server`: HTTP and UDP). The codecs and the UDP exchange are plain state machines; the
 //! thread that does the talking is `client`.
 
 pub mod client;
 pub mod http;
+pub mod server;
 pub mod tiers;
 pub mod udp;
 

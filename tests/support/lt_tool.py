@@ -12,8 +12,9 @@ usage:
   lt_tool.py seed TORRENT SAVE_PATH PORT       seed on 127.0.0.1:PORT; prints READY once seeding;
                                                runs until SIGTERM or stdin closes
   lt_tool.py leech TORRENT SAVE_PATH PORT PEER [RATE]
-                                               download from PEER (host:port), at most RATE bytes/s
-                                               if given; exits 0 when complete
+                                               download from PEER (host:port; "-": only peers
+                                               from the torrent's trackers), at most RATE
+                                               bytes/s if given; exits 0 when complete
   lt_tool.py magnet URI SAVE_PATH PORT [PEER...]
                                                download a magnet link (metadata from the peers);
                                                exits 0 when complete, printing JSON timings
@@ -224,8 +225,9 @@ def leech(torrent, save_path, port, peer, rate=0, timeout=300):
     h = add(ses, torrent, save_path)
     if rate:
         h.set_download_limit(rate)
-    host, p = peer.rsplit(":", 1)
-    host = host.strip("[]")
+    # PEER "-": peers come from the torrent's trackers alone.
+    host, p = peer.rsplit(":", 1) if peer != "-" else (None, 0)
+    host = host.strip("[]") if host else None
     deadline = time.monotonic() + timeout
     last_connect = 0
     while time.monotonic() < deadline:
@@ -234,7 +236,7 @@ def leech(torrent, save_path, port, peer, rate=0, timeout=300):
         if st.is_seeding or st.is_finished:
             print(json.dumps({"downloaded": st.total_payload_download}), flush=True)
             return 0
-        if time.monotonic() - last_connect > 1 and st.num_peers == 0:
+        if host and time.monotonic() - last_connect > 1 and st.num_peers == 0:
             h.connect_peer((host, int(p)))
             last_connect = time.monotonic()
         time.sleep(0.05)

@@ -1,0 +1,192 @@
+//! `ringtorrent tracker`: libtorrent and ringtorrent find each other
+//! through it over HTTP and UDP (no peer given to either), `health` reads
+//! it, the allow-list is reloaded on SIGHUP, and forged or malformed
+//! packets get no answer while real clients keep being served.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct OurTracker {
+    proc: Proc,
+    port: u16,
+}
+
+impl OurTracker {
+    fn start(extra: &[&str]) -> OurTracker {
+        let port = free_port();
+        let mut proc = Proc::spawn(
+            Command::new(bin())
+                .args(["tracker", "--listen", &format!("127.0.0.1:{port}")])
+                .args(extra),
+            "ringtorrent tracker",
+        );
+        wait_listening(local(port), &mut proc, Duration::from_secs(20));
+        OurTracker { proc, port }
+    }
+
+    fn get(&self, target: &str) -> Vec<u8> {
+        let mut body = Vec::new();
+        let r = ureq::get(&format!("http://127.0.0.1:{}{target}", self.port))
+            .call()
+            .unwrap();
+        std::io::Read::read_to_end(&mut r.into_reader(), &mut body).unwrap();
+        body
+    }
+}
+
+fn quoted(hash: &[u8]) -> String {
+    hash.iter().map(|b| format!("%{b:02X}")).collect()
+}
+
+#[test]
+fn libtorrent_and_ringtorrent_pair_through_it_over_http_and_udp() {
+    let tracker = OurTracker::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let payload = data.join("file.bin");
+    write_random(&payload, 3 << 20, 41);
+    for scheme in ["http", "udp"] {
+        let url = format!("{scheme}://127.0.0.1:{}/announce", tracker.port);
+        let torrent = tmp.path().join(format!("{scheme}.torrent"));
+        rt_create_with_trackers(&payload, &torrent, "64K", &[&[url]]);
+
+        // libtorrent seeds; we know of it only through the tracker.
+        let (lt, _) = lt_seed(&torrent, &data);
+        let out = tmp.path().join(format!("from-lt-{scheme}"));
+        let o = run_limited(
+            &mut rt_fetch_cmd(&torrent, &out, free_port(), &[], &["--no-dht", "--no-lsd"]),
+            Duration::from_secs(120),
+        );
+        assert!(
+            o.status.success(),
+            "{scheme}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_same_tree(&payload, &out.join("file.bin"));
+        drop(lt);
+
+        // We seed; libtorrent knows of us only through the tracker.
+        let (_seed, _) = rt_seed(&torrent, &data, &["--no-dht", "--no-lsd"]);
+        let save = tmp.path().join(format!("to-lt-{scheme}"));
+        lt_leech_env(&torrent, &save, "-", &[]);
+        assert_same_tree(&payload, &save.join("file.bin"));
+
+        // `health` reads the swarm from it.
+        let start = Instant::now();
+        loop {
+            let h = json(&run_ok(
+                Command::new(bin())
+                    .args(["health", "--json", "--timeout", "3"])
+                    .arg(&torrent),
+            ));
+            if h["total"]["seeders"].as_u64() >= Some(1) {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "{scheme}: {h}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+#[test]
+fn the_allow_list_is_reloaded_on_sighup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let list = tmp.path().join("allow");
+    let (a, b) = ([0xaa_u8; 20], [0xbb_u8; 20]);
+    let hex = |h: &[u8; 20]| h.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    std::fs::write(&list, format!("# fleet torrents\n{}\n", hex(&a))).unwrap();
+    let tracker = OurTracker::start(&["--allow", list.to_str().unwrap()]);
+    let announce = |h: &[u8]| {
+        tracker.get(&format!(
+            "/announce?info_hash={}&port=7000&left=0",
+            quoted(h)
+        ))
+    };
+    let refused = |body: &[u8]| String::from_utf8_lossy(body).contains("failure reason");
+    assert!(!refused(&announce(&a)));
+    assert!(refused(&announce(&b)));
+
+    std::fs::write(&list, format!("{}\n{}\n", hex(&a), hex(&b))).unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(tracker.proc.child.id() as i32, libc::SIGHUP) };
+    let start = Instant::now();
+    while refused(&announce(&b)) {
+        assert!(start.elapsed() < Duration::from_secs(10), "not reloaded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn forged_and_malformed_packets_get_no_answer_and_do_not_stop_it() {
+    let tracker = OurTracker::start(&[]);
+    let to = local(tracker.port);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut rng = fastrand::Rng::with_seed(7);
+    // A flood of junk, truncated packets and announces with made-up
+    // connection ids: none may be answered (no amplification).
+    for i in 0..20_000u32 {
+        let len = [8, 15, 16, 98, 200, 1400][i as usize % 6];
+        let mut p: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+        if len >= 16 {
+            p[8..12].copy_from_slice(&[0, 0, 0, 1 + (i % 3) as u8]);
+        }
+        sock.send_to(&p, to).unwrap();
+    }
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        sock.recv_from(&mut buf).is_err(),
+        "a forged packet was answered"
+    );
+
+    // A real client is still served, over both transports.
+    let connect = ringtorrent::tracker::udp::connect_packet(42);
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.send_to(&connect, to).unwrap();
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    assert_eq!(n, 16);
+    assert_eq!(&buf[4..8], &42u32.to_be_bytes());
+    let body = tracker.get(&format!(
+        "/announce?info_hash={}&port=7000&left=0",
+        quoted(&[1; 20])
+    ));
+    assert!(String::from_utf8_lossy(&body).contains("interval"));
+}
+
+#[test]
+fn the_daemon_runs_one_with_tracker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut daemon = Proc::spawn(
+        Command::new(bin())
+            .arg("daemon")
+            .arg("--state-dir")
+            .arg(tmp.path().join("state"))
+            .arg("--download-dir")
+            .arg(tmp.path().join("dl"))
+            .args(["--rpc", &local(free_port()).to_string()])
+            .args(["--listen", &local(free_port()).to_string()])
+            .args(["--dht", "false", "--lsd", "false"])
+            .args(["--tracker", &local(port).to_string()]),
+        "ringtorrent daemon",
+    );
+    wait_listening(local(port), &mut daemon, Duration::from_secs(30));
+    let tracker = OurTracker { proc: daemon, port };
+    let body = tracker.get(&format!(
+        "/announce?info_hash={}&port=7000&left=0",
+        quoted(&[2; 20])
+    ));
+    assert!(String::from_utf8_lossy(&body).contains("interval"));
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.send_to(&ringtorrent::tracker::udp::connect_packet(1), local(port))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(sock.recv_from(&mut buf).unwrap().0, 16);
+}
