@@ -299,25 +299,26 @@ impl Tracker {
     }
 }
 
-/// Up to `want` peers of `peers` other than `me`, chosen at random.
+/// Up to `want` peers of `peers` other than `me`, chosen at random: the
+/// whole swarm shuffled when it is small, else `want` in a row from a
+/// random place (the vector's order is itself stirred by every departure,
+/// and a picked run costs no hashing or allocation beyond the answer).
 fn sample(peers: &[Peer], me: SocketAddr, want: usize, rng: &mut fastrand::Rng) -> Vec<SocketAddr> {
-    let others = peers.iter().filter(|p| p.addr != me);
+    let others = peers.iter().filter(|p| p.addr != me).map(|p| p.addr);
     if peers.len() <= want + 1 {
-        let mut all: Vec<SocketAddr> = others.map(|p| p.addr).collect();
+        let mut all: Vec<SocketAddr> = others.collect();
         rng.shuffle(&mut all);
         all.truncate(want);
         return all;
     }
-    // Many more peers than wanted: distinct random picks.
-    let mut picked = HashSet::with_capacity(want);
-    let mut out = Vec::with_capacity(want);
-    while out.len() < want {
-        let p = &peers[rng.usize(..peers.len())];
-        if p.addr != me && picked.insert(p.addr) {
-            out.push(p.addr);
-        }
-    }
-    out
+    let start = rng.usize(..peers.len());
+    peers[start..]
+        .iter()
+        .chain(&peers[..start])
+        .filter(|p| p.addr != me)
+        .map(|p| p.addr)
+        .take(want)
+        .collect()
 }
 
 /// Reads an allow-list: one hex info-hash per line; blank lines and lines

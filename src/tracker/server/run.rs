@@ -16,14 +16,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
 use super::udp::ConnectionIds;
 use super::{Limits, Tracker, read_allow_list};
 
 /// HTTP connections open at once, at most.
 const MAX_HTTP_CONNECTIONS: usize = 1024;
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one HTTP connection may stay open.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Default)]
 pub struct ServerConfig {
@@ -191,27 +192,36 @@ async fn serve_udp(
     let mut buf = vec![0u8; 2048];
     let mut out = Vec::with_capacity(2048);
     loop {
-        let (n, from) = tokio::select! {
+        tokio::select! {
             _ = stopped.changed() => return,
-            r = socket.recv_from(&mut buf) => match r {
+            r = socket.readable() => if r.is_err() { continue },
+        }
+        // Everything queued at once, without going back to the runtime
+        // between packets.
+        loop {
+            let (n, from) = match socket.try_recv_from(&mut buf) {
                 Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     log::debug!("tracker UDP: {e}");
                     continue;
                 }
-            },
-        };
-        super::udp::handle(
-            &mut tracker.borrow_mut(),
-            &ids,
-            Instant::now(),
-            None,
-            from,
-            &buf[..n],
-            &mut out,
-        );
-        if !out.is_empty() {
-            let _ = socket.send_to(&out, from).await;
+            };
+            super::udp::handle(
+                &mut tracker.borrow_mut(),
+                &ids,
+                Instant::now(),
+                None,
+                from,
+                &buf[..n],
+                &mut out,
+            );
+            if !out.is_empty()
+                && let Err(e) = socket.try_send_to(&out, from)
+                && e.kind() == std::io::ErrorKind::WouldBlock
+            {
+                let _ = socket.send_to(&out, from).await;
+            }
         }
     }
 }
@@ -237,11 +247,11 @@ async fn serve_http(
                 let tracker = tracker.clone();
                 async move { Ok::<_, Infallible>(answer(&tracker, peer, &req)) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            // One deadline for the whole connection: an announce is one
+            // small request, and slow clients must not hold a slot.
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
             drop(slot);
         });
     }
