@@ -18,6 +18,8 @@ usage:
   lt_tool.py magnet URI SAVE_PATH PORT [PEER...]
                                                download a magnet link (metadata from the peers);
                                                exits 0 when complete, printing JSON timings
+  lt_tool.py fleet TORRENT SAVE_PATH PORT      peers from the torrent's trackers; prints COMPLETE
+                                               when done, then seeds until SIGTERM or stdin closes
   lt_tool.py node PORT --dht BOOTSTRAP        a DHT node with no torrent; prints READY; runs until
                                                SIGTERM or stdin closes
   lt_tool.py join TORRENT SAVE_PATH PORT [--up RATE] [--down RATE] PEER...
@@ -244,6 +246,27 @@ def leech(torrent, save_path, port, peer, rate=0, timeout=300):
     return 1
 
 
+def fleet(torrent, save_path, port):
+    """A fleet host: peers from the torrent's trackers alone; prints
+    COMPLETE once every piece is in, then seeds until SIGTERM or stdin
+    closes."""
+    import select
+    import signal
+    stop = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    ses = session(port)
+    h = add(ses, torrent, save_path)
+    done = False
+    while not stop["flag"]:
+        errors(ses)
+        if not done and h.status().is_seeding:
+            print("COMPLETE", flush=True)
+            done = True
+        r, _, _ = select.select([sys.stdin], [], [], 0.05)
+        if r and not sys.stdin.read(1):
+            break
+
+
 def node(port, dht):
     import select
     import signal
@@ -353,6 +376,8 @@ def main():
         print(json.dumps(recheck(a[1], a[2])))
     elif a[0] == "seed":
         seed(a[1], a[2], int(a[3]), flag_value(a, "--dht"))
+    elif a[0] == "fleet":
+        fleet(a[1], a[2], int(a[3]))
     elif a[0] == "node":
         node(int(a[1]), flag_value(a, "--dht"))
     elif a[0] == "leech":
