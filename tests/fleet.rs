@@ -26,7 +26,7 @@ fn four_namespaces_share_a_dataset_through_our_tracker() {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("perf/fleet");
     run_limited_ok(
         Command::new("/usr/bin/python3")
-            .arg(script)
+            .arg(&script)
             .args(["--hosts", "3", "--size", "8", "--piece", "256"])
             .args(["--up", "40", "--down", "160", "--timeout", "120"])
             .arg("--bin")
@@ -47,6 +47,25 @@ fn four_namespaces_share_a_dataset_through_our_tracker() {
             "{client}: {r}"
         );
     }
+    // `--super-seed` refuses repeat copies while pieces remain unsent: the
+    // swarm must still complete, each copy right.
+    run_limited_ok(
+        Command::new("/usr/bin/python3")
+            .arg(&script)
+            .args(["--hosts", "3", "--size", "8", "--piece", "256"])
+            .args(["--up", "40", "--down", "160", "--timeout", "120"])
+            .args(["--clients", "ringtorrent", "--seed-extra=--super-seed"])
+            .arg("--bin")
+            .arg(bin())
+            .arg("--json")
+            .arg(&report),
+        Duration::from_secs(300),
+        "perf/fleet --super-seed",
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let c = &r["clients"]["ringtorrent"];
+    assert_eq!(c["complete"], 3, "{r}");
+    assert_eq!(c["verified"], true, "{r}");
     // Nothing is left behind.
     let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(

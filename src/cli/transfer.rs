@@ -108,6 +108,12 @@ pub struct Common {
     /// `require`, plaintext and encrypted peers are both accepted.
     #[arg(long, default_value = "prefer-plain", value_name = "POLICY")]
     pub encryption: ringtorrent::mse::Policy,
+    /// While a seed, send each piece out once before any twice: a piece's
+    /// first copy goes to one peer at a time, and a piece already sent is
+    /// refused (BEP 6 reject) until every piece has gone out, so the
+    /// leechers pass pieces on. For the first seed of a fleet.
+    #[arg(long)]
+    pub super_seed: bool,
     /// Print a JSON summary on stdout at the end.
     #[arg(long)]
     pub json: bool,
@@ -406,6 +412,7 @@ pub fn run(run: Run<'_>, common: &Common) -> anyhow::Result<Vec<Summary>> {
                 slots: common.upload_slots,
                 ..Default::default()
             },
+            super_seed: common.super_seed,
             ..TorrentConfig::default()
         },
         tracker: TrackerConfig {

@@ -33,6 +33,9 @@ pub struct TorrentConfig {
     pub keepalive_interval: Duration,
     /// Hash failures a peer may be involved in before it is banned.
     pub max_hash_failures: u32,
+    /// While we are a seed, send each piece out once before any twice
+    /// (see `shard::spread`).
+    pub super_seed: bool,
 }
 
 /// Pieces that the download budget always has room for: one being received
@@ -59,6 +62,7 @@ impl Default for TorrentConfig {
             inactivity_timeout: Duration::from_secs(180),
             keepalive_interval: Duration::from_secs(60),
             max_hash_failures: 3,
+            super_seed: false,
         }
     }
 }

@@ -9,6 +9,7 @@
 mod download;
 mod extensions;
 mod maintenance;
+mod spread;
 mod upload;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -109,6 +110,14 @@ pub struct TorrentShard {
     /// Read units whose read failed, until when requests for their piece
     /// are refused without another read (the file may be repaired meanwhile).
     unreadable: HashMap<u32, Instant>,
+    /// `--super-seed`: first copies of pieces, while we are a seed.
+    spread: Option<spread::Spread>,
+}
+
+fn ctx_spread(ctx: &TorrentCtx) -> Option<spread::Spread> {
+    ctx.config
+        .super_seed
+        .then(|| spread::Spread::new(ctx.info.piece_count()))
 }
 
 impl TorrentShard {
@@ -125,7 +134,6 @@ impl TorrentShard {
             wire_limits: wire::Limits::for_pieces(info.piece_count()),
             cache: ReadCache::new(ctx.config.read_cache, info.piece_length),
             allowance: ctx.config.choker.slots + 1,
-            ctx,
             shard,
             conns: BTreeMap::new(),
             have,
@@ -149,6 +157,8 @@ impl TorrentShard {
             first_data_reported: false,
             shutting_down: false,
             unreadable: HashMap::new(),
+            spread: ctx_spread(&ctx),
+            ctx,
         }
     }
 

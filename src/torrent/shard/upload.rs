@@ -24,6 +24,18 @@ impl TorrentShard {
             }
             return;
         }
+        // `--super-seed`, while we are a seed: first copies first.
+        if c.peer.fast()
+            && self.have.is_full()
+            && let Some(s) = &mut self.spread
+            && !s.allow(now, b.piece, id, |o| self.conns.contains_key(&o))
+        {
+            self.send(id, Message::Reject(b));
+            return;
+        }
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         c.peer.requests_in.push_back(b);
         self.serve(now, id);
     }
@@ -121,6 +133,9 @@ impl TorrentShard {
             }
             c.peer.up.add(u64::from(req.len));
             self.stats.uploaded += u64::from(req.len);
+            if let Some(s) = &mut self.spread {
+                s.served(req.piece, req.len, self.ctx.info.piece_len(req.piece));
+            }
             if let Some(b) = &mut self.limits.up {
                 let _ = b.take(u64::from(req.len), now);
             }
