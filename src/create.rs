@@ -276,10 +276,7 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<Created, CreateError>
 
     let info_hash_v2 = opts.version.has_v2().then(|| merkle::sha256(&info_bytes));
     Ok(Created {
-        info_hash: match info_hash_v2 {
-            Some(v2) if !opts.version.has_v1() => InfoHash::truncated(&v2),
-            _ => InfoHash::of(&info_bytes),
-        },
+        info_hash: InfoHash::known_by(&info_bytes, opts.version.has_v1(), info_hash_v2.as_ref()),
         info_hash_v2,
         bytes,
         piece_length,

@@ -12,6 +12,25 @@ use std::time::Duration;
 use common::netns::ip;
 use common::*;
 
+/// `perf/fleet` with a seeder and three leechers on 8 MiB, its report in
+/// `report`.
+fn run_fleet(report: &std::path::Path, extra: &[&str]) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("perf/fleet");
+    run_limited_ok(
+        Command::new("/usr/bin/python3")
+            .arg(script)
+            .args(["--hosts", "3", "--size", "8", "--piece", "256"])
+            .args(["--up", "40", "--down", "160", "--timeout", "120"])
+            .args(extra)
+            .arg("--bin")
+            .arg(bin())
+            .arg("--json")
+            .arg(report),
+        Duration::from_secs(400),
+        "perf/fleet",
+    );
+}
+
 #[test]
 fn four_namespaces_share_a_dataset_through_our_tracker() {
     let probe = format!("rt-fleet-probe{}", std::process::id() % 100_000);
@@ -23,19 +42,7 @@ fn four_namespaces_share_a_dataset_through_our_tracker() {
     lt_tool();
     let tmp = tempfile::tempdir().unwrap();
     let report = tmp.path().join("fleet.json");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("perf/fleet");
-    run_limited_ok(
-        Command::new("/usr/bin/python3")
-            .arg(&script)
-            .args(["--hosts", "3", "--size", "8", "--piece", "256"])
-            .args(["--up", "40", "--down", "160", "--timeout", "120"])
-            .arg("--bin")
-            .arg(bin())
-            .arg("--json")
-            .arg(&report),
-        Duration::from_secs(400),
-        "perf/fleet",
-    );
+    run_fleet(&report, &[]);
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert!(r["lower_bound_seconds"].as_f64().unwrap() > 0.0, "{r}");
     for client in ["ringtorrent", "libtorrent"] {
@@ -49,18 +56,9 @@ fn four_namespaces_share_a_dataset_through_our_tracker() {
     }
     // `--super-seed` refuses repeat copies while pieces remain unsent: the
     // swarm must still complete, each copy right.
-    run_limited_ok(
-        Command::new("/usr/bin/python3")
-            .arg(&script)
-            .args(["--hosts", "3", "--size", "8", "--piece", "256"])
-            .args(["--up", "40", "--down", "160", "--timeout", "120"])
-            .args(["--clients", "ringtorrent", "--seed-extra=--super-seed"])
-            .arg("--bin")
-            .arg(bin())
-            .arg("--json")
-            .arg(&report),
-        Duration::from_secs(300),
-        "perf/fleet --super-seed",
+    run_fleet(
+        &report,
+        &["--clients", "ringtorrent", "--seed-extra=--super-seed"],
     );
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let c = &r["clients"]["ringtorrent"];

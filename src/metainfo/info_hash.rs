@@ -28,6 +28,16 @@ impl InfoHash {
         InfoHash(h)
     }
 
+    /// The hash a torrent is known by: SHA-1 of its `info` bytes when it
+    /// has v1 piece hashes, else its v2 hash (`v2`, SHA-256 of the same
+    /// bytes) cut to 20 bytes.
+    pub fn known_by(info_bytes: &[u8], has_v1: bool, v2: Option<&[u8; 32]>) -> InfoHash {
+        match v2 {
+            Some(v2) if !has_v1 => InfoHash::truncated(v2),
+            _ => InfoHash::of(info_bytes),
+        }
+    }
+
     pub fn to_hex(&self) -> String {
         data_encoding::HEXLOWER.encode(&self.0)
     }

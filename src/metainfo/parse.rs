@@ -82,10 +82,7 @@ pub(super) fn metainfo(bytes: &[u8]) -> Result<Metainfo> {
         .and_then(Value::as_int)
         .filter(|&v| v == 2)
         .map(|_| crate::hash::merkle::sha256(info_value.raw));
-    let info_hash = match info_hash_v2 {
-        Some(v2) if !info.has_v1() => InfoHash::truncated(&v2),
-        _ => InfoHash::of(info_value.raw),
-    };
+    let info_hash = InfoHash::known_by(info_value.raw, info.has_v1(), info_hash_v2.as_ref());
     Ok(Metainfo {
         info,
         info_hash,
@@ -178,7 +175,11 @@ fn info_with(
         None => None,
     };
 
-    let mut torrent_paths = Vec::new();
+    let mut paths = Paths {
+        name: &name,
+        raw_name,
+        written: Vec::new(),
+    };
     let (files, multi_file, tree) = match (pieces_raw, tree) {
         (None, None) => return Err(MetainfoError::Missing("info.pieces".into())),
         (None, Some(tree)) => {
@@ -186,8 +187,7 @@ fn info_with(
                 return Err(MetainfoError::V2PieceLength(piece_length));
             }
             let tree = tree?;
-            let (files, multi) =
-                v2_files(&tree, &name, raw_name, piece_length, m, &mut torrent_paths)?;
+            let (files, multi) = v2_files(&tree, &mut paths, piece_length, m)?;
             (files, multi, Some(tree))
         }
         (Some(_), tree) => {
@@ -203,11 +203,11 @@ fn info_with(
                         offset: 0,
                         attr,
                     };
-                    torrent_paths.push(TorrentPath(vec![raw_name.to_vec()]));
+                    paths.written.push(TorrentPath(vec![raw_name.to_vec()]));
                     (vec![file], false)
                 }
                 (None, Some(list)) => {
-                    let files = file_list(list, &name, raw_name, m, &mut torrent_paths)?;
+                    let files = file_list(list, &mut paths, m)?;
                     (files, true)
                 }
             };
@@ -226,7 +226,7 @@ fn info_with(
     };
     let renamed = files
         .iter()
-        .zip(torrent_paths)
+        .zip(paths.written)
         .enumerate()
         .filter(|(_, (f, original))| {
             f.is_stored()
@@ -293,6 +293,55 @@ fn info_with(
     Ok((info, renamed))
 }
 
+/// The torrent's name, and each file's path as the torrent wrote it (in
+/// file order), for `Metainfo::renamed`.
+struct Paths<'a> {
+    name: &'a str,
+    raw_name: &'a [u8],
+    written: Vec<TorrentPath>,
+}
+
+impl Paths<'_> {
+    /// Where a file is stored, from its path as the torrent wrote it below
+    /// the name (`raw`; `None` for a single file named by the torrent):
+    /// each component mended, `_` made up when nothing is left (`.pad/N`
+    /// for a pad file). `field` names the path in warnings, `component(j)`
+    /// its `j`th component.
+    fn store(
+        &mut self,
+        raw: Option<&[&[u8]]>,
+        attr: FileAttr,
+        length: u64,
+        field: &dyn Fn() -> String,
+        component: &dyn Fn(usize) -> String,
+        m: &mut Mender,
+    ) -> Vec<String> {
+        let mut path = vec![self.name.to_owned()];
+        let mut original = vec![self.raw_name.to_vec()];
+        if let Some(raw) = raw {
+            for (j, c) in raw.iter().enumerate() {
+                if let Some(c) = m.component(c, &|| component(j)) {
+                    path.push(c);
+                }
+            }
+            original.extend(raw.iter().map(|c| c.to_vec()));
+            if path.len() == 1 {
+                if attr.pad {
+                    path.extend([".pad".to_owned(), length.to_string()]);
+                } else {
+                    path.push("_".to_owned());
+                    m.warn(field(), Fix::Unnamed { to: path.join("/") });
+                }
+            }
+        }
+        if attr.symlink {
+            m.warn(field(), Fix::Symlink);
+        }
+        self.written.push(TorrentPath(original));
+        path
+    }
+}
+
 /// The files of a v2-only torrent, laid out with a pad file after each
 /// that does not end on a piece boundary (the last too: libtorrent lays
 /// them out so, and asks for whole blocks of a last piece), their paths
@@ -300,39 +349,18 @@ fn info_with(
 /// torrent named by `info.name`.
 fn v2_files(
     tree: &[TreeFile<'_>],
-    name: &str,
-    raw_name: &[u8],
+    paths: &mut Paths<'_>,
     piece_length: u32,
     m: &mut Mender,
-    torrent_paths: &mut Vec<TorrentPath>,
 ) -> Result<(Vec<FileEntry>, bool)> {
     let single = tree.len() == 1 && tree[0].raw.len() == 1;
     let pl = u64::from(piece_length);
     let mut files = Vec::with_capacity(tree.len() * 2);
     let mut offset: u64 = 0;
     for f in tree {
-        let mut path = vec![name.to_owned()];
-        let mut original = vec![raw_name.to_vec()];
-        if !single {
-            for c in &f.raw {
-                let field = || format!("info.file tree/{}", f.display());
-                if let Some(c) = m.component(c, &field) {
-                    path.push(c);
-                }
-            }
-            original.extend(f.raw.iter().map(|c| c.to_vec()));
-            if path.len() == 1 {
-                path.push("_".to_owned());
-                m.warn(
-                    format!("info.file tree/{}", f.display()),
-                    Fix::Unnamed { to: path.join("/") },
-                );
-            }
-        }
-        if f.attr.symlink {
-            m.warn(format!("info.file tree/{}", f.display()), Fix::Symlink);
-        }
-        torrent_paths.push(TorrentPath(original));
+        let field = || format!("info.file tree/{}", f.display());
+        let raw = (!single).then_some(f.raw.as_slice());
+        let path = paths.store(raw, f.attr, f.length, &field, &|_| field(), m);
         files.push(FileEntry {
             path,
             length: f.length,
@@ -345,18 +373,16 @@ fn v2_files(
             .ok_or(MetainfoError::TooLarge)?;
         let pad = (pl - offset % pl) % pl;
         if pad > 0 {
-            let path = vec![name.to_owned(), ".pad".to_owned(), pad.to_string()];
-            torrent_paths.push(TorrentPath(
-                path.iter().map(|c| c.as_bytes().to_vec()).collect(),
-            ));
+            let attr = FileAttr {
+                pad: true,
+                ..FileAttr::default()
+            };
+            let path = paths.store(Some(&[]), attr, pad, &field, &|_| field(), m);
             files.push(FileEntry {
                 path,
                 length: pad,
                 offset,
-                attr: FileAttr {
-                    pad: true,
-                    ..FileAttr::default()
-                },
+                attr,
             });
             offset += pad;
         }
@@ -388,14 +414,8 @@ fn v2_offsets(tree: &[TreeFile<'_>], files: &[FileEntry]) -> Result<Vec<u64>> {
 }
 
 /// The files of a multi-file torrent, their paths made safe and distinct;
-/// each file's path as the torrent wrote it goes to `torrent_paths`.
-fn file_list(
-    list: &Value<'_>,
-    name: &str,
-    raw_name: &[u8],
-    m: &mut Mender,
-    torrent_paths: &mut Vec<TorrentPath>,
-) -> Result<Vec<FileEntry>> {
+/// each file's path as the torrent wrote it goes to `paths`.
+fn file_list(list: &Value<'_>, paths: &mut Paths<'_>, m: &mut Mender) -> Result<Vec<FileEntry>> {
     let items = list
         .as_list()
         .ok_or_else(|| wrong(&named("info.files"), "a list"))?;
@@ -446,31 +466,14 @@ fn file_list(
             (None, None) => return Err(MetainfoError::Missing(format!("{}.path", field()))),
         };
         let raw = raw.unwrap_or_default();
-        let mut path = Vec::with_capacity(raw.len() + 1);
-        path.push(name.to_owned());
-        for (j, c) in raw.iter().enumerate() {
-            if let Some(c) = m.component(c, &|| format!("{}.{key}[{j}]", field())) {
-                path.push(c);
-            }
-        }
-        if path.len() == 1 {
-            if attr.pad {
-                path.extend([".pad".to_owned(), length.to_string()]);
-            } else {
-                path.push("_".to_owned());
-                m.warn(
-                    format!("{}.{key}", field()),
-                    Fix::Unnamed { to: path.join("/") },
-                );
-            }
-        }
-        if attr.symlink {
-            m.warn(format!("{}.{key}", field()), Fix::Symlink);
-        }
-        let mut original = Vec::with_capacity(raw.len() + 1);
-        original.push(raw_name.to_vec());
-        original.extend(raw.iter().map(|c| c.to_vec()));
-        torrent_paths.push(TorrentPath(original));
+        let path = paths.store(
+            Some(&raw),
+            attr,
+            length,
+            &|| format!("{}.{key}", field()),
+            &|j| format!("{}.{key}[{j}]", field()),
+            m,
+        );
         files.push(FileEntry {
             path,
             length,

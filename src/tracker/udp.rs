@@ -229,11 +229,11 @@ impl UdpTracker {
     }
 }
 
-fn be32(b: &[u8], at: usize) -> u32 {
+pub(in crate::tracker) fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn be64(b: &[u8], at: usize) -> u64 {
+pub(in crate::tracker) fn be64(b: &[u8], at: usize) -> u64 {
     let mut x = [0u8; 8];
     x.copy_from_slice(&b[at..at + 8]);
     u64::from_be_bytes(x)

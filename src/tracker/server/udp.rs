@@ -12,6 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use super::{Announce, Tracker};
 use crate::metainfo::InfoHash;
 use crate::tracker::Event;
+use crate::tracker::udp::{be32, be64};
 
 const PROTOCOL_ID: u64 = 0x417_2710_1980;
 const CONNECT: u32 = 0;
@@ -79,13 +80,8 @@ pub fn handle(
     if packet.len() < 16 {
         return;
     }
-    let u64_at = |i: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&packet[i..i + 8]);
-        u64::from_be_bytes(b)
-    };
-    let u32_at =
-        |i: usize| u32::from_be_bytes([packet[i], packet[i + 1], packet[i + 2], packet[i + 3]]);
+    let u64_at = |i| be64(packet, i);
+    let u32_at = |i| be32(packet, i);
     let (conn, action, tid) = (u64_at(0), u32_at(8), u32_at(12));
     if action == CONNECT {
         if conn == PROTOCOL_ID {
