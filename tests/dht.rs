@@ -8,17 +8,11 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 const LIMIT: Duration = Duration::from_secs(150);
-
-fn info_hash(torrent: &Path) -> String {
-    let o = run_ok(Command::new(bin()).arg("info").arg(torrent).arg("--json"));
-    json(&o)["info_hash"].as_str().unwrap().to_owned()
-}
 
 fn torrent_of(root: &Path, name: &str, len: usize, seed: u64) -> (PathBuf, PathBuf) {
     let data = root.join("seed").join(name);

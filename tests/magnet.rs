@@ -18,11 +18,6 @@ use common::*;
 
 const LIMIT: Duration = Duration::from_secs(180);
 
-fn info_hash(torrent: &Path) -> String {
-    let o = run_ok(Command::new(bin()).arg("info").arg(torrent).arg("--json"));
-    json(&o)["info_hash"].as_str().unwrap().to_owned()
-}
-
 fn magnet(hash: &str, peers: &[SocketAddr]) -> String {
     let mut m = format!("magnet:?xt=urn:btih:{hash}");
     for p in peers {
@@ -214,10 +209,7 @@ fn bad_metadata_peers_are_refused_and_counted() {
         Arc::new(bytes[at..bytes.len() - 1].to_vec())
     };
     assert!(info.len() > 16384, "the metadata spans several pieces");
-    let mut raw = [0u8; 20];
-    for (i, b) in raw.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hash[2 * i..2 * i + 2], 16).unwrap();
-    }
+    let raw = info_hash_bytes(&torrent);
     for (fake, counted) in [
         (Fake::Liar, "metadata_hash_failed"),
         (Fake::Huge, "metadata_too_large"),
@@ -271,21 +263,10 @@ fn private_torrents_offer_no_metadata_and_no_pex() {
             .arg("--private"),
     );
     let (_seed, addr) = rt_seed(&torrent, &tmp.path().join("seed"), &[]);
-    let hash = info_hash(&torrent);
-    let mut raw = [0u8; 20];
-    for (i, b) in raw.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hash[2 * i..2 * i + 2], 16).unwrap();
-    }
+    let raw = info_hash_bytes(&torrent);
     let (mut s, theirs) = common::fake_peer::connect_and_handshake_ext(addr, &raw).unwrap();
     assert!(theirs[25] & 0x10 != 0, "extension protocol offered");
-    let ext = loop {
-        match read_message(&mut s).unwrap() {
-            Some((20, body)) if body[0] == 0 => {
-                break String::from_utf8_lossy(&body[1..]).into_owned();
-            }
-            _ => {}
-        }
-    };
+    let ext = common::fake_peer::their_ext_handshake(&mut s);
     assert!(!ext.contains("ut_metadata"), "{ext}");
     assert!(!ext.contains("ut_pex"), "{ext}");
     assert!(!ext.contains("metadata_size"), "{ext}");
@@ -299,9 +280,7 @@ fn private_torrents_offer_no_metadata_and_no_pex() {
     ));
     // And so for peer exchange.
     let (mut s, _) = common::fake_peer::connect_and_handshake_ext(addr, &raw).unwrap();
-    let mut pex = vec![2u8];
-    pex.extend_from_slice(b"d5:added6:\x7f\x00\x00\x01\x1a\xe1e");
-    s.write_all(&message(20, &pex)).unwrap();
+    common::fake_peer::send_pex(&mut s).unwrap();
     assert!(common::fake_peer::closed_within(
         &mut s,
         Duration::from_secs(10)

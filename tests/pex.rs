@@ -3,7 +3,8 @@
 //! leecher, connected to B), and finishing in time proves the leecher found
 //! B; the leecher's summary counts what PEX told it. A is libtorrent, then
 //! ringtorrent; the leecher ringtorrent, then libtorrent. No DHT anywhere
-//! (it would find B too). Every byte is compared.
+//! (it would find B too). Every byte is compared. With `--no-pex` we offer
+//! no peer exchange and take none.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::fake_peer;
 use common::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -103,4 +105,26 @@ fn libtorrent_learns_a_peer_from_ringtorrent() {
         "libtorrent's fetch",
     );
     assert_same_tree(&data, &out.join("data.bin"));
+}
+
+#[test]
+fn no_pex_offers_and_takes_no_peer_exchange() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, torrent) = payload(tmp.path());
+    let (_seed, addr) = rt_seed(
+        &torrent,
+        &tmp.path().join("seed"),
+        &["--no-dht", "--no-pex"],
+    );
+    let raw = info_hash_bytes(&torrent);
+    let (mut s, _) = fake_peer::connect_and_handshake_ext(addr, &raw).unwrap();
+    let ext = fake_peer::their_ext_handshake(&mut s);
+    assert!(
+        ext.contains("ut_metadata"),
+        "metadata is still offered: {ext}"
+    );
+    assert!(!ext.contains("ut_pex"), "{ext}");
+    // A peer that sends peer exchange anyway is dropped: it was not offered.
+    fake_peer::send_pex(&mut s).unwrap();
+    assert!(fake_peer::closed_within(&mut s, Duration::from_secs(10)));
 }

@@ -102,6 +102,10 @@ pub struct Common {
     /// torrents, none heard.
     #[arg(long)]
     pub no_lsd: bool,
+    /// No peer exchange (BEP 11): peers neither learn of other peers from
+    /// us nor tell us of theirs (always so for private torrents).
+    #[arg(long)]
+    pub no_pex: bool,
     /// Encryption (MSE/PE) of peer connections: `prefer-plain` dials in
     /// plaintext, `prefer` dials encrypted (plaintext for a peer that
     /// fails it), `require` takes RC4 only, both ways. Except under
@@ -413,6 +417,7 @@ pub fn run(run: Run<'_>, common: &Common) -> anyhow::Result<Vec<Summary>> {
                 ..Default::default()
             },
             super_seed: common.super_seed,
+            pex: !common.no_pex,
             ..TorrentConfig::default()
         },
         tracker: TrackerConfig {

@@ -56,6 +56,14 @@ impl FileCache {
             return Ok(f.clone());
         }
         let f = Arc::new(storage.open_file(i, mode)?);
+        if mode == FileMode::Read {
+            // Uploads read whole units and read ahead within a piece
+            // themselves (`torrent::shard::upload`): the kernel's
+            // readahead would run past the piece's end into data nobody
+            // asked for, which on a cold disk costs reads that are needed
+            // (perf/RESULTS.md, run 16). Advice is no error to miss.
+            let _ = rustix::fs::fadvise(&*f, 0, None, rustix::fs::Advice::Random);
+        }
         if self.open.len() >= self.max
             && let Some(oldest) = self
                 .open

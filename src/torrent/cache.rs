@@ -104,6 +104,26 @@ impl ReadCache {
         }
     }
 
+    /// Registers a read of `key` that nobody waits for yet (read ahead);
+    /// false when it is cached or being read already, or when the budget
+    /// has no room for it beside what is held and being read: a unit read
+    /// ahead only to be evicted before it is asked for would be read twice.
+    pub fn prefetch(&mut self, key: ReadKey) -> bool {
+        if self.entries.contains_key(&key) {
+            return false;
+        }
+        let reading = self
+            .entries
+            .values()
+            .filter(|e| matches!(e, Entry::Reading(_)))
+            .count() as u64;
+        if self.bytes + (reading + 1) * u64::from(self.unit_len) > self.max_bytes {
+            return false;
+        }
+        self.entries.insert(key, Entry::Reading(Vec::new()));
+        true
+    }
+
     /// A read finished; returns the connections waiting for it. The unit
     /// just filled stays cached however small the budget.
     pub fn filled(&mut self, key: ReadKey, data: Option<Bytes>) -> Vec<ConnId> {
@@ -189,6 +209,32 @@ mod tests {
         let waiters = c.filled(key(0, 0), Some(Bytes::from(vec![7u8; READ_UNIT as usize])));
         assert_eq!(waiters, vec![C]);
         assert!(matches!(c.get(key(0, 0), C), Lookup::Ready(d) if d.len() == READ_UNIT as usize));
+    }
+
+    #[test]
+    fn reads_ahead_only_within_the_budget() {
+        let unit = 16384u32;
+        let mut c = ReadCache::new(4 * u64::from(unit), unit);
+        assert!(c.prefetch(key(0, 1)));
+        assert!(!c.prefetch(key(0, 1)), "already being read");
+        // A peer asking for it meanwhile waits for that read.
+        assert!(matches!(c.get(key(0, 1), C), Lookup::Pending));
+        assert_eq!(
+            c.filled(key(0, 1), Some(Bytes::from(vec![1; unit as usize]))),
+            vec![C]
+        );
+        assert!(!c.prefetch(key(0, 1)), "already held");
+        // One unit held and three being read fill the budget of four.
+        assert!(c.prefetch(key(1, 0)));
+        assert!(c.prefetch(key(2, 0)));
+        assert!(c.prefetch(key(3, 0)));
+        assert!(!c.prefetch(key(4, 0)), "the budget is spent");
+        // A read that comes back with nobody waiting is kept for later.
+        assert!(
+            c.filled(key(1, 0), Some(Bytes::from(vec![2; unit as usize])))
+                .is_empty()
+        );
+        assert!(matches!(c.get(key(1, 0), C), Lookup::Ready(d) if d[0] == 2));
     }
 
     #[test]

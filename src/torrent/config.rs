@@ -36,6 +36,9 @@ pub struct TorrentConfig {
     /// While we are a seed, send each piece out once before any twice
     /// (see `shard::spread`).
     pub super_seed: bool,
+    /// Peer exchange (BEP 11) for a public torrent (a private one never
+    /// has it).
+    pub pex: bool,
 }
 
 /// Pieces that the download budget always has room for: one being received
@@ -63,6 +66,7 @@ impl Default for TorrentConfig {
             keepalive_interval: Duration::from_secs(60),
             max_hash_failures: 3,
             super_seed: false,
+            pex: true,
         }
     }
 }

@@ -166,6 +166,12 @@ pub struct TorrentCtx {
 }
 
 impl TorrentCtx {
+    /// Whether we offer and take part in peer exchange with this torrent's
+    /// peers.
+    pub fn pex(&self) -> bool {
+        self.metadata.is_some() && self.config.pex
+    }
+
     /// Whether `have` holds every wanted piece.
     pub fn done(&self, have: &Bitfield) -> bool {
         match &self.wanted {

@@ -246,6 +246,27 @@ pub fn connect_and_handshake_ext(
     connect_with(addr, &h)
 }
 
+/// The other side's BEP 10 extension handshake (its bencoded dictionary,
+/// as text), skipping the messages before it.
+pub fn their_ext_handshake(s: &mut TcpStream) -> String {
+    loop {
+        match read_message(s).expect("the extension handshake") {
+            Some((20, body)) if body.first() == Some(&0) => {
+                return String::from_utf8_lossy(&body[1..]).into_owned();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Sends a `ut_pex` message (our id 2 for it) adding one peer; a peer that
+/// did not offer `ut_pex` hangs up.
+pub fn send_pex(s: &mut TcpStream) -> std::io::Result<()> {
+    let mut pex = vec![2u8];
+    pex.extend_from_slice(b"d5:added6:\x7f\x00\x00\x01\x1a\xe1e");
+    s.write_all(&message(20, &pex))
+}
+
 fn connect_with(addr: SocketAddr, ours: &[u8]) -> std::io::Result<(TcpStream, [u8; 68])> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;

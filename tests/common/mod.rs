@@ -53,6 +53,22 @@ pub fn json(out: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// A torrent's info-hash in hex, as `ringtorrent info` gives it.
+pub fn info_hash(torrent: &Path) -> String {
+    let o = run_ok(Command::new(bin()).arg("info").arg(torrent).arg("--json"));
+    json(&o)["info_hash"].as_str().unwrap().to_owned()
+}
+
+/// A torrent's info-hash as the handshake carries it.
+pub fn info_hash_bytes(torrent: &Path) -> [u8; 20] {
+    let hash = info_hash(torrent);
+    let mut raw = [0u8; 20];
+    for (i, b) in raw.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hash[2 * i..2 * i + 2], 16).unwrap();
+    }
+    raw
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -18,11 +18,13 @@ fn max_metadata_requests(size: usize) -> u32 {
 }
 
 /// Our extension handshake to `addr`. A private torrent offers neither its
-/// metadata nor peer exchange.
+/// metadata nor peer exchange; `--no-pex` leaves out peer exchange.
 pub(super) fn our_ext_handshake(ctx: &TorrentCtx, addr: SocketAddr) -> ExtHandshake {
     let mut m = Vec::new();
     if ctx.metadata.is_some() {
         m.push(("ut_metadata".to_owned(), UT_METADATA));
+    }
+    if ctx.pex() {
         m.push(("ut_pex".to_owned(), UT_PEX));
     }
     ExtHandshake {
@@ -91,7 +93,7 @@ impl TorrentShard {
         id: ConnId,
         payload: &[u8],
     ) -> Result<(), PeerError> {
-        if self.ctx.metadata.is_none() {
+        if !self.ctx.pex() {
             return Err(PeerError::UnofferedExtension("ut_pex"));
         }
         let msg = PexMessage::decode(payload).map_err(PeerError::BadPex)?;
@@ -121,7 +123,7 @@ impl TorrentShard {
     /// The torrent's peers as the coordinator sees them: tell each peer
     /// that speaks `ut_pex` what changed since we last told it.
     pub(super) fn send_pex(&mut self, now: Instant, peers: &[(SocketAddr, u8)]) {
-        if self.ctx.metadata.is_none() {
+        if !self.ctx.pex() {
             return;
         }
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();

@@ -11,6 +11,10 @@ use crate::torrent::cache::{Lookup, ReadKey};
 use crate::torrent::{Action, ConnId, DiskError};
 use crate::wire::{BlockRef, Message, encode_piece_header};
 
+/// Read units read ahead of the one a peer waits for, within its piece
+/// (pieces larger than one unit only). Measured with `perf/cold-seed`.
+const READ_AHEAD_UNITS: u32 = 2;
+
 impl TorrentShard {
     pub(super) fn on_request(&mut self, now: Instant, id: ConnId, b: BlockRef) {
         let have = self.have.get(b.piece) && self.readable(now, b.piece);
@@ -105,6 +109,7 @@ impl TorrentShard {
                             begin,
                             len,
                         });
+                        self.read_ahead(key);
                         self.mark_waiting(id);
                         return;
                     }
@@ -141,6 +146,33 @@ impl TorrentShard {
             }
             if was_empty {
                 self.mark_dirty(id);
+            }
+        }
+    }
+
+    /// Starts reading the units after `key` within its piece: a peer asks
+    /// for a piece's blocks in order, so they are wanted next, and reading
+    /// them now keeps the disk busy while the unit before is sent. Never
+    /// past the piece's end, where the next bytes are a piece nobody may
+    /// ask for.
+    fn read_ahead(&mut self, key: ReadKey) {
+        let piece_len = self.ctx.info.piece_len(key.piece);
+        for ahead in 1..=READ_AHEAD_UNITS {
+            let next = ReadKey {
+                piece: key.piece,
+                unit: key.unit + ahead,
+            };
+            let (begin, len) = self.cache.span(next, piece_len);
+            if len == 0 {
+                return;
+            }
+            if self.cache.prefetch(next) {
+                self.actions.push_back(Action::Read {
+                    torrent: self.ctx.id,
+                    key: next,
+                    begin,
+                    len,
+                });
             }
         }
     }
