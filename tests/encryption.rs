@@ -1,6 +1,7 @@
 //! MSE/PE (`--encryption`): RC4 both ways with libtorrent when it forces
-//! encryption, our own policies against each other, and the fallback to
-//! plaintext for a peer that refuses the exchange. Every byte compared.
+//! encryption (a magnet's metadata connections included), our own policies
+//! against each other, and the fallback to plaintext for a peer that
+//! refuses the exchange. Every byte compared.
 
 mod common;
 
@@ -61,6 +62,34 @@ fn rc4_both_ways_with_libtorrent_forcing_encryption() {
         &[("LT_ENCRYPTION", "forced")],
     );
     assert!(std::fs::read(save.join("data.bin")).unwrap() == *f.data);
+}
+
+#[test]
+fn a_magnet_fetches_its_metadata_encrypted_from_libtorrent_forcing_it() {
+    let f = SingleFile::new(2 << 20, 75, "64K");
+    // libtorrent refuses plaintext: the metadata can only come over RC4.
+    let (_lt, addr) = lt_seed_with(&f, "forced");
+    let uri = format!(
+        "magnet:?xt=urn:btih:{}&x.pe={addr}",
+        f.meta.info_hash.to_hex()
+    );
+    for policy in ["require", "prefer"] {
+        let out = f.tmp.path().join(format!("magnet-{policy}"));
+        let mut cmd = rt_fetch_cmd(
+            std::path::Path::new(&uri),
+            &out,
+            free_port(),
+            &[],
+            &["--json", "--no-dht", "--encryption", policy],
+        );
+        let s = json(&run_limited_ok(&mut cmd, LIMIT, "the magnet fetch"));
+        assert_eq!(s["complete"], true, "{s}");
+        assert!(s["rc4_connections"].as_u64().unwrap() >= 1, "{s}");
+        assert!(
+            std::fs::read(out.join("data.bin")).unwrap() == *f.data,
+            "{policy}: copy differs"
+        );
+    }
 }
 
 #[test]

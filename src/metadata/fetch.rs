@@ -4,7 +4,9 @@
 //!
 //! These connections speak only the handshakes and `ut_metadata`; once the
 //! metadata is verified they are closed, and the torrent starts on the
-//! session engine with the peers that had it.
+//! session engine with the peers that had it. They follow the session's
+//! `--encryption` policy as its own connections do: MSE first under
+//! `prefer` (plaintext again for a peer that fails it) and `require`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{Read, Write};
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::{Exchange, MetadataMsg, Misbehaviour, Progress, Refusal};
 use crate::metainfo::InfoHash;
+use crate::mse::{self, Keystream, Policy};
 use crate::wire::{self, ExtHandshake, HANDSHAKE_LEN, Handshake, Message, PeerId, UT_METADATA};
 
 /// The biggest message read on a metadata connection (a bitfield of a
@@ -51,6 +54,7 @@ pub struct FetchConfig {
     pub connect_timeout: Duration,
     /// Give up after this long without the metadata.
     pub timeout: Option<Duration>,
+    pub encryption: Policy,
 }
 
 impl FetchConfig {
@@ -63,6 +67,7 @@ impl FetchConfig {
             max_connections: 8,
             connect_timeout: Duration::from_secs(5),
             timeout: None,
+            encryption: Policy::PreferPlain,
         }
     }
 }
@@ -101,8 +106,8 @@ fn refused_text(refused: &BTreeMap<&'static str, u64>) -> String {
 }
 
 enum Report {
-    /// The handshake went through; the stream is for writing.
-    Connected(TcpStream),
+    /// The handshake went through; this half is for writing.
+    Connected(Box<Writer>),
     /// The peer's extension handshake: its id for `ut_metadata` and the
     /// size it offers.
     Offers {
@@ -119,7 +124,7 @@ enum Report {
 }
 
 struct Conn {
-    writer: Option<TcpStream>,
+    writer: Option<Box<Writer>>,
     /// The peer's id for `ut_metadata`, once it offered the metadata.
     ut_metadata: Option<u8>,
 }
@@ -319,8 +324,8 @@ pub fn fetch(
         let now = Instant::now();
         if now.saturating_duration_since(last_keepalive) >= KEEPALIVE_EVERY {
             last_keepalive = now;
-            for w in conns.values().filter_map(|c| c.writer.as_ref()) {
-                let _ = (&*w).write_all(&[0, 0, 0, 0]);
+            for w in conns.values_mut().filter_map(|c| c.writer.as_mut()) {
+                let _ = w.write(&[0, 0, 0, 0]);
             }
         }
         if never.len() >= MAX_REMEMBERED {
@@ -332,14 +337,14 @@ pub fn fetch(
             exchange.remove_peer(addr);
             drop_peer(&mut refused, &conns, addr, "metadata_timeout");
         }
-        for (addr, c) in &conns {
-            let (Some(w), Some(id)) = (&c.writer, c.ut_metadata) else {
+        for (addr, c) in &mut conns {
+            let (Some(w), Some(id)) = (&mut c.writer, c.ut_metadata) else {
                 continue;
             };
             while let Some(piece) = exchange.next_request(now, *addr) {
                 let payload = MetadataMsg::Request(piece).encode();
-                if send(w, id, &payload).is_err() {
-                    let _ = w.shutdown(Shutdown::Both);
+                if w.send(id, &payload).is_err() {
+                    w.shutdown();
                     break;
                 }
             }
@@ -358,22 +363,129 @@ fn drop_peer(
     if let Some(c) = conns.get(&addr)
         && let Some(w) = &c.writer
     {
-        let _ = w.shutdown(Shutdown::Both);
+        w.shutdown();
     }
 }
 
 fn close_all(conns: &BTreeMap<SocketAddr, Conn>) {
     for c in conns.values() {
         if let Some(w) = &c.writer {
-            let _ = w.shutdown(Shutdown::Both);
+            w.shutdown();
         }
     }
 }
 
-fn send(mut w: &TcpStream, id: u8, payload: &[u8]) -> std::io::Result<()> {
-    let mut out = Vec::with_capacity(payload.len() + 6);
-    Message::Extended { id, payload }.encode(&mut out);
-    w.write_all(&out)
+/// The writing half of a metadata connection: plaintext or RC4.
+struct Writer {
+    socket: TcpStream,
+    rc4: Option<Keystream>,
+}
+
+impl Writer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.rc4 {
+            None => (&self.socket).write_all(bytes),
+            Some(k) => {
+                let mut out = bytes.to_vec();
+                k.apply(&mut out);
+                (&self.socket).write_all(&out)
+            }
+        }
+    }
+
+    fn send(&mut self, id: u8, payload: &[u8]) -> std::io::Result<()> {
+        let mut out = Vec::with_capacity(payload.len() + 6);
+        Message::Extended { id, payload }.encode(&mut out);
+        self.write(&out)
+    }
+
+    /// Ends the connection; its reading thread then sees it closed.
+    fn shutdown(&self) {
+        let _ = self.socket.shutdown(Shutdown::Both);
+    }
+}
+
+/// The reading half: bytes the exchange already took in first, then the
+/// socket's, decrypted under RC4.
+struct Reader {
+    socket: TcpStream,
+    rc4: Option<Keystream>,
+    early: VecDeque<u8>,
+}
+
+impl Read for Reader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.early.is_empty() {
+            return self.early.read(buf);
+        }
+        let n = self.socket.read(buf)?;
+        if let Some(k) = &mut self.rc4 {
+            k.apply(&mut buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// Dials `addr` under the fetch's encryption policy: the two halves of the
+/// connection, ready for the BitTorrent handshake.
+fn dial(cfg: &FetchConfig, addr: SocketAddr) -> Result<(Reader, Writer), TalkError> {
+    let connect = || -> Result<TcpStream, TalkError> {
+        let s =
+            TcpStream::connect_timeout(&addr, cfg.connect_timeout).map_err(TalkError::Connect)?;
+        s.set_nodelay(true)?;
+        // The handshakes must come soon; after them, no read timeout (the
+        // peer may have nothing to say while others give the pieces, and
+        // the fetch shuts the socket down when it is done).
+        s.set_read_timeout(Some(cfg.connect_timeout))?;
+        s.set_write_timeout(Some(Duration::from_secs(10)))?;
+        Ok(s)
+    };
+    let plain = |s: TcpStream| -> Result<(Reader, Writer), TalkError> {
+        Ok((
+            Reader {
+                socket: s.try_clone()?,
+                rc4: None,
+                early: VecDeque::new(),
+            },
+            Writer {
+                socket: s,
+                rc4: None,
+            },
+        ))
+    };
+    let encrypted = |mut s: TcpStream| -> Result<(Reader, Writer), TalkError> {
+        let e = mse::initiate(&mut s, cfg.info_hash, cfg.encryption)?;
+        let (send, recv) = match e.cipher {
+            Some(c) => {
+                let (send, recv) = c.split();
+                (Some(send), Some(recv))
+            }
+            None => (None, None),
+        };
+        Ok((
+            Reader {
+                socket: s.try_clone()?,
+                rc4: recv,
+                early: e.payload.into(),
+            },
+            Writer {
+                socket: s,
+                rc4: send,
+            },
+        ))
+    };
+    match cfg.encryption {
+        Policy::PreferPlain => plain(connect()?),
+        Policy::Require => encrypted(connect()?),
+        // A peer that fails the exchange may speak plaintext only.
+        Policy::Prefer => match encrypted(connect()?) {
+            Err(TalkError::Exchange(e)) => {
+                log::debug!("metadata: {addr} failed the MSE exchange ({e}); plaintext");
+                plain(connect()?)
+            }
+            other => other,
+        },
+    }
 }
 
 fn refusal_kind(r: Refusal) -> &'static str {
@@ -411,6 +523,8 @@ enum TalkError {
     Oversized(usize),
     #[error(transparent)]
     Metadata(#[from] super::MetadataMsgError),
+    #[error("encryption")]
+    Exchange(#[from] mse::ExchangeError),
 }
 
 /// One metadata connection, read side: handshakes, then every message
@@ -420,15 +534,8 @@ fn talk(
     addr: SocketAddr,
     tx: &Sender<(SocketAddr, Report)>,
 ) -> Result<(), TalkError> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, cfg.connect_timeout).map_err(TalkError::Connect)?;
-    s.set_nodelay(true)?;
-    // The handshake must come soon; after it, no read timeout (the peer
-    // may have nothing to say while others give the pieces, and the fetch
-    // shuts the socket down when it is done).
-    s.set_read_timeout(Some(cfg.connect_timeout))?;
-    s.set_write_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(&Handshake::ours(cfg.info_hash, cfg.peer_id).encode())?;
+    let (mut s, mut w) = dial(cfg, addr)?;
+    w.write(&Handshake::ours(cfg.info_hash, cfg.peer_id).encode())?;
     let mut hs = [0u8; HANDSHAKE_LEN];
     s.read_exact(&mut hs)?;
     let theirs = Handshake::decode(&hs)?;
@@ -445,9 +552,9 @@ fn talk(
         yourip: Some(addr.ip()),
         ..ExtHandshake::default()
     };
-    send(&s, wire::EXT_HANDSHAKE, &ours.encode())?;
-    s.set_read_timeout(None)?;
-    if tx.send((addr, Report::Connected(s.try_clone()?))).is_err() {
+    w.send(wire::EXT_HANDSHAKE, &ours.encode())?;
+    s.socket.set_read_timeout(None)?;
+    if tx.send((addr, Report::Connected(Box::new(w)))).is_err() {
         return Ok(());
     }
     let mut body = Vec::new();

@@ -7,6 +7,7 @@
 //! RC4 comes from the `rc4` crate, the modular exponentiation from
 //! `num-bigint`; both are well-kept RustCrypto / rust-num crates.
 
+mod blocking;
 mod handshake;
 #[cfg(test)]
 mod tests;
@@ -14,6 +15,7 @@ mod tests;
 use rc4::consts::U20;
 use rc4::{KeyInit, Rc4, StreamCipher};
 
+pub use blocking::{ExchangeError, initiate};
 pub use handshake::{Established, Handshake, Outcome, req2};
 
 /// `--encryption`: what we offer and what we accept.
@@ -109,6 +111,28 @@ impl Cipher {
     /// Decrypts bytes as they arrive, in place.
     pub fn decrypt(&mut self, buf: &mut [u8]) {
         self.recv.apply_keystream(buf);
+    }
+
+    /// The sending and the receiving keystream apart, for a socket written
+    /// and read by different threads.
+    pub fn split(self) -> (Keystream, Keystream) {
+        (Keystream(self.send), Keystream(self.recv))
+    }
+}
+
+/// One direction of a [`Cipher`].
+pub struct Keystream(Rc4<U20>);
+
+impl std::fmt::Debug for Keystream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keystream")
+    }
+}
+
+impl Keystream {
+    /// Encrypts or decrypts (the same for RC4) in place.
+    pub fn apply(&mut self, buf: &mut [u8]) {
+        self.0.apply_keystream(buf);
     }
 }
 

@@ -108,3 +108,49 @@ fn policies_parse() {
     assert_eq!("prefer-plain".parse::<Policy>(), Ok(Policy::PreferPlain));
     assert!("always".parse::<Policy>().is_err());
 }
+
+#[test]
+fn a_blocking_dialler_meets_an_answerer_over_a_socket() {
+    use std::io::{Read, Write};
+    let (mut ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let answerer = std::thread::spawn(move || {
+        let mut b = Handshake::responder(Policy::Require);
+        let mut buf = [0u8; 1024];
+        let established = loop {
+            let n = theirs.read(&mut buf).unwrap();
+            let outcome = b.recv(&buf[..n], &lookup).unwrap();
+            theirs.write_all(&b.take_output()).unwrap();
+            if let Outcome::Done(e) = outcome {
+                break e;
+            }
+        };
+        let mut cipher = established.cipher.expect("RC4 under require");
+        let mut ping = [0u8; 4];
+        theirs.read_exact(&mut ping).unwrap();
+        cipher.decrypt(&mut ping);
+        assert_eq!(&ping, b"ping");
+        let mut pong = *b"pong";
+        cipher.encrypt(&mut pong);
+        theirs.write_all(&pong).unwrap();
+    });
+    let established = initiate(&mut ours, TORRENT, Policy::Require).unwrap();
+    let (mut send, mut recv) = established.cipher.expect("RC4").split();
+    let mut ping = *b"ping";
+    send.apply(&mut ping);
+    ours.write_all(&ping).unwrap();
+    let mut pong = [0u8; 4];
+    ours.read_exact(&mut pong).unwrap();
+    recv.apply(&mut pong);
+    assert_eq!(&pong, b"pong");
+    answerer.join().unwrap();
+}
+
+#[test]
+fn a_blocking_dialler_reports_a_peer_that_hangs_up() {
+    let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    drop(theirs);
+    assert!(matches!(
+        initiate(&mut ours, TORRENT, Policy::Prefer),
+        Err(ExchangeError::Io(_) | ExchangeError::Closed)
+    ));
+}

@@ -889,6 +889,7 @@ impl Session {
         let mut cfg = metadata::FetchConfig::new(find.info_hash, self.peer_id);
         cfg.listen_port = self.port;
         cfg.timeout = find.timeout;
+        cfg.encryption = self.cfg.encryption;
         let stop = || cancel.load(Ordering::Relaxed) || self.cancel.load(Ordering::Relaxed);
         let out = metadata::fetch(&cfg, &find.peers, &rx, &stop);
         if announced {
