@@ -2,7 +2,10 @@
 //! by each test on 127.0.0.1. A fetch from the web seed alone (single- and
 //! multi-file), from a web seed and a libtorrent seeder together, and from
 //! servers that serve wrong bytes or refuse connections (the fetch
-//! completes from the peer; the server is counted and dropped).
+//! completes from the peer; the server is counted and dropped). Over HTTPS
+//! too: a certificate from a CA of the test's own, trusted through
+//! `SSL_CERT_FILE` as an administrator's CA would be through the system
+//! store, and refused when not trusted.
 
 mod common;
 
@@ -17,12 +20,94 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// An nginx serving `root` on a loopback port until dropped.
 struct Nginx {
     port: u16,
+    scheme: &'static str,
     _proc: Proc,
     _dir: tempfile::TempDir,
 }
 
+/// A certificate authority and a certificate it signed for `localhost`
+/// and 127.0.0.1, made with the openssl tool.
+struct Certs {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Certs {
+    fn make(dir: &Path) -> Certs {
+        std::fs::create_dir_all(dir).unwrap();
+        let f = |n: &str| dir.join(n);
+        let openssl = |args: &[&str]| {
+            run_ok(Command::new("openssl").args(args).current_dir(dir));
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ringtorrent test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(
+            f("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.pem",
+        ]);
+        Certs {
+            ca: f("ca.pem"),
+            cert: f("server.pem"),
+            key: f("server.key"),
+        }
+    }
+}
+
 impl Nginx {
     fn start(root: &Path) -> Nginx {
+        Self::start_with(root, None)
+    }
+
+    /// Serves HTTPS with `certs` instead of HTTP.
+    fn start_tls(root: &Path, certs: &Certs) -> Nginx {
+        Self::start_with(root, Some(certs))
+    }
+
+    fn start_with(root: &Path, tls: Option<&Certs>) -> Nginx {
         let bin = Path::new("/usr/sbin/nginx");
         assert!(
             bin.exists(),
@@ -31,6 +116,14 @@ impl Nginx {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let p = dir.path().display();
+        let listen = match tls {
+            None => format!("listen 127.0.0.1:{port};"),
+            Some(c) => format!(
+                "listen 127.0.0.1:{port} ssl; ssl_certificate {}; ssl_certificate_key {};",
+                c.cert.display(),
+                c.key.display()
+            ),
+        };
         let conf = format!(
             "daemon off; master_process off; worker_processes 1;
              pid {p}/nginx.pid; error_log {p}/error.log;
@@ -41,7 +134,7 @@ impl Nginx {
                fastcgi_temp_path {p}/fastcgi; uwsgi_temp_path {p}/uwsgi;
                scgi_temp_path {p}/scgi;
                sendfile on; keepalive_requests 100000;
-               server {{ listen 127.0.0.1:{port}; root {}; }}
+               server {{ {listen} root {}; }}
              }}",
             root.display()
         );
@@ -59,13 +152,14 @@ impl Nginx {
         wait_listening(local(port), &mut proc, Duration::from_secs(20));
         Nginx {
             port,
+            scheme: if tls.is_some() { "https" } else { "http" },
             _proc: proc,
             _dir: dir,
         }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
+        format!("{}://127.0.0.1:{}/{path}", self.scheme, self.port)
     }
 }
 
@@ -137,6 +231,51 @@ fn a_web_seed_alone_serves_multi_and_single_file_torrents() {
     let s = fetch(&single, &out, &[]);
     assert!(std::fs::read(out.join("big.bin")).unwrap() == std::fs::read(&big).unwrap());
     assert_eq!(s["web_seeds"]["downloaded"].as_u64(), Some(3 << 20), "{s}");
+}
+
+#[test]
+fn a_web_seed_over_https_with_a_trusted_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    let tree = make_multi(&www, "tree", 3 << 20);
+    let certs = Certs::make(&tmp.path().join("certs"));
+    let nginx = Nginx::start_tls(&www, &certs);
+    let torrent = tmp.path().join("tree.torrent");
+    create(&tree, &torrent, "64K", &[nginx.url("")]);
+
+    // A fetch from the web seed alone, trusting the certificates in `ca`.
+    let fetch = |name: &str, stall: &str, ca: &Path| {
+        let mut cmd = rt_fetch_cmd(
+            &torrent,
+            &tmp.path().join(name),
+            free_port(),
+            &[],
+            &["--json", "--timeout", stall, "--no-dht", "--no-lsd"],
+        );
+        cmd.env("SSL_CERT_FILE", ca);
+        run_limited(&mut cmd, LIMIT)
+    };
+
+    // Trusted (as a CA in the system store would be): every piece comes
+    // from the web seed.
+    let o = fetch("out", "60", &certs.ca);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = json(&o);
+    assert_same_tree(&tree, &tmp.path().join("out/tree"));
+    assert_eq!(
+        s["web_seeds"]["pieces"].as_u64(),
+        Some(pieces(&torrent)),
+        "{s}"
+    );
+
+    // Not trusted (only the server's own certificate is, not its CA):
+    // every request fails and the fetch stalls out with an error saying
+    // so, instead of hanging.
+    let o = fetch("untrusted", "5", &certs.cert);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "an untrusted server was used: {err}");
+    assert!(err.contains("nothing received"), "{err}");
+    assert!(!err.contains(" 0 failed web seed requests"), "{err}");
 }
 
 /// A web seed and a libtorrent seeder together fill one download.

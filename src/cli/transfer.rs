@@ -254,7 +254,7 @@ pub enum RunError {
     #[error("{name}: {why}")]
     Failed { name: String, why: String },
     #[error(
-        "{name}: nothing received for {secs} s: {known} peers known, {connected} connected, {tracker_failures} tracker failures"
+        "{name}: nothing received for {secs} s: {known} peers known, {connected} connected, {tracker_failures} tracker failures, {web_seed_errors} failed web seed requests"
     )]
     Stalled {
         name: String,
@@ -262,6 +262,7 @@ pub enum RunError {
         known: usize,
         connected: u64,
         tracker_failures: u64,
+        web_seed_errors: u64,
     },
     #[error("stopped before the download completed ({have} of {total} pieces)")]
     Interrupted { have: u32, total: u32 },
@@ -621,6 +622,7 @@ fn watch(
                         known: s.known_peers,
                         connected: s.peers,
                         tracker_failures: failures,
+                        web_seed_errors: s.web.errors,
                     }
                     .into()),
                 );
