@@ -178,6 +178,13 @@ fn a_flooded_node_stays_up_bounded_and_answering() {
     std::thread::sleep(Duration::from_secs(2));
     assert!(answered(&sock), "the node answers after the flood");
     let summary = seed.terminate_json();
+    // How much of the flood reaches the node depends on the machine (the
+    // kernel drops what overflows the socket's buffer); of what does, the
+    // rate limit refuses nearly all.
     let refused = summary["dht"]["refused"].as_u64().unwrap();
-    assert!(refused > 10_000, "the flood was refused: {summary}");
+    let answered = summary["dht"]["queries_answered"].as_u64().unwrap();
+    assert!(
+        refused > 1_000 && refused > 50 * answered,
+        "the flood was refused: {summary}"
+    );
 }
