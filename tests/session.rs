@@ -47,7 +47,10 @@ fn fifty_torrents_from_one_seed_process_to_one_fetch_process() {
         .arg(&out)
         .env("RINGTORRENT_STATE_DIR", state_dir(&out))
         .args(["--listen", &local(free_port()).to_string()])
-        .args(["--peer", &addr.to_string(), "--json"]);
+        .args(["--peer", &addr.to_string(), "--json"])
+        // A torrent that stalls fails the fetch with what it saw, well
+        // before the test's limit kills it silently.
+        .args(["--timeout", "60"]);
     let o = run_limited(&mut cmd, LIMIT);
     assert!(
         o.status.success(),
