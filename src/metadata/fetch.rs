@@ -426,6 +426,27 @@ impl Read for Reader {
     }
 }
 
+/// A connection's reading and writing halves, under `cipher` if RC4 was
+/// chosen; `early` is payload the exchange already took in.
+fn halves(
+    s: TcpStream,
+    cipher: Option<Box<mse::Cipher>>,
+    early: Vec<u8>,
+) -> Result<(Reader, Writer), TalkError> {
+    let (send, recv) = cipher.map(|c| c.split()).unzip();
+    Ok((
+        Reader {
+            socket: s.try_clone()?,
+            rc4: recv,
+            early: early.into(),
+        },
+        Writer {
+            socket: s,
+            rc4: send,
+        },
+    ))
+}
+
 /// Dials `addr` under the fetch's encryption policy: the two halves of the
 /// connection, ready for the BitTorrent handshake.
 fn dial(cfg: &FetchConfig, addr: SocketAddr) -> Result<(Reader, Writer), TalkError> {
@@ -440,39 +461,10 @@ fn dial(cfg: &FetchConfig, addr: SocketAddr) -> Result<(Reader, Writer), TalkErr
         s.set_write_timeout(Some(Duration::from_secs(10)))?;
         Ok(s)
     };
-    let plain = |s: TcpStream| -> Result<(Reader, Writer), TalkError> {
-        Ok((
-            Reader {
-                socket: s.try_clone()?,
-                rc4: None,
-                early: VecDeque::new(),
-            },
-            Writer {
-                socket: s,
-                rc4: None,
-            },
-        ))
-    };
+    let plain = |s: TcpStream| halves(s, None, Vec::new());
     let encrypted = |mut s: TcpStream| -> Result<(Reader, Writer), TalkError> {
         let e = mse::initiate(&mut s, cfg.info_hash, cfg.encryption)?;
-        let (send, recv) = match e.cipher {
-            Some(c) => {
-                let (send, recv) = c.split();
-                (Some(send), Some(recv))
-            }
-            None => (None, None),
-        };
-        Ok((
-            Reader {
-                socket: s.try_clone()?,
-                rc4: recv,
-                early: e.payload.into(),
-            },
-            Writer {
-                socket: s,
-                rc4: send,
-            },
-        ))
+        halves(s, e.cipher, e.payload)
     };
     match cfg.encryption {
         Policy::PreferPlain => plain(connect()?),

@@ -102,13 +102,7 @@ impl TorrentShard {
                         parts.push(data.slice(from as usize..to as usize));
                     }
                     Lookup::Read => {
-                        let (begin, len) = self.cache.span(key, self.ctx.info.piece_len(req.piece));
-                        self.actions.push_back(Action::Read {
-                            torrent: self.ctx.id,
-                            key,
-                            begin,
-                            len,
-                        });
+                        self.read_unit(key);
                         self.read_ahead(key);
                         self.mark_waiting(id);
                         return;
@@ -162,19 +156,24 @@ impl TorrentShard {
                 piece: key.piece,
                 unit: key.unit + ahead,
             };
-            let (begin, len) = self.cache.span(next, piece_len);
-            if len == 0 {
+            if self.cache.span(next, piece_len).1 == 0 {
                 return;
             }
             if self.cache.prefetch(next) {
-                self.actions.push_back(Action::Read {
-                    torrent: self.ctx.id,
-                    key: next,
-                    begin,
-                    len,
-                });
+                self.read_unit(next);
             }
         }
+    }
+
+    /// Asks the driver for read unit `key` (the cache has it as being read).
+    fn read_unit(&mut self, key: ReadKey) {
+        let (begin, len) = self.cache.span(key, self.ctx.info.piece_len(key.piece));
+        self.actions.push_back(Action::Read {
+            torrent: self.ctx.id,
+            key,
+            begin,
+            len,
+        });
     }
 
     fn mark_waiting(&mut self, id: ConnId) {
