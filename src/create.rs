@@ -615,6 +615,62 @@ mod tests {
         bytes[at] ^= 1;
     }
 
+    /// A v2 torrent known only by its `info` dictionary (a `btmh` link's)
+    /// lacks the layers of files longer than a piece; with the layers a
+    /// peer answers to hash requests it is the same torrent, and a torrent
+    /// file written of it carries them.
+    #[test]
+    fn v2_layers_are_served_and_taken_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, _) = v2_payload(dir.path());
+        let opts = CreateOptions {
+            piece_length: Some(16 * 1024),
+            version: Version::V2,
+            ..CreateOptions::default()
+        };
+        let m = Metainfo::from_bytes(&create(&root, &opts).unwrap().bytes).unwrap();
+        let needs = crate::metainfo::layers_needed(&m.info_bytes)
+            .unwrap()
+            .unwrap();
+        assert_eq!(needs.piece_length, 16 * 1024);
+        // z.bin is the one file longer than a piece.
+        let z = m.info.v2_layers[0];
+        assert_eq!(needs.files, [(z.root, 3)]);
+        let err = Metainfo::from_info(&m.info_bytes, &[], &[]).unwrap_err();
+        assert!(err.to_string().contains("z.bin"), "{err}");
+
+        // What a peer asks at the piece layer (base 0 for 16 KiB pieces).
+        let req = crate::wire::HashRequest {
+            root: z.root,
+            base: 0,
+            index: 0,
+            count: 4,
+            proof_layers: 0,
+        };
+        // Three pieces, and the padding that makes the layer 4 wide.
+        let mut hashes = m.info.hashes(&req).unwrap();
+        assert_eq!(hashes.len(), 4);
+        assert_eq!(hashes.pop(), Some([0; 32]));
+        assert_eq!(merkle::root_of_layer(&hashes, 16 * 1024), z.root);
+        for bad in [
+            crate::wire::HashRequest { base: 1, ..req },
+            crate::wire::HashRequest {
+                root: [7; 32],
+                ..req
+            },
+            crate::wire::HashRequest { index: 1, ..req },
+        ] {
+            assert_eq!(m.info.hashes(&bad), None, "{bad:?}");
+        }
+        let layers = vec![(z.root, hashes.concat())];
+        assert_eq!(m.info.piece_layers(), layers);
+        let again = Metainfo::from_info(&m.info_bytes, &layers, &[]).unwrap();
+        assert_eq!(again.info_hash, m.info_hash);
+        assert_eq!(again.info.pieces_v2, m.info.pieces_v2);
+        let reread = Metainfo::from_bytes(&again.to_torrent_bytes()).unwrap();
+        assert_eq!(reread.info.pieces_v2, m.info.pieces_v2);
+    }
+
     #[test]
     fn v2_torrents_check_each_piece_against_its_merkle_root() {
         let dir = tempfile::tempdir().unwrap();

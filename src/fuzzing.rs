@@ -173,6 +173,7 @@ fn fuzz_info(piece_count: u32) -> crate::metainfo::Info {
         piece_length: 32768,
         pieces: vec![[0; 20]; piece_count as usize],
         pieces_v2: Vec::new(),
+        v2_layers: Vec::new(),
         files: vec![crate::metainfo::FileEntry {
             path: vec!["fuzz".into()],
             length: total,

@@ -1,4 +1,5 @@
-//! Magnet URIs (BEP 9): `magnet:?xt=urn:btih:<hash>&dn=<name>&tr=<url>&x.pe=<peer>`.
+//! Magnet URIs (BEP 9): `magnet:?xt=urn:btih:<hash>&dn=<name>&tr=<url>&x.pe=<peer>`,
+//! and BEP 52's `xt=urn:btmh:1220<SHA-256>` for v2 torrents.
 
 use std::net::SocketAddr;
 
@@ -6,7 +7,11 @@ use crate::metainfo::{InfoHash, InfoHashParseError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Magnet {
+    /// The hash the swarm knows: `btih`, or for a v2-only link its `btmh`
+    /// SHA-256 cut to 20 bytes.
     pub info_hash: InfoHash,
+    /// `btmh`: the v2 info-hash the metadata must hash to (SHA-256).
+    pub info_hash_v2: Option<[u8; 32]>,
     /// `dn`: a display name until the metadata arrives.
     pub display_name: Option<String>,
     /// `tr`: trackers, each its own tier, in the order given.
@@ -27,11 +32,11 @@ pub enum PeerHint {
 pub enum MagnetError {
     #[error("not a magnet URI (expected it to start with `magnet:?`)")]
     NotMagnet,
-    #[error("magnet URI has no `xt=urn:btih:` info-hash")]
+    #[error("magnet URI has no `xt=urn:btih:` or `xt=urn:btmh:` info-hash")]
     MissingInfoHash,
-    #[error("magnet URI has only a v2 (`urn:btmh`) info-hash; v2 torrents are not supported")]
-    OnlyV2,
-    #[error("magnet URI has two different `urn:btih` info-hashes")]
+    #[error("magnet `xt=urn:btmh:` is not a SHA-256 multihash (`1220` and 64 hex digits)")]
+    BadV2Hash,
+    #[error("magnet URI has two different `urn:btih` or `urn:btmh` info-hashes")]
     ConflictingInfoHashes,
     #[error("magnet `xt`")]
     InfoHash(#[from] InfoHashParseError),
@@ -45,7 +50,7 @@ impl Magnet {
     pub fn parse(uri: &str) -> Result<Magnet, MagnetError> {
         let query = strip_prefix_ignore_case(uri, "magnet:?").ok_or(MagnetError::NotMagnet)?;
         let mut info_hash = None;
-        let mut saw_v2 = false;
+        let mut v2 = None;
         let mut display_name = None;
         let mut trackers = Vec::new();
         let mut peers = Vec::new();
@@ -67,8 +72,12 @@ impl Magnet {
                             return Err(MagnetError::ConflictingInfoHashes);
                         }
                         info_hash = Some(h);
-                    } else if strip_prefix_ignore_case(&v, "urn:btmh:").is_some() {
-                        saw_v2 = true;
+                    } else if let Some(h) = strip_prefix_ignore_case(&v, "urn:btmh:") {
+                        let h = multihash_sha256(h).ok_or(MagnetError::BadV2Hash)?;
+                        if v2.is_some_and(|prev| prev != h) {
+                            return Err(MagnetError::ConflictingInfoHashes);
+                        }
+                        v2 = Some(h);
                     }
                 }
                 "dn" => display_name = Some(value()?),
@@ -77,18 +86,32 @@ impl Magnet {
                 _ => {}
             }
         }
-        let info_hash = match info_hash {
-            Some(h) => h,
-            None if saw_v2 => return Err(MagnetError::OnlyV2),
-            None => return Err(MagnetError::MissingInfoHash),
+        let info_hash = match (info_hash, &v2) {
+            (Some(h), _) => h,
+            (None, Some(v2)) => InfoHash::truncated(v2),
+            (None, None) => return Err(MagnetError::MissingInfoHash),
         };
         Ok(Magnet {
             info_hash,
+            info_hash_v2: v2,
             display_name,
             trackers,
             peers,
         })
     }
+}
+
+/// A BEP 52 `btmh` value: the multihash of a SHA-256 digest, in hex.
+fn multihash_sha256(s: &str) -> Option<[u8; 32]> {
+    let hex = s.strip_prefix("1220")?;
+    if hex.len() != 64 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 impl Magnet {
@@ -197,6 +220,18 @@ mod tests {
     }
 
     #[test]
+    fn a_v2_link_is_known_by_its_hash_cut_to_20_bytes() {
+        let v2 = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+        let m = Magnet::parse(&format!("magnet:?xt=urn:btmh:1220{v2}&dn=x")).unwrap();
+        assert_eq!(m.info_hash.to_hex(), v2[..40]);
+        assert_eq!(m.info_hash_v2.map(|h| h[31]), Some(0x90));
+        // A hybrid's link names both: the v1 swarm is the one joined.
+        let m = Magnet::parse(&format!("magnet:?xt=urn:btih:{HEX}&xt=urn:btmh:1220{v2}")).unwrap();
+        assert_eq!(m.info_hash.to_hex(), HEX);
+        assert!(m.info_hash_v2.is_some());
+    }
+
+    #[test]
     fn rejects_malformed() {
         assert_eq!(Magnet::parse("http://x"), Err(MagnetError::NotMagnet));
         assert_eq!(
@@ -205,7 +240,12 @@ mod tests {
         );
         assert_eq!(
             Magnet::parse("magnet:?xt=urn:btmh:1220abcd"),
-            Err(MagnetError::OnlyV2)
+            Err(MagnetError::BadV2Hash)
+        );
+        // A SHA-1 multihash (0x11) is not a v2 info-hash.
+        assert_eq!(
+            Magnet::parse(&format!("magnet:?xt=urn:btmh:1114{HEX}")),
+            Err(MagnetError::BadV2Hash)
         );
         assert_eq!(
             Magnet::parse("magnet:?xt=urn:btih:abc"),

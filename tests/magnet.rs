@@ -105,6 +105,62 @@ fn libtorrent_fetches_magnets_from_ringtorrent() {
     }
 }
 
+/// v2-only torrents by their `btmh` link alone (BEP 52): the `info`
+/// dictionary is checked against the SHA-256 info-hash, and the piece
+/// layers come with hash requests, ours to libtorrent and libtorrent's to
+/// us. A file of 577 pieces takes two requests of up to 512 hashes; a tree
+/// has files shorter than a piece, which need no layer.
+#[test]
+fn v2_magnets_move_both_ways_with_libtorrent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = tmp.path().join("seed");
+    let file = seed.join("v2file.bin");
+    write_random(&file, 9 * 1024 * 1024 + 77, 92);
+    let tree = make_multi(&seed, "v2tree", 5 * 1024 * 1024 + 3);
+    for (payload, piece) in [(file, "16K"), (tree, "64K")] {
+        let name = payload.file_name().unwrap().to_string_lossy().into_owned();
+        let torrent = tmp.path().join(format!("{name}.torrent"));
+        run_ok(rt_create_cmd(&payload, &torrent, piece).arg("--v2"));
+        let lt_info = json(&run_ok(&mut lt(&["info", torrent.to_str().unwrap()])));
+        let v2 = lt_info["info_hash_v2"].as_str().unwrap().to_owned();
+        let btmh = |peer: SocketAddr| format!("magnet:?xt=urn:btmh:1220{v2}&x.pe={peer}");
+
+        let (_lt, addr) = lt_seed(&torrent, &seed);
+        let out = tmp.path().join(format!("rt-{name}"));
+        let saved = tmp.path().join(format!("rt-{name}.torrent"));
+        let summary = rt_fetch_magnet(
+            &btmh(addr),
+            &out,
+            &["--save-torrent", saved.to_str().unwrap()],
+        );
+        assert_eq!(summary["complete"], true, "{name}: {summary}");
+        assert_eq!(summary["protocol_errors"], 0, "{name}: {summary}");
+        assert_eq!(summary["hash_failures"], 0, "{name}: {summary}");
+        assert_same_tree(&payload, &out.join(&name));
+        // The saved torrent carries the layers fetched: libtorrent loads it
+        // as the same v2 torrent.
+        let saved_info = json(&run_ok(&mut lt(&["info", saved.to_str().unwrap()])));
+        assert_eq!(saved_info["info_hash_v2"], v2.as_str(), "{name}");
+        drop(_lt);
+
+        let (_rt, addr) = rt_seed(&torrent, &seed, &[]);
+        let out = tmp.path().join(format!("lt-{name}"));
+        let port = free_port().to_string();
+        run_limited_ok(
+            &mut lt(&[
+                "magnet",
+                &btmh(addr),
+                out.to_str().unwrap(),
+                &port,
+                &addr.to_string(),
+            ]),
+            LIMIT,
+            "libtorrent's v2 magnet fetch",
+        );
+        assert_same_tree(&payload, &out.join(&name));
+    }
+}
+
 /// What a fake peer does with the metadata.
 #[derive(Clone, Copy)]
 enum Fake {
@@ -114,6 +170,8 @@ enum Fake {
     Huge,
     /// Sends piece 0 before anyone asked.
     Pusher,
+    /// Gives the metadata, then answers hash requests with wrong hashes.
+    LayerLiar,
 }
 
 /// A peer on `listener` that speaks the handshakes and `ut_metadata`,
@@ -151,7 +209,7 @@ fn fake_conn(mut s: TcpStream, fake: Fake, hash: [u8; 20], info: &[u8]) -> std::
     s.write_all(&hs)?;
     let size = match fake {
         Fake::Huge => 100 << 20,
-        Fake::Liar | Fake::Pusher => info.len(),
+        Fake::Liar | Fake::Pusher | Fake::LayerLiar => info.len(),
     };
     let ext = format!("d1:md11:ut_metadatai3ee13:metadata_sizei{size}ee");
     let mut payload = vec![0u8];
@@ -185,17 +243,50 @@ fn fake_conn(mut s: TcpStream, fake: Fake, hash: [u8; 20], info: &[u8]) -> std::
         let Some((id, body)) = read_message(&mut s)? else {
             continue;
         };
+        if id == 21 && body.len() == 48 {
+            if let Fake::LayerLiar = fake {
+                let count = u32::from_be_bytes(body[40..44].try_into().unwrap());
+                let mut answer = body.clone();
+                answer.extend(std::iter::repeat_n(0x11, count as usize * 32));
+                s.write_all(&message(22, &answer))?;
+            }
+            continue;
+        }
         if id != 20 || body.first() != Some(&3) {
             continue;
         }
         let text = String::from_utf8_lossy(&body[1..]).into_owned();
         if let Some(rest) = text.split("5:piecei").nth(1) {
             let piece: usize = rest.split('e').next().unwrap().parse().unwrap();
-            if let Fake::Liar = fake {
-                s.write_all(&data_msg(piece, true))?;
+            match fake {
+                Fake::Liar => s.write_all(&data_msg(piece, true))?,
+                Fake::LayerLiar => s.write_all(&data_msg(piece, false))?,
+                Fake::Huge | Fake::Pusher => {}
             }
         }
     }
+}
+
+/// An honest `ringtorrent seed` of `torrent` that comes up 1.5 s from now,
+/// so that a fake peer is asked first and alone; its port, and the thread
+/// that starts it.
+fn seed_later(torrent: &Path, dir: &Path) -> (u16, std::thread::JoinHandle<Proc>) {
+    let port = free_port();
+    let (t, dir) = (torrent.to_path_buf(), dir.to_path_buf());
+    let seeder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        Proc::spawn(
+            Command::new(bin())
+                .arg("seed")
+                .arg(&t)
+                .arg("--data-dir")
+                .arg(&dir)
+                .env("RINGTORRENT_STATE_DIR", state_dir(&dir))
+                .args(["--listen", &local(port).to_string()]),
+            "ringtorrent seed",
+        )
+    });
+    (port, seeder)
 }
 
 #[test]
@@ -219,24 +310,7 @@ fn bad_metadata_peers_are_refused_and_counted() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let fake_addr = l.local_addr().unwrap();
         fake_peer(l, fake, raw, info.clone(), stop.clone());
-        // The honest seeder comes up a moment later, so the fake is asked
-        // first and alone.
-        let seed_port = free_port();
-        let seed_dir = tmp.path().join("seed");
-        let t = torrent.clone();
-        let seeder = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(1500));
-            Proc::spawn(
-                Command::new(bin())
-                    .arg("seed")
-                    .arg(&t)
-                    .arg("--data-dir")
-                    .arg(&seed_dir)
-                    .env("RINGTORRENT_STATE_DIR", state_dir(&seed_dir))
-                    .args(["--listen", &local(seed_port).to_string()]),
-                "ringtorrent seed",
-            )
-        });
+        let (seed_port, seeder) = seed_later(&torrent, &tmp.path().join("seed"));
         let out = tmp.path().join(format!("out-{counted}"));
         let summary = rt_fetch_magnet(&magnet(&hash, &[fake_addr, local(seed_port)]), &out, &[]);
         drop(seeder.join().unwrap());
@@ -246,6 +320,52 @@ fn bad_metadata_peers_are_refused_and_counted() {
         assert_eq!(summary["complete"], true, "{summary}");
         assert_same_tree(&payload, &out.join("tree"));
     }
+}
+
+/// A peer that gives a v2 torrent's metadata but lies about a piece layer
+/// is dropped for it, and the layer comes from the honest seeder.
+#[test]
+fn a_peer_lying_about_a_piece_layer_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seed_dir = tmp.path().join("seed");
+    let payload = seed_dir.join("layered.bin");
+    write_random(&payload, 9 * 1024 * 1024 + 5, 93);
+    let torrent = tmp.path().join("layered.torrent");
+    run_ok(rt_create_cmd(&payload, &torrent, "16K").arg("--v2"));
+    let v2 = json(&run_ok(&mut lt(&["info", torrent.to_str().unwrap()])))["info_hash_v2"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let info = {
+        let bytes = std::fs::read(&torrent).unwrap();
+        let at = bytes.windows(6).position(|w| w == b"4:info").unwrap() + 6;
+        let tail = bytes
+            .windows(15)
+            .position(|w| w == b"12:piece layers")
+            .unwrap();
+        Arc::new(bytes[at..tail].to_vec())
+    };
+    let raw: [u8; 20] =
+        std::array::from_fn(|i| u8::from_str_radix(&v2[2 * i..2 * i + 2], 16).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake_addr = l.local_addr().unwrap();
+    fake_peer(l, Fake::LayerLiar, raw, info, stop.clone());
+    let (seed_port, seeder) = seed_later(&torrent, &seed_dir);
+    let out = tmp.path().join("out");
+    let uri = format!(
+        "magnet:?xt=urn:btmh:1220{v2}&x.pe={fake_addr}&x.pe={}",
+        local(seed_port)
+    );
+    let summary = rt_fetch_magnet(&uri, &out, &[]);
+    drop(seeder.join().unwrap());
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(
+        summary["metadata_refused"]["hashes_bad_layer"], 1,
+        "{summary}"
+    );
+    assert_eq!(summary["complete"], true, "{summary}");
+    assert_same_tree(&payload, &out.join("layered.bin"));
 }
 
 #[test]

@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::UdpSocket;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -90,6 +91,60 @@ fn libtorrent_and_ringtorrent_pair_through_it_over_http_and_udp() {
             assert!(start.elapsed() < Duration::from_secs(30), "{scheme}: {h}");
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+}
+
+/// A hybrid torrent (BEP 52) has two swarms, one per info-hash. Found
+/// through the tracker alone, by a `btih` or a `btmh` magnet link, each side
+/// serves the other in both: ringtorrent announces and accepts peers under
+/// both names, and fetches a hybrid's metadata by its v2 name.
+#[test]
+fn a_hybrid_is_found_and_served_in_both_swarms() {
+    let tracker = OurTracker::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let payload = data.join("hybrid.bin");
+    write_random(&payload, 3 << 20, 42);
+    let url = format!("http://127.0.0.1:{}/announce", tracker.port);
+    let torrent = tmp.path().join("hybrid.torrent");
+    run_ok(
+        rt_create_cmd(&payload, &torrent, "64K")
+            .args(["-t", &url])
+            .arg("--hybrid"),
+    );
+    let info = json(&run_ok(&mut lt(&["info", torrent.to_str().unwrap()])));
+    let links = [
+        format!(
+            "magnet:?xt=urn:btih:{}&tr={url}",
+            info["info_hash"].as_str().unwrap()
+        ),
+        format!(
+            "magnet:?xt=urn:btmh:1220{}&tr={url}",
+            info["info_hash_v2"].as_str().unwrap()
+        ),
+    ];
+    for (i, link) in links.iter().enumerate() {
+        let (rt, _) = rt_seed(&torrent, &data, &[]);
+        let out = tmp.path().join(format!("lt-{i}"));
+        let port = free_port().to_string();
+        run_limited_ok(
+            &mut lt(&["magnet", link, out.to_str().unwrap(), &port]),
+            Duration::from_secs(120),
+            &format!("libtorrent fetching {link} from us"),
+        );
+        assert_same_tree(&payload, &out.join("hybrid.bin"));
+        drop(rt);
+
+        let (lt_seed, _) = lt_seed(&torrent, &data);
+        let out = tmp.path().join(format!("rt-{i}"));
+        let o = run_limited_ok(
+            &mut rt_fetch_cmd(Path::new(link), &out, free_port(), &[], &["--json"]),
+            Duration::from_secs(120),
+            &format!("fetching {link} from libtorrent"),
+        );
+        assert_eq!(json(&o)["complete"], true);
+        assert_same_tree(&payload, &out.join("hybrid.bin"));
+        drop(lt_seed);
     }
 }
 

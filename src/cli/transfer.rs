@@ -315,13 +315,14 @@ fn resolve(
     let fetched = session.fetch_metadata(
         FindMetadata {
             info_hash: m.info_hash,
+            info_hash_v2: m.info_hash_v2,
             trackers: m.tracker_tiers(),
             peers: peers.clone(),
             timeout: Some(stall),
         },
         stop,
     )?;
-    let meta = Metainfo::from_info(&fetched.info, &m.tracker_tiers())
+    let meta = Metainfo::from_info(&fetched.info, &fetched.piece_layers, &m.tracker_tiers())
         .with_context(|| format!("{}: the metadata the peers sent", m.name()))?;
     for w in &meta.warnings {
         log::warn!("{}: {w}", m.name());

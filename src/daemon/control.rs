@@ -459,6 +459,7 @@ impl Daemon {
     fn resolve(&self, magnet: Magnet, mut req: AddRequest, id: u32, cancel: &AtomicBool) {
         let find = FindMetadata {
             info_hash: magnet.info_hash,
+            info_hash_v2: magnet.info_hash_v2,
             trackers: magnet.tracker_tiers(),
             peers: magnet.peer_addrs(),
             timeout: None,
@@ -470,7 +471,11 @@ impl Daemon {
                 return;
             }
         };
-        let meta = match Metainfo::from_info(&fetched.info, &magnet.tracker_tiers()) {
+        let meta = match Metainfo::from_info(
+            &fetched.info,
+            &fetched.piece_layers,
+            &magnet.tracker_tiers(),
+        ) {
             Ok(m) => m,
             Err(e) => {
                 log::warn!(

@@ -187,6 +187,7 @@ mod tests {
             piece_length: 16,
             pieces: vec![[0; 20]; 1],
             pieces_v2: Vec::new(),
+            v2_layers: Vec::new(),
             files: vec![file(&["top", "a"], 0, 3), file(&["top", "d", "b"], 3, 3)],
             private: false,
             multi_file: true,

@@ -580,6 +580,7 @@ mod tests {
                 piece_length: 10,
                 pieces: vec![[0; 20]; 4],
                 pieces_v2: Vec::new(),
+                v2_layers: Vec::new(),
                 files: vec![file("a", 0, 15), file("b", 15, 20), file("c", 35, 5)],
                 private: false,
                 multi_file: true,

@@ -292,9 +292,10 @@ impl Endpoint {
             ShardCommand::Add(ctx, have) => {
                 let id = ctx.id;
                 self.buffers.keep_at_least(ctx.budget.max() as usize);
-                self.by_hash.insert(ctx.info_hash, id);
-                self.by_req2
-                    .insert(crate::mse::req2(&ctx.info_hash), ctx.info_hash);
+                for hash in ctx.info_hashes() {
+                    self.by_hash.insert(hash, id);
+                    self.by_req2.insert(crate::mse::req2(&hash), hash);
+                }
                 let ts = TorrentShard::new(ctx, self.shard, have, self.buffers.clone(), now);
                 self.torrents.insert(id, Box::new(ts));
             }
@@ -303,9 +304,10 @@ impl Endpoint {
                     self.events.push(ShardEvent::Removed(t));
                     return;
                 };
-                let hash = ts.ctx().info_hash;
-                self.by_hash.remove(&hash);
-                self.by_req2.remove(&crate::mse::req2(&hash));
+                for hash in ts.ctx().info_hashes() {
+                    self.by_hash.remove(&hash);
+                    self.by_req2.remove(&crate::mse::req2(&hash));
+                }
                 ts.shutdown(now);
                 ts.flush_stats();
                 self.removing.insert(t);

@@ -13,6 +13,7 @@ fn ctx(id: u32, hash: u8, config: TorrentConfig) -> Arc<TorrentCtx> {
         id: TorrentId(id),
         info: Arc::new(info),
         info_hash: InfoHash([hash; 20]),
+        info_hash_v2: None,
         peer_id: PeerId([1; 20]),
         config,
         listen_port: 6881,

@@ -105,6 +105,7 @@ mod tests {
             piece_length: 16384,
             pieces: vec![[0; 20]],
             pieces_v2: Vec::new(),
+            v2_layers: Vec::new(),
             files,
             private: false,
             multi_file: true,

@@ -44,6 +44,43 @@ pub fn root_of_layer(layer: &[Hash], piece_length: usize) -> Hash {
     root_of(layer, zero_subtree(piece_length / BLOCK))
 }
 
+/// BEP 52 `hashes` for a request at a file's piece layer `layer`: the
+/// `count` hashes from `index` (a power of two of them, `index` a multiple
+/// of `count`; past the layer's end, all-zero pieces), then `uncles`
+/// sibling hashes from the requested subtree's up. `None` if the request
+/// does not fit the layer's tree.
+pub fn layer_hashes(
+    layer: &[Hash],
+    piece_length: usize,
+    index: usize,
+    count: usize,
+    uncles: usize,
+) -> Option<Vec<Hash>> {
+    let width = layer.len().max(1).next_power_of_two();
+    let height = width.trailing_zeros() as usize;
+    if !count.is_power_of_two()
+        || !index.is_multiple_of(count)
+        || index.checked_add(count)? > width
+        || count.trailing_zeros() as usize + uncles > height
+    {
+        return None;
+    }
+    let mut level = layer.to_vec();
+    level.resize(width, zero_subtree(piece_length / BLOCK));
+    let mut out = level[index..index + count].to_vec();
+    let mut node = index;
+    let mut span = 1;
+    while out.len() < count + uncles {
+        if span >= count {
+            out.push(level[node ^ 1]);
+        }
+        level = level.chunks_exact(2).map(|c| pair(&c[0], &c[1])).collect();
+        node /= 2;
+        span *= 2;
+    }
+    Some(out)
+}
+
 /// The hash of an all-zero subtree of `leaves` leaves (a power of two).
 fn zero_subtree(leaves: usize) -> Hash {
     let mut h = [0u8; 32];
@@ -77,6 +114,55 @@ pub fn file_tree(leaves: &[Hash], piece_length: usize) -> (Hash, Vec<Hash>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Checks `hashes` (requested ones, then uncles) up to `root` as a
+    /// receiver would.
+    fn verify(root: Hash, index: usize, count: usize, hashes: &[Hash]) -> bool {
+        let (base, uncles) = hashes.split_at(count);
+        let mut node = root_of(base, [0; 32]);
+        let mut at = index / count;
+        for u in uncles {
+            node = if at.is_multiple_of(2) {
+                pair(&node, u)
+            } else {
+                pair(u, &node)
+            };
+            at /= 2;
+        }
+        node == root
+    }
+
+    #[test]
+    fn layer_hashes_prove_their_piece_hashes_up_to_the_root() {
+        // 11 pieces of 4 blocks: a layer 16 wide once padded.
+        let leaves: Vec<Hash> = (0..41u8).map(|i| sha256(&[i])).collect();
+        let (root, layer) = file_tree(&leaves, 4 * BLOCK);
+        assert_eq!(layer.len(), 11);
+        let all = layer_hashes(&layer, 4 * BLOCK, 0, 16, 0).unwrap();
+        assert_eq!(&all[..11], &layer[..]);
+        assert_eq!(all[15], zero_subtree(4), "a padding piece's hash");
+        for (index, count) in [
+            (0usize, 4usize),
+            (4, 4),
+            (8, 4),
+            (12, 4),
+            (8, 8),
+            (10, 2),
+            (3, 1),
+        ] {
+            let uncles = 4 - count.trailing_zeros() as usize;
+            let h = layer_hashes(&layer, 4 * BLOCK, index, count, uncles).unwrap();
+            assert_eq!(h.len(), count + uncles);
+            assert!(verify(root, index, count, &h), "{index}+{count}");
+            let mut bad = h.clone();
+            bad[0][0] ^= 1;
+            assert!(!verify(root, index, count, &bad));
+        }
+        // Out of the tree, misaligned, not a power of two, too many uncles.
+        for (index, count, uncles) in [(16, 1, 0), (2, 4, 0), (0, 3, 0), (0, 4, 3), (0, 32, 0)] {
+            assert_eq!(layer_hashes(&layer, 4 * BLOCK, index, count, uncles), None);
+        }
+    }
 
     #[test]
     fn one_block_is_its_own_root() {

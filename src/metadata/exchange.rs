@@ -93,6 +93,8 @@ struct PeerInfo {
 
 pub struct Exchange<P> {
     info_hash: InfoHash,
+    /// For a v2 link: the SHA-256 the metadata must have instead.
+    info_hash_v2: Option<[u8; 32]>,
     max_size: u64,
     peers: BTreeMap<P, PeerInfo>,
     /// The size being fetched, as the first peer still with us claimed.
@@ -109,6 +111,7 @@ impl<P: Copy + Ord + Debug> Exchange<P> {
     pub fn new(info_hash: InfoHash, max_size: u64) -> Exchange<P> {
         Exchange {
             info_hash,
+            info_hash_v2: None,
             max_size,
             peers: BTreeMap::new(),
             size: None,
@@ -117,6 +120,13 @@ impl<P: Copy + Ord + Debug> Exchange<P> {
             suspects: Vec::new(),
             banned: BTreeSet::new(),
         }
+    }
+
+    /// Checks the metadata against a v2 info-hash (BEP 52) rather than
+    /// the SHA-1 one.
+    pub fn verifying_v2(mut self, v2: Option<[u8; 32]>) -> Exchange<P> {
+        self.info_hash_v2 = v2;
+        self
     }
 
     /// A peer told us (in its extension handshake) how big the metadata is.
@@ -302,7 +312,11 @@ impl<P: Copy + Ord + Debug> Exchange<P> {
                 *senders.entry(*peer).or_default() += 1;
             }
         }
-        if InfoHash::of(&info) == self.info_hash {
+        let sound = match &self.info_hash_v2 {
+            Some(v2) => crate::hash::merkle::sha256(&info) == *v2,
+            None => InfoHash::of(&info) == self.info_hash,
+        };
+        if sound {
             let digests: Vec<[u8; 20]> = info.chunks(PIECE).map(sha1).collect();
             let mut liars: Vec<P> = self
                 .suspects

@@ -2,8 +2,10 @@
 //! connection that reads and reports what arrives, and one loop (the
 //! caller's thread) that owns the exchange and writes the requests.
 //!
-//! These connections speak only the handshakes and `ut_metadata`; once the
-//! metadata is verified they are closed, and the torrent starts on the
+//! These connections speak only the handshakes and `ut_metadata`, and for
+//! a v2 link (`btmh`) BEP 52 hash requests: the piece layers of its files
+//! are fetched on them after the `info` dictionary. Once all is verified
+//! they are closed, and the torrent starts on the
 //! session engine with the peers that had it. They follow the session's
 //! `--encryption` policy as its own connections do: MSE first under
 //! `prefer` (plaintext again for a peer that fails it) and `require`.
@@ -14,10 +16,15 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use super::{Exchange, MetadataMsg, Misbehaviour, Progress, Refusal};
+use super::{
+    Exchange, LayerMisbehaviour, LayerProgress, Layers, MetadataMsg, Misbehaviour, Progress,
+    Refusal,
+};
 use crate::metainfo::InfoHash;
 use crate::mse::{self, Keystream, Policy};
-use crate::wire::{self, ExtHandshake, HANDSHAKE_LEN, Handshake, Message, PeerId, UT_METADATA};
+use crate::wire::{
+    self, ExtHandshake, HANDSHAKE_LEN, Handshake, HashRequest, Message, PeerId, UT_METADATA,
+};
 
 /// The biggest message read on a metadata connection (a bitfield of a
 /// torrent of 16 million pieces; metadata pieces are 16 KiB).
@@ -45,6 +52,9 @@ fn retry_after(n: u32) -> Duration {
 #[derive(Debug, Clone)]
 pub struct FetchConfig {
     pub info_hash: InfoHash,
+    /// For a v2 link: the SHA-256 info-hash the metadata is checked
+    /// against (`info_hash` is then this cut to 20 bytes).
+    pub info_hash_v2: Option<[u8; 32]>,
     pub peer_id: PeerId,
     /// Our listen port, told to peers (0: none).
     pub listen_port: u16,
@@ -61,6 +71,7 @@ impl FetchConfig {
     pub fn new(info_hash: InfoHash, peer_id: PeerId) -> FetchConfig {
         FetchConfig {
             info_hash,
+            info_hash_v2: None,
             peer_id,
             listen_port: 0,
             max_size: super::MAX_SIZE,
@@ -83,6 +94,9 @@ pub struct Fetched {
     pub sources: usize,
     /// Peers dropped or refused, by reason.
     pub refused: BTreeMap<&'static str, u64>,
+    /// A v2 torrent's piece layers, each checked against its file's root:
+    /// (root, piece hashes end to end). Empty for v1 and hybrid torrents.
+    pub piece_layers: Vec<([u8; 32], Vec<u8>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +134,19 @@ enum Report {
         data: Vec<u8>,
     },
     Reject(u32),
+    Hashes {
+        req: HashRequest,
+        hashes: Vec<u8>,
+    },
+    HashReject(HashRequest),
     Gone(String),
+}
+
+/// After the `info` dictionary of a v2 torrent: its piece layers.
+struct LayerPhase {
+    info: Vec<u8>,
+    sources: usize,
+    layers: Layers<SocketAddr>,
 }
 
 struct Conn {
@@ -138,7 +164,9 @@ pub fn fetch(
     more: &Receiver<Vec<SocketAddr>>,
     stop: &dyn Fn() -> bool,
 ) -> Result<Fetched, FetchError> {
-    let mut exchange = Exchange::<SocketAddr>::new(cfg.info_hash, cfg.max_size);
+    let mut exchange =
+        Exchange::<SocketAddr>::new(cfg.info_hash, cfg.max_size).verifying_v2(cfg.info_hash_v2);
+    let mut phase: Option<LayerPhase> = None;
     let (tx, rx) = mpsc::channel::<(SocketAddr, Report)>();
     let mut conns = BTreeMap::<SocketAddr, Conn>::new();
     let mut candidates = VecDeque::<SocketAddr>::new();
@@ -248,6 +276,8 @@ pub fn fetch(
                         drop_peer(&mut refused, &conns, addr, refusal_kind(r));
                     }
                 },
+                // The metadata is in; late pieces of it are not needed.
+                Report::Data { .. } if phase.is_some() => {}
                 Report::Data {
                     piece,
                     total_size,
@@ -268,14 +298,29 @@ pub fn fetch(
                                 misbehaviour_kind(Misbehaviour::Lied),
                             );
                         }
-                        close_all(&conns);
                         had_it.retain(|a| !exchange.is_banned(*a));
-                        return Ok(Fetched {
-                            info,
-                            peers: had_it,
-                            sources,
-                            refused,
-                        });
+                        match crate::metainfo::layers_needed(&info) {
+                            Ok(Some(needs)) if !needs.files.is_empty() => {
+                                log::info!("metadata: fetching {} piece layers", needs.files.len());
+                                phase = Some(LayerPhase {
+                                    info,
+                                    sources,
+                                    layers: Layers::new(needs.piece_length, &needs.files),
+                                });
+                            }
+                            // No layers to fetch, or a torrent that will
+                            // not load (adding it says why).
+                            _ => {
+                                close_all(&conns);
+                                return Ok(Fetched {
+                                    info,
+                                    peers: had_it,
+                                    sources,
+                                    refused,
+                                    piece_layers: Vec::new(),
+                                });
+                            }
+                        }
                     }
                     Ok(Progress::Failed { banned }) => {
                         for b in banned {
@@ -299,6 +344,41 @@ pub fn fetch(
                         drop_peer(&mut refused, &conns, addr, misbehaviour_kind(m));
                     }
                 },
+                Report::Hashes { req, hashes } => {
+                    let progress = match &mut phase {
+                        Some(p) => p.layers.on_hashes(addr, &req, &hashes),
+                        None => Ok(LayerProgress::Pending),
+                    };
+                    match progress {
+                        Ok(LayerProgress::Pending) => {}
+                        Ok(LayerProgress::Done(piece_layers)) => {
+                            close_all(&conns);
+                            let p = phase.take().expect("in the layer phase");
+                            had_it.retain(|a| !p.layers.is_banned(*a));
+                            return Ok(Fetched {
+                                info: p.info,
+                                peers: had_it,
+                                sources: p.sources,
+                                refused,
+                                piece_layers,
+                            });
+                        }
+                        Err(m) => {
+                            log::info!("metadata: dropping {addr}: {m}");
+                            never.insert(addr);
+                            had_it.retain(|a| *a != addr);
+                            if let Some(p) = &mut phase {
+                                p.layers.remove_peer(addr);
+                            }
+                            drop_peer(&mut refused, &conns, addr, layer_kind(m));
+                        }
+                    }
+                }
+                Report::HashReject(req) => {
+                    if let Some(p) = &mut phase {
+                        p.layers.on_reject(addr, &req);
+                    }
+                }
                 Report::Reject(piece) => {
                     if let Err(m) = exchange.on_reject(now, addr, piece) {
                         never.insert(addr);
@@ -309,6 +389,9 @@ pub fn fetch(
                 Report::Gone(why) => {
                     log::debug!("metadata: {addr} gone: {why}");
                     exchange.remove_peer(addr);
+                    if let Some(p) = &mut phase {
+                        p.layers.remove_peer(addr);
+                    }
                     conns.remove(&addr);
                     if let Some(t) = tried.get_mut(&addr) {
                         t.1 = Some(Instant::now());
@@ -337,10 +420,28 @@ pub fn fetch(
             exchange.remove_peer(addr);
             drop_peer(&mut refused, &conns, addr, "metadata_timeout");
         }
+        if let Some(p) = &mut phase {
+            for addr in p.layers.stalled(now) {
+                log::debug!("metadata: {addr} does not answer hash requests");
+                p.layers.remove_peer(addr);
+                drop_peer(&mut refused, &conns, addr, "hashes_timeout");
+            }
+        }
         for (addr, c) in &mut conns {
             let (Some(w), Some(id)) = (&mut c.writer, c.ut_metadata) else {
                 continue;
             };
+            if let Some(p) = &mut phase {
+                while let Some(req) = p.layers.next_request(now, *addr) {
+                    let mut out = Vec::with_capacity(4 + 1 + HashRequest::LEN);
+                    Message::HashRequest(req).encode(&mut out);
+                    if w.write(&out).is_err() {
+                        w.shutdown();
+                        break;
+                    }
+                }
+                continue;
+            }
             while let Some(piece) = exchange.next_request(now, *addr) {
                 let payload = MetadataMsg::Request(piece).encode();
                 if w.send(id, &payload).is_err() {
@@ -488,6 +589,14 @@ fn refusal_kind(r: Refusal) -> &'static str {
     }
 }
 
+fn layer_kind(m: LayerMisbehaviour) -> &'static str {
+    match m {
+        LayerMisbehaviour::Unrequested => "hashes_unrequested",
+        LayerMisbehaviour::WrongCount { .. } => "hashes_wrong_count",
+        LayerMisbehaviour::BadLayer => "hashes_bad_layer",
+    }
+}
+
 fn misbehaviour_kind(m: Misbehaviour) -> &'static str {
     match m {
         Misbehaviour::Unrequested(_) => "metadata_unrequested",
@@ -581,6 +690,16 @@ fn talk(
                     MetadataMsg::Reject(p) => Report::Reject(p),
                     // We have no metadata to give; nor do we answer requests.
                     MetadataMsg::Request(_) | MetadataMsg::Unknown => continue,
+                }
+            }
+            [id @ (wire::MSG_HASHES | wire::MSG_HASH_REJECT), rest @ ..] => {
+                match Message::parse(*id, rest)? {
+                    Message::Hashes { req, hashes } => Report::Hashes {
+                        req,
+                        hashes: hashes.to_vec(),
+                    },
+                    Message::HashReject(req) => Report::HashReject(req),
+                    _ => continue,
                 }
             }
             _ => continue,

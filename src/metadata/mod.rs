@@ -4,17 +4,21 @@
 //!
 //! `message` is the `ut_metadata` codec, `exchange` the fetching side as a
 //! state machine without I/O (which piece to ask whom, assembly, the hash
-//! check and who to blame when it fails), and `fetch` its driver: a thread
-//! per peer connection, talking only the handshakes and `ut_metadata`.
+//! check and who to blame when it fails), `layers` the same for a v2
+//! torrent's piece layers (BEP 52 hash requests), and `fetch` their driver:
+//! a thread per peer connection, talking only the handshakes, `ut_metadata`
+//! and hash requests.
 
 mod exchange;
 mod fetch;
+mod layers;
 mod message;
 #[cfg(test)]
 mod tests;
 
 pub use exchange::{Exchange, Misbehaviour, Progress, Refusal};
 pub use fetch::{FetchConfig, FetchError, Fetched, fetch};
+pub use layers::{LayerMisbehaviour, LayerProgress, Layers};
 pub use message::{MetadataMsg, MetadataMsgError};
 
 /// Metadata travels in pieces of 16 KiB (the last one shorter).

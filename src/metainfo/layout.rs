@@ -111,6 +111,7 @@ mod tests {
             piece_length,
             pieces: vec![[0; 20]; count],
             pieces_v2: Vec::new(),
+            v2_layers: Vec::new(),
             files,
             private: false,
             multi_file: true,

@@ -22,7 +22,7 @@ pub use error::MetainfoError;
 pub use info_hash::{InfoHash, InfoHashParseError};
 pub use layout::FileSpan;
 pub use sanitize::{Fix, MAX_NAME_BYTES, Warning};
-pub use v2::V2Piece;
+pub use v2::{FileLayer, NeededLayers, V2Piece, layers_needed};
 
 /// The largest piece length accepted. Whole pieces are held in memory while
 /// they are downloaded and hashed, so this bounds memory per piece.
@@ -94,6 +94,9 @@ pub struct Info {
     /// One Merkle root per piece (BEP 52), in a v2 or hybrid torrent whose
     /// piece layers are sound; else none.
     pub pieces_v2: Vec<V2Piece>,
+    /// The files whose piece layers `pieces_v2` holds (those longer than
+    /// a piece), for `piece layers` and BEP 52 hash requests.
+    pub v2_layers: Vec<FileLayer>,
     /// Every file in torrent order, pad files included. For a single-file
     /// torrent this is one entry whose path is `[name]`.
     pub files: Vec<FileEntry>,
@@ -169,15 +172,24 @@ impl Metainfo {
     }
 
     /// The torrent an `info` dictionary fetched by its info-hash makes (a
-    /// magnet link's), with the magnet's trackers.
-    pub fn from_info(info: &[u8], tiers: &[Vec<String>]) -> Result<Metainfo, MetainfoError> {
-        Self::from_bytes(&torrent_bytes(info, tiers))
+    /// magnet link's), with the magnet's trackers, and for a v2 torrent
+    /// the piece layers fetched from peers (root, hashes).
+    pub fn from_info(
+        info: &[u8],
+        layers: &[([u8; 32], Vec<u8>)],
+        tiers: &[Vec<String>],
+    ) -> Result<Metainfo, MetainfoError> {
+        Self::from_bytes(&torrent_bytes(info, layers, tiers))
     }
 
     /// A torrent file of this torrent: its `info` dictionary as it was
-    /// received, and its trackers.
+    /// received, its piece layers and its trackers.
     pub fn to_torrent_bytes(&self) -> Vec<u8> {
-        torrent_bytes(&self.info_bytes, &self.tracker_tiers())
+        torrent_bytes(
+            &self.info_bytes,
+            &self.info.piece_layers(),
+            &self.tracker_tiers(),
+        )
     }
 
     /// Tracker tiers to use: `announce-list` when it has any tracker (BEP 12
@@ -193,8 +205,9 @@ impl Metainfo {
     }
 }
 
-/// `d 8:announce .. 13:announce-list .. 4:info <info> e`, keys in order.
-fn torrent_bytes(info: &[u8], tiers: &[Vec<String>]) -> Vec<u8> {
+/// `d 8:announce .. 13:announce-list .. 4:info <info> 12:piece layers ..
+/// e`, keys in order.
+fn torrent_bytes(info: &[u8], layers: &[([u8; 32], Vec<u8>)], tiers: &[Vec<String>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(info.len() + 64);
     let mut e = crate::bencode::Encoder::new(&mut out);
     e.begin_dict();
@@ -211,6 +224,16 @@ fn torrent_bytes(info: &[u8], tiers: &[Vec<String>]) -> Vec<u8> {
         e.end();
     }
     e.bytes(b"info").raw(info);
+    if !layers.is_empty() {
+        let mut sorted: Vec<_> = layers.iter().collect();
+        sorted.sort_by_key(|(root, _)| *root);
+        sorted.dedup_by_key(|(root, _)| *root);
+        e.bytes(b"piece layers").begin_dict();
+        for (root, hashes) in sorted {
+            e.bytes(root).bytes(hashes);
+        }
+        e.end();
+    }
     e.end();
     out
 }
@@ -275,6 +298,42 @@ impl Info {
     pub fn piece_count(&self) -> u32 {
         // Parsing checked that the count fits in u32.
         self.pieces.len().max(self.pieces_v2.len()) as u32
+    }
+
+    /// Each piece layer as `piece layers` holds it: the file's root, and
+    /// its pieces' hashes end to end.
+    pub fn piece_layers(&self) -> Vec<([u8; 32], Vec<u8>)> {
+        self.v2_layers
+            .iter()
+            .map(|l| (l.root, self.layer(l).flatten().copied().collect()))
+            .collect()
+    }
+
+    fn layer<'a>(&'a self, l: &FileLayer) -> impl Iterator<Item = &'a [u8; 32]> + 'a {
+        let (from, n) = (l.first_piece as usize, l.pieces as usize);
+        self.pieces_v2.iter().skip(from).take(n).map(|p| &p.root)
+    }
+
+    /// The answer to a BEP 52 hash request: the requested hashes and
+    /// their uncles, or `None` to reject it. We keep piece layers only, so
+    /// only requests at the piece layer are answered.
+    pub fn hashes(&self, req: &crate::wire::HashRequest) -> Option<Vec<[u8; 32]>> {
+        /// libtorrent's bound: 256 KiB of hashes in one answer.
+        const MAX_COUNT: u32 = 8192;
+        let piece_layer =
+            (self.piece_length as usize / crate::hash::merkle::BLOCK).trailing_zeros();
+        let l = self.v2_layers.iter().find(|l| l.root == req.root)?;
+        if req.base != piece_layer || req.count > MAX_COUNT {
+            return None;
+        }
+        let layer: Vec<[u8; 32]> = self.layer(l).copied().collect();
+        crate::hash::merkle::layer_hashes(
+            &layer,
+            self.piece_length as usize,
+            req.index as usize,
+            req.count as usize,
+            req.uncles() as usize,
+        )
     }
 
     /// Whether the torrent has v1 hashes: callers that hash many pieces

@@ -263,8 +263,8 @@ fn info_with(
         }
         None => Vec::new(),
     };
-    let pieces_v2 = match tree {
-        None => Vec::new(),
+    let (pieces_v2, v2_layers) = match tree {
+        None => (Vec::new(), Vec::new()),
         Some(tree) => {
             let hashes = v2_offsets(&tree, &files).and_then(|offsets| {
                 v2::piece_hashes(&tree, &offsets, piece_length, piece_count, layers)
@@ -273,7 +273,7 @@ fn info_with(
                 Ok(h) => h,
                 Err(e) if !pieces.is_empty() => {
                     m.warn("piece layers".into(), Fix::V2Ignored(e.to_string()));
-                    Vec::new()
+                    (Vec::new(), Vec::new())
                 }
                 Err(e) => return Err(e),
             }
@@ -285,6 +285,7 @@ fn info_with(
         piece_length,
         pieces,
         pieces_v2,
+        v2_layers,
         files,
         private,
         multi_file,

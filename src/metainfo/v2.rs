@@ -41,6 +41,15 @@ impl V2Piece {
     }
 }
 
+/// A file of a v2 torrent with a piece layer (longer than one piece): its
+/// Merkle root, and the pieces of `Info::pieces_v2` that are its layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileLayer {
+    pub root: Hash,
+    pub first_piece: u32,
+    pub pieces: u32,
+}
+
 /// One file of the `file tree`, as the torrent wrote it.
 pub(super) struct TreeFile<'a> {
     /// Path components below the torrent's name.
@@ -138,22 +147,24 @@ pub(super) fn usable_piece_length(piece_length: u32) -> bool {
     piece_length.is_power_of_two() && piece_length as usize >= BLOCK
 }
 
-/// The hash of every piece: `offsets[i]` is where `files[i]` starts in the
-/// torrent's byte stream, on a piece boundary. Each file longer than a
-/// piece needs its layer in `layers`, and the layer must hash to the file's
-/// root: a torrent cannot be checked piece by piece without it.
+/// The hash of every piece, and the files that have piece layers:
+/// `offsets[i]` is where `files[i]` starts in the torrent's byte stream, on
+/// a piece boundary. Each file longer than a piece needs its layer in
+/// `layers`, and the layer must hash to the file's root: a torrent cannot
+/// be checked piece by piece without it.
 pub(super) fn piece_hashes(
     files: &[TreeFile<'_>],
     offsets: &[u64],
     piece_length: u32,
     piece_count: u32,
     layers: Option<&Dict<'_>>,
-) -> Result<Vec<V2Piece>> {
+) -> Result<(Vec<V2Piece>, Vec<FileLayer>)> {
     let pl = u64::from(piece_length);
     let per_piece = piece_length / BLOCK as u32;
     // Grown as layers are found, never sized by the claimed lengths: a
     // torrent may claim far more pieces than it has hashes for.
     let mut out = Vec::new();
+    let mut with_layers = Vec::new();
     for (f, &offset) in files.iter().zip(offsets) {
         let (Some(root), true) = (f.root, f.length > 0) else {
             continue;
@@ -192,6 +203,11 @@ pub(super) fn piece_hashes(
                 "its piece layer does not hash to its `pieces root`",
             ));
         }
+        with_layers.push(FileLayer {
+            root,
+            first_piece: out.len() as u32,
+            pieces: hashes.len() as u32,
+        });
         for (j, h) in hashes.into_iter().enumerate() {
             out.push(V2Piece {
                 root: h,
@@ -206,5 +222,49 @@ pub(super) fn piece_hashes(
             problem: "the files do not cover every piece",
         });
     }
-    Ok(out)
+    Ok((out, with_layers))
+}
+
+/// The piece layers a v2 torrent's `info` dictionary alone lacks: it
+/// cannot be checked piece by piece without them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeededLayers {
+    pub piece_length: u32,
+    /// Each file longer than a piece: its root and piece count.
+    pub files: Vec<(Hash, u32)>,
+}
+
+/// The layers to fetch (BEP 52 hash requests) before a torrent known only
+/// by its `info` dictionary can be downloaded. `None` when it has v1
+/// hashes or no `file tree`: a v1 or hybrid torrent needs none.
+pub fn layers_needed(info: &[u8]) -> Result<Option<NeededLayers>> {
+    let value = crate::bencode::decode(info)?;
+    let d = value
+        .as_dict()
+        .ok_or_else(|| wrong(&|| "info".into(), "a dictionary"))?;
+    let (Some(tree), None) = (d.get(b"file tree"), d.get(b"pieces")) else {
+        return Ok(None);
+    };
+    let piece_length = d
+        .get(b"piece length")
+        .and_then(Value::as_int)
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|&n| usable_piece_length(n))
+        .ok_or_else(|| {
+            wrong(
+                &|| "info.piece length".into(),
+                "a power of two of at least 16 KiB",
+            )
+        })?;
+    let mut m = Mender::new(None);
+    let files = file_tree(tree, &mut m)?;
+    let pl = u64::from(piece_length);
+    Ok(Some(NeededLayers {
+        piece_length,
+        files: files
+            .iter()
+            .filter(|f| f.length > pl)
+            .filter_map(|f| Some((f.root?, u32::try_from(f.length.div_ceil(pl)).ok()?)))
+            .collect(),
+    }))
 }

@@ -43,6 +43,8 @@ pub enum PeerError {
     UnrequestedMetadata(u32),
     #[error("{0} requests for metadata pieces")]
     MetadataFlood(u32),
+    #[error("{0} hash requests, more than the torrent's piece layers take")]
+    HashRequestFlood(u32),
     #[error("{0} message, which we did not offer for this torrent")]
     UnofferedExtension(&'static str),
     #[error("ut_pex: {0}")]
@@ -100,6 +102,7 @@ impl PeerError {
             PeerError::BadMetadataMessage(_) => "bad_metadata_message",
             PeerError::UnrequestedMetadata(_) => "unrequested_metadata",
             PeerError::MetadataFlood(_) => "metadata_flood",
+            PeerError::HashRequestFlood(_) => "hash_request_flood",
             PeerError::UnofferedExtension(_) => "unoffered_extension",
             PeerError::BadPex(_) => "bad_pex",
             PeerError::HandshakeTimeout => "handshake_timeout",

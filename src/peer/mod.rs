@@ -93,6 +93,8 @@ pub enum Input<'a> {
     Metadata(&'a [u8]),
     /// A `ut_pex` message (BEP 11), not decoded yet.
     Pex(&'a [u8]),
+    /// BEP 52: the peer asks for hashes of one of our files' trees.
+    HashRequest(crate::wire::HashRequest),
     /// A run of block data. `requested` tells whether we asked for the
     /// block; when the run completes a requested block, `sent_at` is when we
     /// asked (for latency) and the request is no longer outstanding.
@@ -325,7 +327,13 @@ impl PeerState {
         }
         let n = info.piece_count();
         Ok(match msg {
-            Message::KeepAlive | Message::Unknown { .. } => Input::Nothing,
+            // We never ask for hashes on these connections: the layers of
+            // a v2 magnet are fetched with its metadata.
+            Message::KeepAlive
+            | Message::Unknown { .. }
+            | Message::Hashes { .. }
+            | Message::HashReject(_) => Input::Nothing,
+            Message::HashRequest(r) => Input::HashRequest(r),
             Message::Port(p) => Input::DhtPort(p),
             Message::Choke => {
                 self.peer_choking = true;

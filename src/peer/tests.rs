@@ -10,6 +10,7 @@ fn info() -> Info {
         piece_length: 32768,
         pieces: vec![[0; 20]; 10],
         pieces_v2: Vec::new(),
+        v2_layers: Vec::new(),
         files: vec![FileEntry {
             path: vec!["t".into()],
             length: total,

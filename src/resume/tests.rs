@@ -14,6 +14,7 @@ fn info() -> Info {
         piece_length: 16,
         pieces: vec![[0; 20]; 5],
         pieces_v2: Vec::new(),
+        v2_layers: Vec::new(),
         files: vec![file("a", 0), file("b", 40)],
         private: false,
         multi_file: true,

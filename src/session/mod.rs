@@ -239,6 +239,7 @@ fn file_priorities_become_piece_priorities() {
         piece_length: 10,
         pieces: vec![[0; 20]; 4],
         pieces_v2: Vec::new(),
+        v2_layers: Vec::new(),
         files: vec![file("a", 0, 15), file("b", 15, 20), file("c", 35, 5)],
         private: false,
         multi_file: true,
@@ -423,9 +424,19 @@ pub struct Session {
 
 /// A torrent known by its info-hash only (a magnet link): where to look
 /// for peers that have its metadata.
+/// The key a torrent's announces go under with the announcer, the DHT and
+/// LSD: one per name, as a hybrid has a v2 one too. (Metadata lookups take
+/// keys from 1 << 40 up.)
+fn swarm_key(t: TorrentId, v2: bool) -> u64 {
+    u64::from(t.0) | if v2 { 1 << 41 } else { 0 }
+}
+
 #[derive(Debug, Clone)]
 pub struct FindMetadata {
     pub info_hash: InfoHash,
+    /// A v2 link's SHA-256 info-hash: the metadata is checked against it,
+    /// and its piece layers fetched with it.
+    pub info_hash_v2: Option<[u8; 32]>,
     /// Trackers to announce to while fetching (tiers of URLs).
     pub trackers: Vec<Vec<String>>,
     pub peers: Vec<SocketAddr>,
@@ -817,6 +828,12 @@ impl Session {
             ),
             info,
             info_hash: t.metainfo.info_hash,
+            // A v2-only torrent is known by its v2 hash already.
+            info_hash_v2: t
+                .metainfo
+                .info_hash_v2
+                .filter(|_| t.metainfo.info.has_v1())
+                .map(|h| InfoHash::truncated(&h)),
             peer_id: self.peer_id,
             config,
             listen_port: self.port,
@@ -890,6 +907,7 @@ impl Session {
         cfg.listen_port = self.port;
         cfg.timeout = find.timeout;
         cfg.encryption = self.cfg.encryption;
+        cfg.info_hash_v2 = find.info_hash_v2;
         let stop = || cancel.load(Ordering::Relaxed) || self.cancel.load(Ordering::Relaxed);
         let out = metadata::fetch(&cfg, &find.peers, &rx, &stop);
         if announced {
@@ -1165,7 +1183,8 @@ impl Coordinator {
             CoordMsg::SessionLimits(up, down) => self.core.set_session_limits(now, up, down),
             CoordMsg::Reannounce(t) => {
                 if let Some(a) = &self.announcer {
-                    a.reannounce(u64::from(t.0));
+                    a.reannounce(swarm_key(t, false));
+                    a.reannounce(swarm_key(t, true));
                 }
             }
             CoordMsg::TrackerStats(t, stats) => {
@@ -1208,68 +1227,69 @@ impl Coordinator {
         self.announce(t, &ctx, a.tiers);
     }
 
+    /// Announces a torrent to its trackers, the DHT and LSD: a hybrid under
+    /// both its names (BEP 52), so that peers of its v1 and its v2 swarm
+    /// find us. The v1 name's tracker results are the ones counted and
+    /// shown.
     fn announce(&self, t: TorrentId, ctx: &TorrentCtx, tiers: Vec<Vec<String>>) {
-        // A private torrent (no metadata to offer) never goes to the DHT
-        // or LSD.
-        if let (Some(l), Some(_)) = (&self.lsd, &ctx.metadata) {
-            let to_self = self.to_self.clone();
-            l.add(
-                u64::from(t.0),
-                ctx.info_hash,
+        let names = [(swarm_key(t, false), ctx.info_hash, true)]
+            .into_iter()
+            .chain(ctx.info_hash_v2.map(|h| (swarm_key(t, true), h, false)));
+        let total = ctx.info.total_length;
+        let piece = u64::from(ctx.info.piece_length);
+        let published = self.published.clone();
+        let totals: Arc<dyn Fn() -> Totals + Send + Sync> = Arc::new(move || {
+            let p = lock(&published);
+            let s = p.stats.get(&t);
+            Totals {
+                uploaded: s.map_or(0, |s| s.uploaded),
+                downloaded: s.map_or(0, |s| s.downloaded),
+                // Close enough for trackers: the last piece may be short.
+                left: s
+                    .map_or(total, |s| u64::from(s.pieces_total - s.pieces_have) * piece)
+                    .min(total),
+            }
+        });
+        for (key, info_hash, main) in names {
+            let on_peers = || -> Box<dyn FnMut(Vec<SocketAddr>) + Send> {
+                let to_self = self.to_self.clone();
                 Box::new(move |peers| {
                     let _ = to_self.send(CoordMsg::Peers(t, peers));
-                }),
-            );
-        }
-        if let (Some(d), Some(_)) = (&self.dht, &ctx.metadata) {
-            let to_self = self.to_self.clone();
-            d.add(
-                u64::from(t.0),
-                ctx.info_hash,
-                Some(self.port),
-                Box::new(move |peers| {
-                    let _ = to_self.send(CoordMsg::Peers(t, peers));
-                }),
-            );
-        }
-        if let Some(ann) = &self.announcer {
-            let published = self.published.clone();
+                })
+            };
+            // A private torrent (no metadata to offer) never goes to the
+            // DHT or LSD.
+            if let (Some(l), Some(_)) = (&self.lsd, &ctx.metadata) {
+                l.add(key, info_hash, on_peers());
+            }
+            if let (Some(d), Some(_)) = (&self.dht, &ctx.metadata) {
+                d.add(key, info_hash, Some(self.port), on_peers());
+            }
+            let Some(ann) = &self.announcer else {
+                continue;
+            };
             let to_self = self.to_self.clone();
             let to_self2 = self.to_self.clone();
-            let to_self3 = self.to_self.clone();
-            let total = ctx.info.total_length;
-            let piece = u64::from(ctx.info.piece_length);
             ann.add(
-                u64::from(t.0),
+                key,
                 TrackerSetup {
-                    tiers,
-                    info_hash: ctx.info_hash,
+                    tiers: tiers.clone(),
+                    info_hash,
                     peer_id: ctx.peer_id,
                     port: self.port,
                     config: self.tracker.clone(),
-                    totals: Arc::new(move || {
-                        let p = lock(&published);
-                        let s = p.stats.get(&t);
-                        Totals {
-                            uploaded: s.map_or(0, |s| s.uploaded),
-                            downloaded: s.map_or(0, |s| s.downloaded),
-                            // Close enough for trackers: the last piece may be short.
-                            left: s
-                                .map_or(total, |s| {
-                                    u64::from(s.pieces_total - s.pieces_have) * piece
-                                })
-                                .min(total),
+                    totals: totals.clone(),
+                    on_peers: on_peers(),
+                    on_result: Box::new(move |_, r| {
+                        if main {
+                            let _ = to_self.send(CoordMsg::Announced(t, r.is_ok()));
                         }
                     }),
-                    on_peers: Box::new(move |peers| {
-                        let _ = to_self.send(CoordMsg::Peers(t, peers));
+                    on_stats: main.then(|| -> Box<dyn FnMut(Vec<TrackerStat>) + Send> {
+                        Box::new(move |stats| {
+                            let _ = to_self2.send(CoordMsg::TrackerStats(t, stats));
+                        })
                     }),
-                    on_result: Box::new(move |_, r| {
-                        let _ = to_self2.send(CoordMsg::Announced(t, r.is_ok()));
-                    }),
-                    on_stats: Some(Box::new(move |stats| {
-                        let _ = to_self3.send(CoordMsg::TrackerStats(t, stats));
-                    })),
                 },
             );
         }
@@ -1361,7 +1381,8 @@ impl Coordinator {
                     // The `completed` announce reports what is left: nothing.
                     self.publish();
                     if let Some(a) = &self.announcer {
-                        a.completed(u64::from(t.0));
+                        a.completed(swarm_key(t, false));
+                        a.completed(swarm_key(t, true));
                     }
                     let _ = self.events.send(SessionEvent::Complete(t));
                 }
@@ -1386,14 +1407,16 @@ impl Coordinator {
                     for v in per_shard.iter_mut() {
                         v.push(Inbound::Forget(t));
                     }
-                    if let Some(a) = &self.announcer {
-                        a.remove(u64::from(t.0));
-                    }
-                    if let Some(l) = &self.lsd {
-                        l.remove(u64::from(t.0));
-                    }
-                    if let Some(d) = &self.dht {
-                        d.remove(u64::from(t.0));
+                    for key in [swarm_key(t, false), swarm_key(t, true)] {
+                        if let Some(a) = &self.announcer {
+                            a.remove(key);
+                        }
+                        if let Some(l) = &self.lsd {
+                            l.remove(key);
+                        }
+                        if let Some(d) = &self.dht {
+                            d.remove(key);
+                        }
                     }
                     self.dirty.remove(&t);
                     let storage = self.storages.remove(&t);

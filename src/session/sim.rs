@@ -102,6 +102,7 @@ pub fn info(name: &str, data: &[u8], piece_length: u32) -> Info {
             .map(crate::hash::sha1)
             .collect(),
         pieces_v2: Vec::new(),
+        v2_layers: Vec::new(),
         files: vec![FileEntry {
             path: vec![name.into()],
             length: data.len() as u64,
@@ -225,6 +226,7 @@ impl Sim {
             id,
             info: info.clone(),
             info_hash: InfoHash(crate::hash::sha1(info.name.as_bytes())),
+            info_hash_v2: None,
             peer_id: n.core.peer_id(),
             config,
             listen_port: n.addr.port(),

@@ -28,6 +28,7 @@ fn info(files: &[(&[&str], u64, bool)], piece_length: u32) -> Info {
         piece_length,
         pieces: vec![[0; 20]; offset.div_ceil(u64::from(piece_length)) as usize],
         pieces_v2: Vec::new(),
+        v2_layers: Vec::new(),
         files,
         private: false,
         multi_file: true,

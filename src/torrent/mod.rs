@@ -144,6 +144,9 @@ pub struct TorrentCtx {
     pub id: TorrentId,
     pub info: Arc<Info>,
     pub info_hash: InfoHash,
+    /// A hybrid torrent's other name: its v2 info-hash cut to 20 bytes
+    /// (BEP 52). Peers of its v2 swarm are accepted under it.
+    pub info_hash_v2: Option<InfoHash>,
     /// Ours, the same for every torrent of the session.
     pub peer_id: PeerId,
     pub config: TorrentConfig,
@@ -166,6 +169,11 @@ pub struct TorrentCtx {
 }
 
 impl TorrentCtx {
+    /// The names peers may greet this torrent by.
+    pub fn info_hashes(&self) -> impl Iterator<Item = InfoHash> + '_ {
+        std::iter::once(self.info_hash).chain(self.info_hash_v2)
+    }
+
     /// Whether we offer and take part in peer exchange with this torrent's
     /// peers.
     pub fn pex(&self) -> bool {

@@ -115,6 +115,7 @@ mod tests {
             piece_length: 16,
             pieces: vec![[0; 20]; offset.div_ceil(16) as usize],
             pieces_v2: Vec::new(),
+            v2_layers: Vec::new(),
             files,
             private: false,
             multi_file: multi,

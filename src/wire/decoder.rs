@@ -260,6 +260,53 @@ mod tests {
         Limits::for_pieces(100)
     }
 
+    const HASH_REQ: HashRequest = HashRequest {
+        root: [9; 32],
+        base: 6,
+        index: 512,
+        count: 2,
+        proof_layers: 3,
+    };
+
+    #[test]
+    fn hash_messages_of_the_wrong_length_are_refused() {
+        let mut s = Vec::new();
+        Message::HashRequest(HASH_REQ).encode(&mut s);
+        // One byte short of a request, as a request, a reject and hashes.
+        for id in [MSG_HASH_REQUEST, MSG_HASH_REJECT, MSG_HASHES] {
+            let body = &s[5..s.len() - 1];
+            assert!(matches!(
+                Message::parse(id, body),
+                Err(WireError::BadLength { .. })
+            ));
+        }
+        // Hashes whose payload is not whole hashes.
+        let mut h = s[5..].to_vec();
+        h.extend_from_slice(&[0; 33]);
+        assert!(Message::parse(MSG_HASHES, &h).is_err());
+        h.truncate(h.len() - 1);
+        assert!(matches!(
+            Message::parse(MSG_HASHES, &h),
+            Ok(Message::Hashes { hashes, .. }) if hashes.len() == 32
+        ));
+    }
+
+    #[test]
+    fn uncles_are_the_proof_layers_above_the_requested_subtree() {
+        let r = |count, proof_layers| HashRequest {
+            count,
+            proof_layers,
+            ..HASH_REQ
+        };
+        // What libtorrent 2.0 sends and expects: 512 piece hashes of a
+        // 1024-wide layer with proof layers 9 come with one uncle.
+        assert_eq!(r(512, 9).uncles(), 1);
+        assert_eq!(r(512, 12).uncles(), 4);
+        assert_eq!(r(512, 0).uncles(), 0);
+        assert_eq!(r(2, 0).uncles(), 0);
+        assert_eq!(r(1, 0).uncles(), 1);
+    }
+
     /// Owned form of events, for comparing whole streams.
     #[derive(Debug, PartialEq, Eq)]
     enum Owned {
@@ -331,6 +378,12 @@ mod tests {
                 payload: b"d1:md6:ut_pexi1eee",
             },
             Message::Port(6881),
+            Message::HashRequest(HASH_REQ),
+            Message::Hashes {
+                req: HASH_REQ,
+                hashes: &[7; 64],
+            },
+            Message::HashReject(HASH_REQ),
         ];
         for m in msgs {
             m.encode(&mut s);

@@ -8,6 +8,50 @@ pub struct BlockRef {
     pub len: u32,
 }
 
+/// BEP 52: which hashes of a file's Merkle tree, named by the tree's root.
+/// `count` hashes of the layer `base` layers above the 16 KiB leaves, from
+/// `index`, and the uncle hashes that prove them up `proof_layers` layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashRequest {
+    pub root: [u8; 32],
+    pub base: u32,
+    pub index: u32,
+    pub count: u32,
+    pub proof_layers: u32,
+}
+
+impl HashRequest {
+    /// Bytes of the request on the wire after the message id.
+    pub const LEN: usize = 32 + 16;
+
+    fn put(&self, out: &mut impl bytes::BufMut) {
+        out.put_slice(&self.root);
+        for v in [self.base, self.index, self.count, self.proof_layers] {
+            out.put_slice(&v.to_be_bytes());
+        }
+    }
+
+    fn parse(b: &[u8]) -> Option<HashRequest> {
+        let u32_at = |at: usize| Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?));
+        Some(HashRequest {
+            root: b.get(..32)?.try_into().ok()?,
+            base: u32_at(32)?,
+            index: u32_at(36)?,
+            count: u32_at(40)?,
+            proof_layers: u32_at(44)?,
+        })
+    }
+
+    /// The number of uncle hashes a `hashes` answer carries after the
+    /// `count` requested, as libtorrent counts them: the proof layers
+    /// beyond the requested hashes' own subtree, whose top layer (the
+    /// subtree's two halves) counts as one of them.
+    pub fn uncles(&self) -> u32 {
+        let own = self.count.max(1).next_power_of_two().trailing_zeros();
+        (self.proof_layers + 1).saturating_sub(own)
+    }
+}
+
 /// Every message except `piece`, whose payload the decoder streams (see
 /// [`Event::Block`]) and the sender writes with [`encode_piece_header`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +78,14 @@ pub enum Message<'a> {
         id: u8,
         payload: &'a [u8],
     },
+    HashRequest(HashRequest),
+    /// `hashes`: the requested hashes then the uncles, 32 bytes each,
+    /// not checked here against the request's count.
+    Hashes {
+        req: HashRequest,
+        hashes: &'a [u8],
+    },
+    HashReject(HashRequest),
     /// An id we do not know, skipped as BEP 3 asks.
     Unknown {
         id: u8,
@@ -60,6 +112,11 @@ impl Message<'_> {
             Message::Reject(_) => (Some(MSG_REJECT), 13),
             Message::AllowedFast(_) => (Some(MSG_ALLOWED_FAST), 5),
             Message::Extended { payload, .. } => (Some(MSG_EXTENDED), 2 + payload.len()),
+            Message::HashRequest(_) => (Some(MSG_HASH_REQUEST), 1 + HashRequest::LEN),
+            Message::Hashes { hashes, .. } => {
+                (Some(MSG_HASHES), 1 + HashRequest::LEN + hashes.len())
+            }
+            Message::HashReject(_) => (Some(MSG_HASH_REJECT), 1 + HashRequest::LEN),
             Message::Unknown { id } => (Some(*id), 1),
         };
         out.put_slice(&(len as u32).to_be_bytes());
@@ -81,12 +138,17 @@ impl Message<'_> {
                 out.put_u8(*id);
                 out.put_slice(payload);
             }
+            Message::HashRequest(r) | Message::HashReject(r) => r.put(out),
+            Message::Hashes { req, hashes } => {
+                req.put(out);
+                out.put_slice(hashes);
+            }
             _ => {}
         }
     }
 
     /// Parses a complete message body (id already split off).
-    pub(super) fn parse(id: u8, body: &[u8]) -> Result<Message<'_>, WireError> {
+    pub fn parse(id: u8, body: &[u8]) -> Result<Message<'_>, WireError> {
         let len = body.len() as u32 + 1;
         let bad = || WireError::BadLength { id, len };
         let u32_at =
@@ -122,6 +184,23 @@ impl Message<'_> {
                 Some((&id, payload)) => Message::Extended { id, payload },
                 None => return Err(bad()),
             },
+            MSG_HASH_REQUEST | MSG_HASH_REJECT => {
+                fixed(HashRequest::LEN)?;
+                let r = HashRequest::parse(body).ok_or_else(bad)?;
+                if id == MSG_HASH_REQUEST {
+                    Message::HashRequest(r)
+                } else {
+                    Message::HashReject(r)
+                }
+            }
+            MSG_HASHES => {
+                let req = HashRequest::parse(body).ok_or_else(bad)?;
+                let hashes = &body[HashRequest::LEN..];
+                if !hashes.len().is_multiple_of(32) {
+                    return Err(bad());
+                }
+                Message::Hashes { req, hashes }
+            }
             other => Message::Unknown { id: other },
         })
     }

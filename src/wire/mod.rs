@@ -1,5 +1,5 @@
-//! The peer wire protocol: BEP 3 messages, the fast extension (BEP 6) and the
-//! extension protocol handshake (BEP 10).
+//! The peer wire protocol: BEP 3 messages, the fast extension (BEP 6), the
+//! extension protocol handshake (BEP 10) and BEP 52's hash messages.
 //!
 //! The decoder is incremental: it takes bytes in whatever chunks the socket
 //! delivers and hands out a piece message's payload as runs of bytes as they
@@ -16,7 +16,7 @@ pub use decoder::{Decoder, Event, Limits};
 pub use error::WireError;
 pub use extension::{ExtHandshake, UT_METADATA, UT_PEX};
 pub use handshake::{HANDSHAKE_LEN, Handshake, PeerId};
-pub use message::{BlockRef, Message, encode_piece_header};
+pub use message::{BlockRef, HashRequest, Message, encode_piece_header};
 
 /// The block size every client requests (BEP 3 leaves it to the client; all
 /// major clients use 16 KiB, and many refuse larger requests).
@@ -40,5 +40,9 @@ pub const MSG_REJECT: u8 = 0x10;
 pub const MSG_ALLOWED_FAST: u8 = 0x11;
 /// BEP 10
 pub const MSG_EXTENDED: u8 = 20;
+/// BEP 52
+pub const MSG_HASH_REQUEST: u8 = 21;
+pub const MSG_HASHES: u8 = 22;
+pub const MSG_HASH_REJECT: u8 = 23;
 /// BEP 10: extended message id 0 is the extension handshake.
 pub const EXT_HANDSHAKE: u8 = 0;

@@ -1,5 +1,6 @@
 //! Extension messages on a torrent's connections: our BEP 10 handshake,
-//! serving the metadata (BEP 9) and peer exchange (BEP 11).
+//! serving the metadata (BEP 9) and a v2 torrent's hashes (BEP 52), and
+//! peer exchange (BEP 11).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -10,7 +11,7 @@ use crate::peer::PeerError;
 use crate::pex::PexMessage;
 use crate::torrent::Event;
 use crate::torrent::{ConnId, TorrentCtx};
-use crate::wire::{ExtHandshake, Message, UT_METADATA, UT_PEX};
+use crate::wire::{ExtHandshake, HashRequest, Message, UT_METADATA, UT_PEX};
 
 /// Metadata requests one connection may make: every piece a few times over.
 fn max_metadata_requests(size: usize) -> u32 {
@@ -82,6 +83,41 @@ impl TorrentShard {
                 payload: &payload,
             },
         );
+        Ok(())
+    }
+
+    /// A BEP 52 hash request: the hashes of a piece layer we have, with
+    /// their proof, or a reject. Each answer hashes the file's layer up to
+    /// its root, so a connection gets a few times the requests its layers
+    /// take (512 hashes each, as libtorrent asks) and no more.
+    pub(super) fn on_hash_request(
+        &mut self,
+        id: ConnId,
+        req: &HashRequest,
+    ) -> Result<(), PeerError> {
+        let info = &self.ctx.info;
+        let Some(c) = self.conns.get_mut(&id) else {
+            return Ok(());
+        };
+        c.ext.hash_requests += 1;
+        let asked = c.ext.hash_requests;
+        let chunks: u32 = info.v2_layers.iter().map(|l| l.pieces.div_ceil(512)).sum();
+        if asked > 4 * chunks + 64 {
+            return Err(PeerError::HashRequestFlood(asked));
+        }
+        match info.hashes(req) {
+            Some(hashes) => {
+                let hashes = hashes.concat();
+                self.send(
+                    id,
+                    Message::Hashes {
+                        req: *req,
+                        hashes: &hashes,
+                    },
+                );
+            }
+            None => self.send(id, Message::HashReject(*req)),
+        }
         Ok(())
     }
 

@@ -48,6 +48,7 @@ pub(super) struct Conn {
 struct ExtState {
     pex: crate::pex::PexState,
     metadata_requests: u32,
+    hash_requests: u32,
     /// Its `port` message arrived (later ones are ignored).
     dht_port_heard: bool,
 }
@@ -480,6 +481,7 @@ impl TorrentShard {
                 self.fill(now, id);
             }
             Input::Metadata(payload) => self.on_metadata(id, payload)?,
+            Input::HashRequest(req) => self.on_hash_request(id, &req)?,
             Input::DhtPort(port) => {
                 // One per connection: more would only make our node ping.
                 if let Some(c) = self.conns.get_mut(&id)
@@ -554,7 +556,7 @@ impl TorrentShard {
     }
 
     fn on_handshake(&mut self, now: Instant, id: ConnId, h: Handshake) -> Result<(), PeerError> {
-        if h.info_hash != self.ctx.info_hash {
+        if !self.ctx.info_hashes().any(|ours| ours == h.info_hash) {
             return Err(PeerError::WrongInfoHash);
         }
         let conn = self.shard_conn(id);
@@ -586,8 +588,9 @@ impl TorrentShard {
         });
         self.stats.peers += 1;
         if !outgoing {
+            // Under the name it used: a hybrid's v1 or v2 swarm.
             c.send.push_raw(
-                &Handshake::ours(self.ctx.info_hash, self.ctx.peer_id)
+                &Handshake::ours(h.info_hash, self.ctx.peer_id)
                     .with_dht(self.ctx.dht_port != 0)
                     .encode(),
             );
