@@ -628,10 +628,24 @@ mod tests {
             version: Version::V2,
             ..CreateOptions::default()
         };
-        let m = Metainfo::from_bytes(&create(&root, &opts).unwrap().bytes).unwrap();
+        let bytes = create(&root, &opts).unwrap().bytes;
+        let m = Metainfo::from_bytes(&bytes).unwrap();
         let needs = crate::metainfo::layers_needed(&m.info_bytes)
             .unwrap()
             .unwrap();
+        // The torrent file without `piece layers` is one to fetch them for.
+        use crate::metainfo::Layerless;
+        assert_eq!(Layerless::from_bytes(&bytes), None);
+        let mut stripped = bytes.clone();
+        let at = stripped
+            .windows(15)
+            .position(|w| w == b"12:piece layers")
+            .unwrap();
+        stripped.truncate(at);
+        stripped.push(b'e');
+        let l = Layerless::from_bytes(&stripped).unwrap();
+        assert_eq!(l.info, m.info_bytes);
+        assert_eq!(Some(l.info_hash_v2), m.info_hash_v2);
         assert_eq!(needs.piece_length, 16 * 1024);
         // z.bin is the one file longer than a piece.
         let z = m.info.v2_layers[0];

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use crate::metainfo::{InfoHash, InfoHashParseError};
+use crate::metainfo::{InfoHash, InfoHashParseError, Layerless};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Magnet {
@@ -18,6 +18,10 @@ pub struct Magnet {
     pub trackers: Vec<String>,
     /// `x.pe`: peers to contact directly.
     pub peers: Vec<PeerHint>,
+    /// The `info` dictionary when it is known already: a v2 torrent file
+    /// without its piece layers, resolved like a link (only the layers
+    /// are fetched).
+    pub known_info: Option<std::sync::Arc<[u8]>>,
 }
 
 /// A peer address from `x.pe`, which may name a host rather than an IP.
@@ -94,10 +98,24 @@ impl Magnet {
         Ok(Magnet {
             info_hash,
             info_hash_v2: v2,
+            known_info: None,
             display_name,
             trackers,
             peers,
         })
+    }
+}
+
+impl From<Layerless> for Magnet {
+    fn from(l: Layerless) -> Magnet {
+        Magnet {
+            info_hash: InfoHash::truncated(&l.info_hash_v2),
+            info_hash_v2: Some(l.info_hash_v2),
+            display_name: None,
+            trackers: l.tiers.into_iter().flatten().collect(),
+            peers: Vec::new(),
+            known_info: Some(l.info.into()),
+        }
     }
 }
 

@@ -161,6 +161,45 @@ fn v2_magnets_move_both_ways_with_libtorrent() {
     }
 }
 
+/// A v2 torrent file without its `piece layers` (libtorrent writes such
+/// files before it has the layers) is fetched like a `btmh` link whose
+/// metadata is known: the layers come from the peers with hash requests.
+#[test]
+fn a_v2_torrent_file_without_piece_layers_gets_them_from_peers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = tmp.path().join("seed");
+    let tree = make_multi(&seed, "bare", 2 * 1024 * 1024 + 9);
+    let torrent = tmp.path().join("full.torrent");
+    run_ok(rt_create_cmd(&tree, &torrent, "16K").arg("--v2"));
+    let bytes = std::fs::read(&torrent).unwrap();
+    let at = bytes
+        .windows(15)
+        .position(|w| w == b"12:piece layers")
+        .unwrap();
+    let bare = tmp.path().join("bare.torrent");
+    std::fs::write(&bare, [&bytes[..at], b"e"].concat()).unwrap();
+    // Alone, it cannot be checked piece by piece.
+    let o = Command::new(bin()).arg("info").arg(&bare).output().unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("piece layer is missing"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let (_lt, addr) = lt_seed(&torrent, &seed);
+    let out = tmp.path().join("out");
+    let o = run_limited_ok(
+        &mut rt_fetch_cmd(&bare, &out, free_port(), &[addr], &["--json"]),
+        LIMIT,
+        "fetching a torrent file without its piece layers",
+    );
+    let summary = json(&o);
+    assert_eq!(summary["complete"], true, "{summary}");
+    assert_eq!(summary["hash_failures"], 0, "{summary}");
+    assert_same_tree(&tree, &out.join("bare"));
+}
+
 /// What a fake peer does with the metadata.
 #[derive(Clone, Copy)]
 enum Fake {

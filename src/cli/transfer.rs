@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use ringtorrent::dht::DhtConfig;
 use ringtorrent::magnet::Magnet;
-use ringtorrent::metainfo::Metainfo;
+use ringtorrent::metainfo::{Layerless, Metainfo, MetainfoError};
 use ringtorrent::resume::store;
 use ringtorrent::session::{
     AddTorrent, FindMetadata, Mode, ResumeConfig, Session, SessionConfig, SessionEvent,
@@ -286,7 +286,22 @@ fn read_torrent(path: &Path) -> anyhow::Result<Source> {
     if let Some(uri) = path.to_str().filter(|t| t.starts_with("magnet:")) {
         return Ok(Source::Magnet(Magnet::parse(uri)?));
     }
-    let meta = Metainfo::from_file(path).with_context(|| format!("{}", path.display()))?;
+    let meta = match Metainfo::from_file(path) {
+        Ok(m) => m,
+        // A v2 torrent file without the piece layers its files need: they
+        // are fetched from peers, as for a `btmh` link.
+        Err(e @ MetainfoError::PieceLayer { .. }) => {
+            let Some(l) = std::fs::read(path)
+                .ok()
+                .and_then(|b| Layerless::from_bytes(&b))
+            else {
+                return Err(anyhow::Error::new(e).context(path.display().to_string()));
+            };
+            log::warn!("{}: {e}; fetching piece layers from peers", path.display());
+            return Ok(Source::Magnet(Magnet::from(l)));
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(path.display().to_string())),
+    };
     for w in &meta.warnings {
         log::warn!("{}: {w}", path.display());
     }
@@ -316,6 +331,7 @@ fn resolve(
         FindMetadata {
             info_hash: m.info_hash,
             info_hash_v2: m.info_hash_v2,
+            known_info: m.known_info.clone(),
             trackers: m.tracker_tiers(),
             peers: peers.clone(),
             timeout: Some(stall),

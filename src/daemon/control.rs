@@ -17,7 +17,7 @@ use super::state::{FilePrefs, Saved, SavedTorrent, StateDir, StateError, VERSION
 use super::table::{After, Base, Entry, ErrorKind, Run, Table};
 use crate::lock;
 use crate::magnet::Magnet;
-use crate::metainfo::{InfoHash, Metainfo, MetainfoError, RenameError};
+use crate::metainfo::{InfoHash, Layerless, Metainfo, MetainfoError, RenameError};
 use crate::resume::{ResumeState, store};
 use crate::session::{AddTorrent, FindMetadata, Mode, SessionEvent};
 
@@ -320,7 +320,21 @@ impl Daemon {
     }
 
     pub fn add(&self, mut req: AddRequest) -> Result<AddOutcome, ControlError> {
-        let meta = Metainfo::from_bytes(&req.torrent).map_err(ControlError::BadTorrent)?;
+        let meta = match Metainfo::from_bytes(&req.torrent) {
+            Ok(m) => m,
+            // A v2 torrent file without the piece layers its files need:
+            // they are fetched from peers, as for a `btmh` link.
+            Err(e @ MetainfoError::PieceLayer { .. }) => {
+                return match Layerless::from_bytes(&req.torrent) {
+                    Some(l) => {
+                        log::warn!("{e}; fetching piece layers from peers");
+                        self.add_magnet(Magnet::from(l), req)
+                    }
+                    None => Err(ControlError::BadTorrent(e)),
+                };
+            }
+            Err(e) => return Err(ControlError::BadTorrent(e)),
+        };
         for w in &meta.warnings {
             log::warn!("{}: {w}", meta.info.name);
         }
@@ -460,6 +474,7 @@ impl Daemon {
         let find = FindMetadata {
             info_hash: magnet.info_hash,
             info_hash_v2: magnet.info_hash_v2,
+            known_info: magnet.known_info.clone(),
             trackers: magnet.tracker_tiers(),
             peers: magnet.peer_addrs(),
             timeout: None,

@@ -55,6 +55,9 @@ pub struct FetchConfig {
     /// For a v2 link: the SHA-256 info-hash the metadata is checked
     /// against (`info_hash` is then this cut to 20 bytes).
     pub info_hash_v2: Option<[u8; 32]>,
+    /// The `info` dictionary when known already (a v2 torrent file without
+    /// its piece layers): only the layers are fetched, from any peer.
+    pub known_info: Option<std::sync::Arc<[u8]>>,
     pub peer_id: PeerId,
     /// Our listen port, told to peers (0: none).
     pub listen_port: u16,
@@ -72,6 +75,7 @@ impl FetchConfig {
         FetchConfig {
             info_hash,
             info_hash_v2: None,
+            known_info: None,
             peer_id,
             listen_port: 0,
             max_size: super::MAX_SIZE,
@@ -151,7 +155,9 @@ struct LayerPhase {
 
 struct Conn {
     writer: Option<Box<Writer>>,
-    /// The peer's id for `ut_metadata`, once it offered the metadata.
+    /// The peer's id for `ut_metadata`, once it offered the metadata (for
+    /// a known `info` dictionary, 0 once it sent its extension handshake):
+    /// only such peers are asked.
     ut_metadata: Option<u8>,
 }
 
@@ -167,6 +173,26 @@ pub fn fetch(
     let mut exchange =
         Exchange::<SocketAddr>::new(cfg.info_hash, cfg.max_size).verifying_v2(cfg.info_hash_v2);
     let mut phase: Option<LayerPhase> = None;
+    if let Some(info) = &cfg.known_info {
+        match crate::metainfo::layers_needed(info) {
+            Ok(Some(needs)) if !needs.files.is_empty() => {
+                phase = Some(LayerPhase {
+                    info: info.to_vec(),
+                    sources: 0,
+                    layers: Layers::new(needs.piece_length, &needs.files),
+                })
+            }
+            _ => {
+                return Ok(Fetched {
+                    info: info.to_vec(),
+                    peers: peers.to_vec(),
+                    sources: 0,
+                    refused: BTreeMap::new(),
+                    piece_layers: Vec::new(),
+                });
+            }
+        }
+    }
     let (tx, rx) = mpsc::channel::<(SocketAddr, Report)>();
     let mut conns = BTreeMap::<SocketAddr, Conn>::new();
     let mut candidates = VecDeque::<SocketAddr>::new();
@@ -250,6 +276,16 @@ pub fn fetch(
                 Report::Connected(w) => {
                     if let Some(c) = conns.get_mut(&addr) {
                         c.writer = Some(w);
+                    }
+                }
+                // Knowing the metadata, any peer of the torrent may be
+                // asked for its layers.
+                Report::Offers { .. } if cfg.known_info.is_some() => {
+                    if !had_it.contains(&addr) {
+                        had_it.push(addr);
+                    }
+                    if let Some(c) = conns.get_mut(&addr) {
+                        c.ut_metadata = Some(0);
                     }
                 }
                 Report::Offers { id, size } => match id

@@ -238,6 +238,24 @@ fn torrent_bytes(info: &[u8], layers: &[([u8; 32], Vec<u8>)], tiers: &[Vec<Strin
     out
 }
 
+/// A v2-only torrent file without piece layers its files need (libtorrent
+/// writes such files when it has not got the layers yet): it cannot be
+/// checked piece by piece until peers give the layers, as for a `btmh`
+/// magnet link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layerless {
+    pub info: Vec<u8>,
+    pub info_hash_v2: [u8; 32],
+    pub tiers: Vec<Vec<String>>,
+}
+
+impl Layerless {
+    /// Whether `bytes` is such a torrent file, and what it holds.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Layerless> {
+        parse::layerless(bytes)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RenameError {
     #[error("{0:?} is not a usable file name")]

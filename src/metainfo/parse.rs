@@ -530,6 +530,41 @@ pub(super) fn attr(d: &Dict<'_>, field: &str, m: &mut Mender) -> FileAttr {
     }
 }
 
+/// A v2-only torrent file that lacks piece layers its files need: its
+/// `info` dictionary and trackers, so that the layers can be fetched from
+/// peers as for a `btmh` link. `None` for any other torrent.
+pub(super) fn layerless(bytes: &[u8]) -> Option<super::Layerless> {
+    let (root, _) = bencode::decode_prefix(bytes).ok()?;
+    let root = root.as_dict()?;
+    let info = root.get(b"info")?.raw;
+    let needs = v2::layers_needed(info).ok()??;
+    let layers = root.get(b"piece layers").and_then(Value::as_dict);
+    let missing = needs
+        .files
+        .iter()
+        .any(|(r, _)| layers.and_then(|l| l.get(r)).is_none());
+    if !missing {
+        return None;
+    }
+    let mut m = Mender::new(None);
+    let mut tiers = root
+        .get(b"announce-list")
+        .map(|v| self::tiers(v, &mut m))
+        .unwrap_or_default();
+    if tiers.is_empty()
+        && let Some(a) = root
+            .get(b"announce")
+            .and_then(|v| url(v, "announce", &mut m))
+    {
+        tiers.push(vec![a]);
+    }
+    Some(super::Layerless {
+        info: info.to_vec(),
+        info_hash_v2: crate::hash::merkle::sha256(info),
+        tiers,
+    })
+}
+
 /// BEP 12 tiers; a tier that is a single URL is taken as a tier of one,
 /// anything else malformed is ignored.
 fn tiers(v: &Value<'_>, m: &mut Mender) -> Vec<Vec<String>> {

@@ -437,6 +437,9 @@ pub struct FindMetadata {
     /// A v2 link's SHA-256 info-hash: the metadata is checked against it,
     /// and its piece layers fetched with it.
     pub info_hash_v2: Option<[u8; 32]>,
+    /// The `info` dictionary if known already: only the piece layers are
+    /// fetched.
+    pub known_info: Option<Arc<[u8]>>,
     /// Trackers to announce to while fetching (tiers of URLs).
     pub trackers: Vec<Vec<String>>,
     pub peers: Vec<SocketAddr>,
@@ -908,6 +911,7 @@ impl Session {
         cfg.timeout = find.timeout;
         cfg.encryption = self.cfg.encryption;
         cfg.info_hash_v2 = find.info_hash_v2;
+        cfg.known_info = find.known_info;
         let stop = || cancel.load(Ordering::Relaxed) || self.cancel.load(Ordering::Relaxed);
         let out = metadata::fetch(&cfg, &find.peers, &rx, &stop);
         if announced {
