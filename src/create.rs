@@ -662,19 +662,18 @@ mod tests {
             proof_layers: 0,
         };
         // Three pieces, and the padding that makes the layer 4 wide.
-        let mut hashes = m.info.hashes(&req).unwrap();
+        let tree = m.info.layer_tree(&z.root).unwrap();
+        assert!(m.info.layer_tree(&[7; 32]).is_none());
+        let mut hashes = m.info.hashes(&req, &tree).unwrap();
         assert_eq!(hashes.len(), 4);
         assert_eq!(hashes.pop(), Some([0; 32]));
         assert_eq!(merkle::root_of_layer(&hashes, 16 * 1024), z.root);
         for bad in [
             crate::wire::HashRequest { base: 1, ..req },
-            crate::wire::HashRequest {
-                root: [7; 32],
-                ..req
-            },
             crate::wire::HashRequest { index: 1, ..req },
+            crate::wire::HashRequest { count: 8, ..req },
         ] {
-            assert_eq!(m.info.hashes(&bad), None, "{bad:?}");
+            assert_eq!(m.info.hashes(&bad, &tree), None, "{bad:?}");
         }
         let layers = vec![(z.root, hashes.concat())];
         assert_eq!(m.info.piece_layers(), layers);

@@ -44,41 +44,59 @@ pub fn root_of_layer(layer: &[Hash], piece_length: usize) -> Hash {
     root_of(layer, zero_subtree(piece_length / BLOCK))
 }
 
-/// BEP 52 `hashes` for a request at a file's piece layer `layer`: the
-/// `count` hashes from `index` (a power of two of them, `index` a multiple
-/// of `count`; past the layer's end, all-zero pieces), then `uncles`
-/// sibling hashes from the requested subtree's up. `None` if the request
-/// does not fit the layer's tree.
-pub fn layer_hashes(
-    layer: &[Hash],
-    piece_length: usize,
-    index: usize,
-    count: usize,
-    uncles: usize,
-) -> Option<Vec<Hash>> {
-    let width = layer.len().max(1).next_power_of_two();
-    let height = width.trailing_zeros() as usize;
-    if !count.is_power_of_two()
-        || !index.is_multiple_of(count)
-        || index.checked_add(count)? > width
-        || count.trailing_zeros() as usize + uncles > height
-    {
-        return None;
-    }
-    let mut level = layer.to_vec();
-    level.resize(width, zero_subtree(piece_length / BLOCK));
-    let mut out = level[index..index + count].to_vec();
-    let mut node = index;
-    let mut span = 1;
-    while out.len() < count + uncles {
-        if span >= count {
-            out.push(level[node ^ 1]);
+/// A file's Merkle tree from its piece layer up, the layer padded to a
+/// power of two with the hashes of all-zero pieces. Built once, it answers
+/// hash requests (BEP 52) by lookup.
+#[derive(Debug, Clone)]
+pub struct LayerTree {
+    /// The padded piece layer first, the root last.
+    levels: Vec<Vec<Hash>>,
+}
+
+impl LayerTree {
+    pub fn new(layer: &[Hash], piece_length: usize) -> LayerTree {
+        let width = layer.len().max(1).next_power_of_two();
+        let mut level = layer.to_vec();
+        level.resize(width, zero_subtree(piece_length / BLOCK));
+        let mut levels = vec![level];
+        while let Some(top) = levels.last().filter(|l| l.len() > 1) {
+            let up = top.chunks_exact(2).map(|c| pair(&c[0], &c[1])).collect();
+            levels.push(up);
         }
-        level = level.chunks_exact(2).map(|c| pair(&c[0], &c[1])).collect();
-        node /= 2;
-        span *= 2;
+        LayerTree { levels }
     }
-    Some(out)
+
+    /// Hashes held, for bounding what is kept.
+    pub fn len(&self) -> usize {
+        self.levels.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// BEP 52 `hashes`: the `count` layer hashes from `index` (a power of
+    /// two of them, `index` a multiple of `count`), then `uncles` sibling
+    /// hashes from the requested subtree's up. `None` if the request does
+    /// not fit the tree.
+    pub fn hashes(&self, index: usize, count: usize, uncles: usize) -> Option<Vec<Hash>> {
+        let base = self.levels.first()?;
+        let own = count.trailing_zeros() as usize;
+        if !count.is_power_of_two()
+            || !index.is_multiple_of(count)
+            || index.checked_add(count)? > base.len()
+            || own + uncles >= self.levels.len()
+        {
+            return None;
+        }
+        let mut out = base[index..index + count].to_vec();
+        let mut node = index / count;
+        for level in &self.levels[own..own + uncles] {
+            out.push(level[node ^ 1]);
+            node /= 2;
+        }
+        Some(out)
+    }
 }
 
 /// The hash of an all-zero subtree of `leaves` leaves (a power of two).
@@ -133,12 +151,14 @@ mod tests {
     }
 
     #[test]
-    fn layer_hashes_prove_their_piece_hashes_up_to_the_root() {
+    fn a_layer_tree_proves_its_piece_hashes_up_to_the_root() {
         // 11 pieces of 4 blocks: a layer 16 wide once padded.
         let leaves: Vec<Hash> = (0..41u8).map(|i| sha256(&[i])).collect();
         let (root, layer) = file_tree(&leaves, 4 * BLOCK);
         assert_eq!(layer.len(), 11);
-        let all = layer_hashes(&layer, 4 * BLOCK, 0, 16, 0).unwrap();
+        let tree = LayerTree::new(&layer, 4 * BLOCK);
+        assert_eq!(tree.levels.last().unwrap(), &[root]);
+        let all = tree.hashes(0, 16, 0).unwrap();
         assert_eq!(&all[..11], &layer[..]);
         assert_eq!(all[15], zero_subtree(4), "a padding piece's hash");
         for (index, count) in [
@@ -151,7 +171,7 @@ mod tests {
             (3, 1),
         ] {
             let uncles = 4 - count.trailing_zeros() as usize;
-            let h = layer_hashes(&layer, 4 * BLOCK, index, count, uncles).unwrap();
+            let h = tree.hashes(index, count, uncles).unwrap();
             assert_eq!(h.len(), count + uncles);
             assert!(verify(root, index, count, &h), "{index}+{count}");
             let mut bad = h.clone();
@@ -160,7 +180,7 @@ mod tests {
         }
         // Out of the tree, misaligned, not a power of two, too many uncles.
         for (index, count, uncles) in [(16, 1, 0), (2, 4, 0), (0, 3, 0), (0, 4, 3), (0, 32, 0)] {
-            assert_eq!(layer_hashes(&layer, 4 * BLOCK, index, count, uncles), None);
+            assert_eq!(tree.hashes(index, count, uncles), None);
         }
     }
 

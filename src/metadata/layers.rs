@@ -273,15 +273,10 @@ mod tests {
     }
 
     fn answer(layer: &[Hash], req: &HashRequest) -> Vec<u8> {
-        merkle::layer_hashes(
-            layer,
-            PIECE as usize,
-            req.index as usize,
-            req.count as usize,
-            0,
-        )
-        .unwrap()
-        .concat()
+        merkle::LayerTree::new(layer, PIECE as usize)
+            .hashes(req.index as usize, req.count as usize, 0)
+            .unwrap()
+            .concat()
     }
 
     #[test]

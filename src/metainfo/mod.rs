@@ -24,6 +24,8 @@ pub use layout::FileSpan;
 pub use sanitize::{Fix, MAX_NAME_BYTES, Warning};
 pub use v2::{FileLayer, NeededLayers, V2Piece, layers_needed};
 
+use crate::hash::merkle::LayerTree;
+
 /// The largest piece length accepted. Whole pieces are held in memory while
 /// they are downloaded and hashed, so this bounds memory per piece.
 pub const MAX_PIECE_LENGTH: u32 = 256 * 1024 * 1024;
@@ -332,22 +334,30 @@ impl Info {
         self.pieces_v2.iter().skip(from).take(n).map(|p| &p.root)
     }
 
-    /// The answer to a BEP 52 hash request: the requested hashes and
-    /// their uncles, or `None` to reject it. We keep piece layers only, so
-    /// only requests at the piece layer are answered.
-    pub fn hashes(&self, req: &crate::wire::HashRequest) -> Option<Vec<[u8; 32]>> {
+    /// The tree over the piece layer of the file whose root is `root`,
+    /// if it has one (a file longer than a piece).
+    pub fn layer_tree(&self, root: &[u8; 32]) -> Option<LayerTree> {
+        let l = self.v2_layers.iter().find(|l| l.root == *root)?;
+        let layer: Vec<[u8; 32]> = self.layer(l).copied().collect();
+        Some(LayerTree::new(&layer, self.piece_length as usize))
+    }
+
+    /// The answer to a BEP 52 hash request from `tree` (its file's): the
+    /// requested hashes and their uncles, or `None` to reject it. We keep
+    /// piece layers only, so only requests at the piece layer are answered.
+    pub fn hashes(
+        &self,
+        req: &crate::wire::HashRequest,
+        tree: &LayerTree,
+    ) -> Option<Vec<[u8; 32]>> {
         /// libtorrent's bound: 256 KiB of hashes in one answer.
         const MAX_COUNT: u32 = 8192;
         let piece_layer =
             (self.piece_length as usize / crate::hash::merkle::BLOCK).trailing_zeros();
-        let l = self.v2_layers.iter().find(|l| l.root == req.root)?;
         if req.base != piece_layer || req.count > MAX_COUNT {
             return None;
         }
-        let layer: Vec<[u8; 32]> = self.layer(l).copied().collect();
-        crate::hash::merkle::layer_hashes(
-            &layer,
-            self.piece_length as usize,
+        tree.hashes(
             req.index as usize,
             req.count as usize,
             req.uncles() as usize,

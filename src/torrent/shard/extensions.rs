@@ -6,12 +6,16 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::TorrentShard;
+use crate::hash::merkle::LayerTree;
 use crate::metadata::{self, MetadataMsg};
 use crate::peer::PeerError;
 use crate::pex::PexMessage;
 use crate::torrent::Event;
 use crate::torrent::{ConnId, TorrentCtx};
 use crate::wire::{ExtHandshake, HashRequest, Message, UT_METADATA, UT_PEX};
+
+/// Hashes of layer trees a shard keeps for answering hash requests.
+const MAX_TREE_HASHES: usize = 2 << 20;
 
 /// Metadata requests one connection may make: every piece a few times over.
 fn max_metadata_requests(size: usize) -> u32 {
@@ -87,9 +91,9 @@ impl TorrentShard {
     }
 
     /// A BEP 52 hash request: the hashes of a piece layer we have, with
-    /// their proof, or a reject. Each answer hashes the file's layer up to
-    /// its root, so a connection gets a few times the requests its layers
-    /// take (512 hashes each, as libtorrent asks) and no more.
+    /// their proof, or a reject. The file's tree is built at its first
+    /// request; a connection gets a few times the requests its layers take
+    /// (512 hashes each, as libtorrent asks) and no more.
     pub(super) fn on_hash_request(
         &mut self,
         id: ConnId,
@@ -105,7 +109,24 @@ impl TorrentShard {
         if asked > 4 * chunks + 64 {
             return Err(PeerError::HashRequestFlood(asked));
         }
-        match info.hashes(req) {
+        if !self.layer_trees.contains_key(&req.root) {
+            let Some(tree) = info.layer_tree(&req.root) else {
+                self.send(id, Message::HashReject(*req));
+                return Ok(());
+            };
+            // Bounded: a torrent of huge files keeps the trees asked of
+            // lately, at most about 64 MiB of hashes.
+            let held: usize = self.layer_trees.values().map(LayerTree::len).sum();
+            if held + tree.len() > MAX_TREE_HASHES {
+                self.layer_trees.clear();
+            }
+            self.layer_trees.insert(req.root, tree);
+        }
+        let answer = self
+            .layer_trees
+            .get(&req.root)
+            .and_then(|tree| info.hashes(req, tree));
+        match answer {
             Some(hashes) => {
                 let hashes = hashes.concat();
                 self.send(

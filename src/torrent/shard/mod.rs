@@ -12,6 +12,7 @@ mod maintenance;
 mod spread;
 mod upload;
 
+use crate::hash::merkle::LayerTree;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -74,6 +75,9 @@ pub struct TorrentShard {
     leased: VecDeque<u32>,
     /// The coordinator said no piece is left that nobody downloads.
     endgame: bool,
+    /// Merkle trees over piece layers peers asked hashes of (BEP 52), by
+    /// file root, built at the first request.
+    layer_trees: HashMap<[u8; 32], LayerTree>,
     /// Pieces being assembled here, and the order they started in (oldest
     /// first, so partial pieces are finished before new ones are started).
     downloads: BTreeMap<u32, Download>,
@@ -140,6 +144,7 @@ impl TorrentShard {
             have,
             leased: VecDeque::new(),
             endgame: false,
+            layer_trees: HashMap::new(),
             downloads: BTreeMap::new(),
             order: VecDeque::new(),
             suspects: HashSet::new(),
