@@ -54,9 +54,8 @@ pub struct LayerTree {
 }
 
 impl LayerTree {
-    pub fn new(layer: &[Hash], piece_length: usize) -> LayerTree {
-        let width = layer.len().max(1).next_power_of_two();
-        let mut level = layer.to_vec();
+    pub fn new(mut level: Vec<Hash>, piece_length: usize) -> LayerTree {
+        let width = level.len().max(1).next_power_of_two();
         level.resize(width, zero_subtree(piece_length / BLOCK));
         let mut levels = vec![level];
         while let Some(top) = levels.last().filter(|l| l.len() > 1) {
@@ -67,12 +66,8 @@ impl LayerTree {
     }
 
     /// Hashes held, for bounding what is kept.
-    pub fn len(&self) -> usize {
+    pub fn hashes_held(&self) -> usize {
         self.levels.iter().map(Vec::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// BEP 52 `hashes`: the `count` layer hashes from `index` (a power of
@@ -156,7 +151,7 @@ mod tests {
         let leaves: Vec<Hash> = (0..41u8).map(|i| sha256(&[i])).collect();
         let (root, layer) = file_tree(&leaves, 4 * BLOCK);
         assert_eq!(layer.len(), 11);
-        let tree = LayerTree::new(&layer, 4 * BLOCK);
+        let tree = LayerTree::new(layer.clone(), 4 * BLOCK);
         assert_eq!(tree.levels.last().unwrap(), &[root]);
         let all = tree.hashes(0, 16, 0).unwrap();
         assert_eq!(&all[..11], &layer[..]);

@@ -273,7 +273,7 @@ mod tests {
     }
 
     fn answer(layer: &[Hash], req: &HashRequest) -> Vec<u8> {
-        merkle::LayerTree::new(layer, PIECE as usize)
+        merkle::LayerTree::new(layer.to_vec(), PIECE as usize)
             .hashes(req.index as usize, req.count as usize, 0)
             .unwrap()
             .concat()

@@ -338,8 +338,8 @@ impl Info {
     /// if it has one (a file longer than a piece).
     pub fn layer_tree(&self, root: &[u8; 32]) -> Option<LayerTree> {
         let l = self.v2_layers.iter().find(|l| l.root == *root)?;
-        let layer: Vec<[u8; 32]> = self.layer(l).copied().collect();
-        Some(LayerTree::new(&layer, self.piece_length as usize))
+        let layer = self.layer(l).copied().collect();
+        Some(LayerTree::new(layer, self.piece_length as usize))
     }
 
     /// The answer to a BEP 52 hash request from `tree` (its file's): the

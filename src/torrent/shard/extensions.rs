@@ -116,8 +116,8 @@ impl TorrentShard {
             };
             // Bounded: a torrent of huge files keeps the trees asked of
             // lately, at most about 64 MiB of hashes.
-            let held: usize = self.layer_trees.values().map(LayerTree::len).sum();
-            if held + tree.len() > MAX_TREE_HASHES {
+            let held: usize = self.layer_trees.values().map(LayerTree::hashes_held).sum();
+            if held + tree.hashes_held() > MAX_TREE_HASHES {
                 self.layer_trees.clear();
             }
             self.layer_trees.insert(req.root, tree);

@@ -12,7 +12,6 @@ mod maintenance;
 mod spread;
 mod upload;
 
-use crate::hash::merkle::LayerTree;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +27,7 @@ use super::{
 };
 use crate::bitfield::Bitfield;
 use crate::buffer::{BufPool, PieceBuf};
+use crate::hash::merkle::LayerTree;
 use crate::peer::{Input, PeerError, PeerState};
 use crate::wire::{self, Decoder, Handshake, Message};
 
