@@ -1150,6 +1150,7 @@ impl Driver {
             _ => return,
         };
         let _ = rustix::net::sockopt::set_tcp_nodelay(&fd, true);
+        set_notsent_lowat(&fd);
         if self.stopping {
             return;
         }
@@ -1246,5 +1247,30 @@ fn new_socket(addr: &SocketAddr) -> std::io::Result<socket2::Socket> {
         None,
     )?;
     s.set_nodelay(true)?;
+    set_notsent_lowat(&s);
     Ok(s)
+}
+
+/// Unsent bytes the kernel takes per connection before a send waits: the
+/// rest stays in our send queue, where messages overtake blocks. On a slow
+/// link a socket buffer grown to megabytes would hold a `have` or a
+/// request back for seconds.
+const NOTSENT_LOWAT: libc::c_int = 128 * 1024;
+
+fn set_notsent_lowat(fd: &impl AsRawFd) {
+    let v = NOTSENT_LOWAT;
+    // SAFETY: `fd` is an open socket, and the option value is a live c_int
+    // of the length passed.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        log::debug!("TCP_NOTSENT_LOWAT: {}", std::io::Error::last_os_error());
+    }
 }

@@ -446,14 +446,20 @@ impl Sim {
     fn send(&mut self, n: usize, s: usize, conn: ConnId) {
         let now = self.now;
         let link = self.nodes[n].link;
-        let Some(q) = self.nodes[n].endpoints[s].send_queue(conn) else {
-            return;
-        };
-        let bytes: Vec<u8> = q
-            .front(usize::MAX)
-            .iter()
-            .flat_map(|b| b.iter().copied())
-            .collect();
+        // Everything queued, as the driver would send it in turn.
+        let mut bytes: Vec<u8> = Vec::new();
+        while let Some(q) = self.nodes[n].endpoints[s].send_queue(conn) {
+            let front: Vec<u8> = q
+                .front(usize::MAX)
+                .iter()
+                .flat_map(|b| b.iter().copied())
+                .collect();
+            if front.is_empty() {
+                break;
+            }
+            bytes.extend_from_slice(&front);
+            self.nodes[n].endpoints[s].handle_sent(now, conn, front.len());
+        }
         if bytes.is_empty() {
             return;
         }
@@ -475,8 +481,6 @@ impl Sim {
         if let Some((last, _)) = pipe.queue.back() {
             at = at.max(*last);
         }
-        let len = bytes.len();
         pipe.queue.push_back((at, bytes));
-        self.nodes[n].endpoints[s].handle_sent(now, conn, len);
     }
 }

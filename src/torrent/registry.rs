@@ -27,6 +27,9 @@ enum State {
         failures: u32,
     },
     Connected,
+    /// A peer we are connected to by another connection (a duplicate was
+    /// closed): dialled again only once that connection ends.
+    Alias(PeerId),
     /// Our own listen address, learned from a self-connection.
     Us,
 }
@@ -241,10 +244,25 @@ impl Registry {
         if outgoing {
             self.dialled_from.retain(|_, remote| *remote != addr);
         }
-        if let Some(id) = id
-            && self.ids.get(&id).is_some_and(|l| l.conn == conn)
-        {
-            self.ids.remove(&id);
+        let retry = State::Idle {
+            retry_at: now + Duration::from_secs(5),
+            failures: 0,
+        };
+        let mut alias = None;
+        if let Some(id) = id {
+            match self.ids.get(&id) {
+                Some(l) if l.conn == conn => {
+                    self.ids.remove(&id);
+                    for s in self.addrs.values_mut() {
+                        if *s == State::Alias(id) {
+                            *s = retry;
+                        }
+                    }
+                }
+                // A duplicate: the peer is still connected by another.
+                Some(_) => alias = Some(State::Alias(id)),
+                None => {}
+            }
         }
         if outgoing
             && matches!(
@@ -252,13 +270,7 @@ impl Registry {
                 Some(State::Connected | State::Connecting { .. })
             )
         {
-            self.addrs.insert(
-                addr,
-                State::Idle {
-                    retry_at: now + Duration::from_secs(5),
-                    failures: 0,
-                },
-            );
+            self.addrs.insert(addr, alias.unwrap_or(retry));
         }
     }
 
@@ -347,6 +359,30 @@ mod tests {
         r.disconnected(now, addr, true, Some(PeerId([1; 20])), c);
         assert!(r.due(now, 10).is_empty());
         assert_eq!(r.due(now + Duration::from_secs(6), 10).len(), 1);
+    }
+
+    #[test]
+    fn an_address_of_a_peer_connected_otherwise_is_not_redialled() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(6);
+        let mut r = Registry::new();
+        // The peer has the smaller id: of the two connections made at once,
+        // the one it dialled is kept and ours closed.
+        let (peer, us) = (PeerId([1; 20]), PeerId([2; 20]));
+        let (listen, from) = (a("10.0.0.1:6881"), a("10.0.0.1:40000"));
+        let (dial, inbound) = (conn(0, 1), conn(0, 2));
+        r.add(now, [listen]);
+        assert_eq!(r.due(now, 10), vec![listen]);
+        assert_eq!(r.handshaken(listen, true, peer, us, dial), Verdict::Keep);
+        assert_eq!(
+            r.handshaken(from, false, peer, us, inbound),
+            Verdict::Replace(dial)
+        );
+        r.disconnected(now, listen, true, Some(peer), dial);
+        assert!(r.due(later, 10).is_empty(), "connected by its own dial");
+        // Once that connection ends, its listen address is dialled again.
+        r.disconnected(now, from, false, Some(peer), inbound);
+        assert_eq!(r.due(later, 10), vec![listen]);
     }
 
     #[test]

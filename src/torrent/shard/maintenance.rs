@@ -31,6 +31,7 @@ impl TorrentShard {
         c.peer.am_choking = false;
         c.peer.unchoked_at = now;
         self.send(id, Message::Unchoke);
+        self.show(now, id);
         self.serve(now, id);
     }
 
@@ -42,9 +43,17 @@ impl TorrentShard {
             return;
         }
         c.peer.am_choking = true;
+        if let Some(s) = &mut self.spread {
+            s.release(id);
+        }
         // BEP 6: a fast peer learns which requests will not be served.
         let dropped: Vec<_> = c.peer.requests_in.drain(..).collect();
         let fast = c.peer.fast();
+        if !fast {
+            // It forgets its requests when choked, and the choke overtakes
+            // the queued blocks: they would arrive unasked for.
+            c.send.drop_blocks();
+        }
         self.allowance += 1;
         self.send(id, Message::Choke);
         if fast {
@@ -103,6 +112,19 @@ impl TorrentShard {
         self.last_second = now;
         self.next_second = now + Duration::from_secs(1);
         let secs = elapsed.as_secs_f64();
+        if let Some(s) = &self.spread {
+            // Pieces shown to peers we choke go to others; unchoked ones
+            // get new pieces for those others took over or that timed out.
+            for id in s.viewers() {
+                if self.conns.get(&id).is_some_and(|c| c.peer.am_choking) {
+                    if let Some(s) = &mut self.spread {
+                        s.release(id);
+                    }
+                } else {
+                    self.show(now, id);
+                }
+            }
+        }
         let cfg = self.ctx.config.clone();
         let mut candidates = Vec::new();
         for id in self.conn_ids() {

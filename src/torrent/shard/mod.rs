@@ -10,6 +10,7 @@ mod download;
 mod extensions;
 mod maintenance;
 mod spread;
+use spread::Show;
 mod upload;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -122,7 +123,7 @@ pub struct TorrentShard {
 fn ctx_spread(ctx: &TorrentCtx) -> Option<spread::Spread> {
     ctx.config
         .super_seed
-        .then(|| spread::Spread::new(ctx.info.piece_count()))
+        .then(|| spread::Spread::new(ctx.info.piece_count(), ctx.info.piece_length))
 }
 
 impl TorrentShard {
@@ -603,7 +604,10 @@ impl TorrentShard {
         let piece_count = self.ctx.info.piece_count();
         let have = self.have.count_ones();
         let fast = c.peer.fast();
-        if fast && have == 0 {
+        // `--super-seed`: shown pieces one by one (`show`).
+        let spread =
+            fast && have == piece_count && self.spread.as_mut().is_some_and(|s| s.join(id));
+        if fast && (have == 0 || spread) {
             c.send.push(&Message::HaveNone);
         } else if fast && have == piece_count {
             c.send.push(&Message::HaveAll);
@@ -622,12 +626,30 @@ impl TorrentShard {
         }
         c.peer.last_recv = now;
         self.mark_dirty(id);
+        if spread {
+            self.show(now, id);
+        }
         Ok(())
+    }
+
+    /// `--super-seed`: tells a peer in our view of the pieces it may ask for
+    /// now (see `spread`).
+    pub(super) fn show(&mut self, now: Instant, id: ConnId) {
+        let Some(s) = &mut self.spread else { return };
+        let (Some(Show::Pieces(pieces)) | Some(Show::Rest(pieces))) = s.top_up(now, id) else {
+            return;
+        };
+        for p in pieces {
+            self.send(id, Message::Have(p));
+        }
     }
 
     /// Forgets a connection and asks the driver to close its socket.
     pub(super) fn close(&mut self, now: Instant, id: ConnId, why: PeerError) {
         let Some(c) = self.take_conn(id) else { return };
+        if let Some(s) = &mut self.spread {
+            s.leave(id);
+        }
         let p = &c.peer;
         if why.is_violation() {
             log::info!("dropping peer {} ({}): {why}", p.addr, p.client());

@@ -1,37 +1,76 @@
 //! `--super-seed`: while we are the only seed, spend our upload on pieces
-//! nobody has yet. Each piece's first copy goes to one peer at a time (the
-//! first to ask; another asking meanwhile is rejected, BEP 6, and picks
-//! something else), and a piece already sent out in full is refused while
-//! some piece has never been sent: the peers that got it pass it on. Once
-//! every piece has gone out once, requests are served as usual.
+//! nobody has yet (BEP 16's aim, by its means).
 //!
-//! This is a seeder-side equivalent of BEP 16 that needs nothing of the
-//! leechers but the fast extension (peers without it are served as usual,
-//! since they cannot be told of a refusal). Each shard keeps its own
-//! account, so with several shards a piece may go out once per shard.
+//! A peer with the fast extension is greeted with have-none, not have-all,
+//! and is then shown a few pieces at a time (`have`), each one no other
+//! peer has been given: only those can it ask us for, so it never spends
+//! our upload on a piece the swarm already has. When the last byte of a
+//! shown piece is queued to it, it is shown another. A piece shown to a
+//! peer that does not take it in time, that we choke or that leaves, is
+//! shown to the next one. A peer with nothing new left to take waits, so
+//! that the last first copies get our whole upload. Once every piece has
+//! gone out, every peer is shown everything and served as usual.
+//!
+//! Unlike BEP 16 we do not wait to see a piece passed on before showing
+//! the next: with a fleet of equal hosts that leaves the seed idle. Peers
+//! without the fast extension are served as usual. Each shard keeps its
+//! own account, so with several shards a piece may go out once per shard.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::bitfield::Bitfield;
 use crate::torrent::ConnId;
 
-/// A first copy not finished within this long is offered to others.
+/// A shown piece not finished within this long is shown to others too.
 const OWNER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bytes a peer is shown ahead, at least two pieces (one in transfer, one
+/// to start next): enough that its requests never run dry between pieces,
+/// also with small pieces on a fast link.
+const AHEAD_BYTES: u32 = 2 << 20;
 
 pub(super) struct Spread {
     /// Pieces sent out in full at least once.
     sent: Bitfield,
-    /// Bytes of each piece sent while it was not yet in `sent`.
+    /// Bytes of each piece queued while it was not yet in `sent`.
     bytes: Vec<u32>,
+    /// Who a piece not yet sent is shown to, and since when.
     owner: Vec<Option<(ConnId, Instant)>>,
+    /// Peers greeted with have-none and shown pieces one by one.
+    peers: HashMap<ConnId, Shown>,
+    /// Pieces each peer is shown ahead.
+    ahead: usize,
+    /// Where the search for a piece to show starts (pieces go out in order
+    /// of index otherwise, which reads the disk in order too).
+    cursor: u32,
+}
+
+struct Shown {
+    pieces: Bitfield,
+    /// Shown, owned by this peer and not yet sent.
+    open: Vec<u32>,
+}
+
+/// What a connection should be told.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Show {
+    /// These pieces, with `have`.
+    Pieces(Vec<u32>),
+    /// Every piece it has not been shown, with `have`: the peer is served
+    /// as usual from now on.
+    Rest(Vec<u32>),
 }
 
 impl Spread {
-    pub fn new(pieces: u32) -> Spread {
+    pub fn new(pieces: u32, piece_length: u32) -> Spread {
         Spread {
+            ahead: (AHEAD_BYTES / piece_length.max(1)).max(2) as usize,
             sent: Bitfield::new(pieces),
             bytes: vec![0; pieces as usize],
             owner: vec![None; pieces as usize],
+            peers: HashMap::new(),
+            cursor: 0,
         }
     }
 
@@ -40,51 +79,109 @@ impl Spread {
         self.sent.is_full()
     }
 
-    /// Whether `conn` may have blocks of `piece` now. `alive` tells whether
-    /// a connection is still open.
-    pub fn allow(
-        &mut self,
-        now: Instant,
-        piece: u32,
-        conn: ConnId,
-        alive: impl Fn(ConnId) -> bool,
-    ) -> bool {
+    /// A peer with the fast extension connected: true if it is to be
+    /// greeted with have-none and shown pieces (`top_up`).
+    pub fn join(&mut self, conn: ConnId) -> bool {
         if self.done() {
-            return true;
-        }
-        if self.sent.get(piece) {
             return false;
         }
-        let Some(slot) = self.owner.get_mut(piece as usize) else {
-            return false;
+        let shown = Shown {
+            pieces: Bitfield::new(self.sent.len()),
+            open: Vec::new(),
         };
-        match *slot {
-            Some((o, since))
-                if o != conn && alive(o) && now.duration_since(since) < OWNER_TIMEOUT =>
+        self.peers.insert(conn, shown);
+        true
+    }
+
+    pub fn leave(&mut self, conn: ConnId) {
+        if let Some(p) = self.peers.remove(&conn) {
+            self.release_pieces(conn, &p.open);
+        }
+    }
+
+    /// We choke `conn`: its open pieces go to the next peer.
+    pub fn release(&mut self, conn: ConnId) {
+        if let Some(p) = self.peers.get_mut(&conn) {
+            let open = std::mem::take(&mut p.open);
+            self.release_pieces(conn, &open);
+        }
+    }
+
+    fn release_pieces(&mut self, conn: ConnId, pieces: &[u32]) {
+        for &piece in pieces {
+            if let Some(slot) = self.owner.get_mut(piece as usize)
+                && slot.is_some_and(|(o, _)| o == conn)
             {
-                false
-            }
-            Some((o, _)) if o == conn => true,
-            _ => {
-                *slot = Some((conn, now));
-                true
+                *slot = None;
             }
         }
     }
 
-    /// `len` bytes of `piece` (of `piece_len`) were queued to a peer.
-    pub fn served(&mut self, piece: u32, len: u32, piece_len: u32) {
-        if self.done() || self.sent.get(piece) {
-            return;
+    /// Whether `conn` may be sent blocks of `piece`: a peer in our view is
+    /// served only what it was shown and nobody has had yet (a piece it
+    /// gave up while choked may have gone to another since).
+    pub fn allow(&self, piece: u32, conn: ConnId) -> bool {
+        self.peers
+            .get(&conn)
+            .is_none_or(|p| p.pieces.get(piece) && !self.sent.get(piece))
+    }
+
+    /// Pieces to show `conn` so that it has `ahead` open, or the rest of
+    /// them once every piece has gone out; `None` if it is not in our view
+    /// or there is nothing to show it now.
+    pub fn top_up(&mut self, now: Instant, conn: ConnId) -> Option<Show> {
+        let sent = &self.sent;
+        if sent.is_full() {
+            let p = self.peers.remove(&conn)?;
+            let rest = (0..sent.len()).filter(|&x| !p.pieces.get(x)).collect();
+            return Some(Show::Rest(rest));
+        }
+        let p = self.peers.get_mut(&conn)?;
+        p.open
+            .retain(|&x| !sent.get(x) && self.owner[x as usize].is_some_and(|(o, _)| o == conn));
+        let mut new = Vec::new();
+        let n = self.sent.len();
+        let (start, mut k) = (self.cursor, 0);
+        while p.open.len() < self.ahead && k < n {
+            let piece = (start + k) % n;
+            k += 1;
+            let free = self.owner[piece as usize]
+                .is_none_or(|(o, since)| o != conn && now.duration_since(since) >= OWNER_TIMEOUT);
+            if self.sent.get(piece) || !free || p.pieces.get(piece) {
+                continue;
+            }
+            self.owner[piece as usize] = Some((conn, now));
+            p.pieces.set(piece);
+            p.open.push(piece);
+            new.push(piece);
+            self.cursor = (piece + 1) % n;
+        }
+        // With nothing new to give it, it waits (not interested, so not
+        // unchoked): the last first copies get our whole upload.
+        (!new.is_empty()).then_some(Show::Pieces(new))
+    }
+
+    /// `len` bytes of `piece` (of `piece_len`) were queued to a peer; true
+    /// if that completed its first copy.
+    pub fn served(&mut self, piece: u32, len: u32, piece_len: u32) -> bool {
+        if self.sent.get(piece) {
+            return false;
         }
         let Some(b) = self.bytes.get_mut(piece as usize) else {
-            return;
+            return false;
         };
         *b = b.saturating_add(len);
-        if *b >= piece_len {
-            self.sent.set(piece);
-            self.owner[piece as usize] = None;
+        if *b < piece_len {
+            return false;
         }
+        self.sent.set(piece);
+        self.owner[piece as usize] = None;
+        true
+    }
+
+    /// The peers still in our view (to top up when a piece completes).
+    pub fn viewers(&self) -> Vec<ConnId> {
+        self.peers.keys().copied().collect()
     }
 }
 
@@ -99,27 +196,74 @@ mod tests {
         }
     }
 
+    fn shown(s: Option<Show>) -> Vec<u32> {
+        match s {
+            Some(Show::Pieces(p)) => p,
+            other => panic!("expected pieces, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn each_piece_goes_out_once_before_any_twice() {
+    fn each_peer_is_shown_pieces_nobody_else_was() {
         let now = Instant::now();
-        let mut s = Spread::new(2);
-        let alive = |_| true;
-        assert!(s.allow(now, 0, conn(1), alive));
-        assert!(!s.allow(now, 0, conn(2), alive), "one first copy at a time");
-        assert!(s.allow(now, 1, conn(2), alive));
-        s.served(0, 16384, 32768);
-        assert!(s.allow(now, 0, conn(1), alive));
-        s.served(0, 16384, 32768);
+        let mut s = Spread::new(5, 1 << 20);
+        assert!(s.join(conn(1)) && s.join(conn(2)));
+        assert_eq!(shown(s.top_up(now, conn(1))), vec![0, 1]);
+        assert_eq!(shown(s.top_up(now, conn(2))), vec![2, 3]);
+        assert!(s.allow(0, conn(1)) && !s.allow(0, conn(2)));
+        assert!(!s.allow(4, conn(1)), "not shown");
+        assert_eq!(s.top_up(now, conn(1)), None, "two open already");
+        // Piece 0 sent in full: peer 1 gets the last fresh piece.
+        assert!(!s.served(0, 16384, 32768));
+        assert!(s.served(0, 16384, 32768));
+        assert!(!s.allow(0, conn(1)), "sent once: others pass it on");
+        assert_eq!(shown(s.top_up(now, conn(1))), vec![4]);
+        // Peer 2 leaves: its pieces go to whoever asks next.
+        s.leave(conn(2));
         assert!(
-            !s.allow(now, 0, conn(1), alive),
-            "sent once: others pass it on"
+            s.allow(3, conn(2)),
+            "a peer not in our view is served as usual"
         );
-        assert!(!s.allow(now, 0, conn(3), alive));
-        // An owner that went away, or took too long, gives the piece up.
-        assert!(s.allow(now, 1, conn(3), |c| c != conn(2)));
-        assert!(s.allow(now + OWNER_TIMEOUT, 1, conn(4), alive));
-        s.served(1, 32768, 32768);
+        s.join(conn(3));
+        assert_eq!(shown(s.top_up(now, conn(3))), vec![2, 3]);
+    }
+
+    #[test]
+    fn a_peer_waits_for_the_last_first_copies_then_is_shown_the_rest() {
+        let now = Instant::now();
+        let mut s = Spread::new(3, 1 << 20);
+        s.join(conn(1));
+        s.join(conn(2));
+        assert_eq!(shown(s.top_up(now, conn(1))), vec![0, 1]);
+        assert_eq!(shown(s.top_up(now, conn(2))), vec![2]);
+        assert!(s.served(2, 10, 10));
+        assert_eq!(s.top_up(now, conn(2)), None, "nothing new: it waits");
+        assert!(!s.allow(0, conn(2)));
+        assert!(s.served(0, 10, 10) && s.served(1, 10, 10));
         assert!(s.done());
-        assert!(s.allow(now, 0, conn(5), alive));
+        assert_eq!(s.top_up(now, conn(2)), Some(Show::Rest(vec![0, 1])));
+        assert!(s.allow(0, conn(2)));
+        assert!(!s.join(conn(3)));
+    }
+
+    #[test]
+    fn choked_or_slow_owners_give_their_pieces_up() {
+        let now = Instant::now();
+        let mut s = Spread::new(4, 1 << 20);
+        s.join(conn(1));
+        s.join(conn(2));
+        assert_eq!(shown(s.top_up(now, conn(1))), vec![0, 1]);
+        s.release(conn(1));
+        assert_eq!(shown(s.top_up(now, conn(2))), vec![2, 3]);
+        s.release(conn(2));
+        s.join(conn(3));
+        assert_eq!(shown(s.top_up(now, conn(3))), vec![0, 1]);
+        // Peer 1, unchoked again, is shown what peer 2 gave up; peer 2 has
+        // nothing new left and waits.
+        assert_eq!(shown(s.top_up(now, conn(1))), vec![2, 3]);
+        assert_eq!(s.top_up(now, conn(2)), None);
+        // An owner that keeps a piece too long loses it.
+        s.join(conn(4));
+        assert_eq!(shown(s.top_up(now + OWNER_TIMEOUT, conn(4))), vec![0, 1]);
     }
 }

@@ -28,18 +28,14 @@ impl TorrentShard {
             }
             return;
         }
-        // `--super-seed`, while we are a seed: first copies first.
-        if c.peer.fast()
-            && self.have.is_full()
-            && let Some(s) = &mut self.spread
-            && !s.allow(now, b.piece, id, |o| self.conns.contains_key(&o))
+        // `--super-seed`: only what the peer was shown (it knows no more,
+        // unless it lies).
+        if let Some(s) = &self.spread
+            && !s.allow(b.piece, id)
         {
             self.send(id, Message::Reject(b));
             return;
         }
-        let Some(c) = self.conns.get_mut(&id) else {
-            return;
-        };
         c.peer.requests_in.push_back(b);
         self.serve(now, id);
     }
@@ -126,14 +122,20 @@ impl TorrentShard {
             }
             let was_empty = c.send.is_empty();
             c.send
-                .push_raw(&encode_piece_header(req.piece, req.begin, req.len));
-            for p in parts {
-                c.send.push_shared(p);
-            }
+                .push_block(&encode_piece_header(req.piece, req.begin, req.len), parts);
             c.peer.up.add(u64::from(req.len));
             self.stats.uploaded += u64::from(req.len);
-            if let Some(s) = &mut self.spread {
-                s.served(req.piece, req.len, self.ctx.info.piece_len(req.piece));
+            if let Some(s) = &mut self.spread
+                && s.served(req.piece, req.len, self.ctx.info.piece_len(req.piece))
+            {
+                if s.done() {
+                    log::info!("super-seeding: every piece has gone out once");
+                    for v in s.viewers() {
+                        self.show(now, v);
+                    }
+                } else {
+                    self.show(now, id);
+                }
             }
             if let Some(b) = &mut self.limits.up {
                 let _ = b.take(u64::from(req.len), now);
