@@ -55,6 +55,9 @@ impl TorrentShard {
     }
 
     pub(super) fn on_have(&mut self, now: Instant, id: ConnId, piece: u32) {
+        if let Some(holder) = self.spread.as_mut().and_then(|s| s.passed(piece, id)) {
+            self.show(now, holder);
+        }
         self.events.push(Event::Availability {
             torrent: self.ctx.id,
             change: crate::torrent::Availability::Have(piece),

@@ -11,9 +11,10 @@
 //! that the last first copies get our whole upload. Once every piece has
 //! gone out, every peer is shown everything and served as usual.
 //!
-//! Unlike BEP 16 we do not wait to see a piece passed on before showing
-//! the next: with a fleet of equal hosts that leaves the seed idle. Peers
-//! without the fast extension are served as usual. Each shard keeps its
+//! As in BEP 16, a peer is shown new pieces only as fast as it passes
+//! them on (another peer announces a piece it got first from us), but with
+//! a window of two such pieces rather than one, so that the seed is not
+//! left idle waiting. Peers without the fast extension are served as usual. Each shard keeps its
 //! own account, so with several shards a piece may go out once per shard.
 
 use std::collections::HashMap;
@@ -22,8 +23,14 @@ use std::time::{Duration, Instant};
 use crate::bitfield::Bitfield;
 use crate::torrent::ConnId;
 
-/// A shown piece not finished within this long is shown to others too.
+/// A shown piece not finished within this long is shown to others too;
+/// a first copy not seen passed on within this long counts as passed.
 const OWNER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// First copies a peer may hold that no other peer has announced: a peer
+/// is shown new pieces only as fast as it passes them on, so a slow host
+/// does not end up the only source of many pieces.
+const UNPASSED: usize = 2;
 
 /// Bytes a peer is shown ahead, at least two pieces (one in transfer, one
 /// to start next): enough that its requests never run dry between pieces,
@@ -35,7 +42,8 @@ pub(super) struct Spread {
     sent: Bitfield,
     /// Bytes of each piece queued while it was not yet in `sent`.
     bytes: Vec<u32>,
-    /// Who a piece not yet sent is shown to, and since when.
+    /// Who a piece not yet sent is shown to, and since when; once sent,
+    /// who got its first copy (until another peer announces it).
     owner: Vec<Option<(ConnId, Instant)>>,
     /// Peers greeted with have-none and shown pieces one by one.
     peers: HashMap<ConnId, Shown>,
@@ -50,6 +58,8 @@ struct Shown {
     pieces: Bitfield,
     /// Shown, owned by this peer and not yet sent.
     open: Vec<u32>,
+    /// First copies it got that no other peer has announced yet.
+    unpassed: Vec<(u32, Instant)>,
 }
 
 /// What a connection should be told.
@@ -88,6 +98,7 @@ impl Spread {
         let shown = Shown {
             pieces: Bitfield::new(self.sent.len()),
             open: Vec::new(),
+            unpassed: Vec::new(),
         };
         self.peers.insert(conn, shown);
         true
@@ -139,6 +150,11 @@ impl Spread {
         let p = self.peers.get_mut(&conn)?;
         p.open
             .retain(|&x| !sent.get(x) && self.owner[x as usize].is_some_and(|(o, _)| o == conn));
+        p.unpassed
+            .retain(|&(_, at)| now.duration_since(at) < OWNER_TIMEOUT);
+        if p.unpassed.len() >= UNPASSED {
+            return None;
+        }
         let mut new = Vec::new();
         let n = self.sent.len();
         let (start, mut k) = (self.cursor, 0);
@@ -161,9 +177,16 @@ impl Spread {
         (!new.is_empty()).then_some(Show::Pieces(new))
     }
 
-    /// `len` bytes of `piece` (of `piece_len`) were queued to a peer; true
+    /// `len` bytes of `piece` (of `piece_len`) were queued to `conn`; true
     /// if that completed its first copy.
-    pub fn served(&mut self, piece: u32, len: u32, piece_len: u32) -> bool {
+    pub fn served(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        piece: u32,
+        len: u32,
+        piece_len: u32,
+    ) -> bool {
         if self.sent.get(piece) {
             return false;
         }
@@ -176,7 +199,21 @@ impl Spread {
         }
         self.sent.set(piece);
         self.owner[piece as usize] = None;
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.unpassed.push((piece, now));
+        }
         true
+    }
+
+    /// Peer `by` announced `piece`: whoever got its first copy from us has
+    /// passed it on. Returns that peer, to be shown more.
+    pub fn passed(&mut self, piece: u32, by: ConnId) -> Option<ConnId> {
+        let (&holder, p) = self
+            .peers
+            .iter_mut()
+            .find(|(c, p)| **c != by && p.unpassed.iter().any(|&(x, _)| x == piece))?;
+        p.unpassed.retain(|&(x, _)| x != piece);
+        Some(holder)
     }
 
     /// The peers still in our view (to top up when a piece completes).
@@ -214,8 +251,8 @@ mod tests {
         assert!(!s.allow(4, conn(1)), "not shown");
         assert_eq!(s.top_up(now, conn(1)), None, "two open already");
         // Piece 0 sent in full: peer 1 gets the last fresh piece.
-        assert!(!s.served(0, 16384, 32768));
-        assert!(s.served(0, 16384, 32768));
+        assert!(!s.served(now, conn(0), 0, 16384, 32768));
+        assert!(s.served(now, conn(0), 0, 16384, 32768));
         assert!(!s.allow(0, conn(1)), "sent once: others pass it on");
         assert_eq!(shown(s.top_up(now, conn(1))), vec![4]);
         // Peer 2 leaves: its pieces go to whoever asks next.
@@ -236,14 +273,37 @@ mod tests {
         s.join(conn(2));
         assert_eq!(shown(s.top_up(now, conn(1))), vec![0, 1]);
         assert_eq!(shown(s.top_up(now, conn(2))), vec![2]);
-        assert!(s.served(2, 10, 10));
+        assert!(s.served(now, conn(0), 2, 10, 10));
         assert_eq!(s.top_up(now, conn(2)), None, "nothing new: it waits");
         assert!(!s.allow(0, conn(2)));
-        assert!(s.served(0, 10, 10) && s.served(1, 10, 10));
+        assert!(s.served(now, conn(0), 0, 10, 10) && s.served(now, conn(0), 1, 10, 10));
         assert!(s.done());
         assert_eq!(s.top_up(now, conn(2)), Some(Show::Rest(vec![0, 1])));
         assert!(s.allow(0, conn(2)));
         assert!(!s.join(conn(3)));
+    }
+
+    #[test]
+    fn a_peer_is_shown_more_only_as_it_passes_pieces_on() {
+        let now = Instant::now();
+        let mut s = Spread::new(8, 1 << 20);
+        s.join(conn(1));
+        assert_eq!(shown(s.top_up(now, conn(1))), vec![0, 1]);
+        assert!(s.served(now, conn(1), 0, 10, 10));
+        assert_eq!(shown(s.top_up(now, conn(1))), vec![2]);
+        assert!(s.served(now, conn(1), 1, 10, 10));
+        assert_eq!(
+            s.top_up(now, conn(1)),
+            None,
+            "two first copies not passed on"
+        );
+        assert_eq!(s.passed(0, conn(1)), None, "its own have does not count");
+        assert_eq!(s.passed(0, conn(2)), Some(conn(1)));
+        assert_eq!(shown(s.top_up(now, conn(1))), vec![3]);
+        // A first copy not seen passed on for long counts as passed.
+        assert!(s.served(now, conn(1), 2, 10, 10));
+        assert_eq!(s.top_up(now, conn(1)), None);
+        assert_eq!(shown(s.top_up(now + OWNER_TIMEOUT, conn(1))), vec![4]);
     }
 
     #[test]

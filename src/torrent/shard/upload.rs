@@ -126,7 +126,13 @@ impl TorrentShard {
             c.peer.up.add(u64::from(req.len));
             self.stats.uploaded += u64::from(req.len);
             if let Some(s) = &mut self.spread
-                && s.served(req.piece, req.len, self.ctx.info.piece_len(req.piece))
+                && s.served(
+                    now,
+                    id,
+                    req.piece,
+                    req.len,
+                    self.ctx.info.piece_len(req.piece),
+                )
             {
                 if s.done() {
                     log::info!("super-seeding: every piece has gone out once");
