@@ -54,8 +54,9 @@ fn four_namespaces_share_a_dataset_through_our_tracker() {
             "{client}: {r}"
         );
     }
-    // `--super-seed` refuses repeat copies while pieces remain unsent: the
-    // swarm must still complete, each copy right.
+    // `--super-seed` shows each leecher only pieces nobody else was given
+    // while pieces remain unsent: the swarm must still complete, each copy
+    // right.
     run_fleet(
         &report,
         &["--clients", "ringtorrent", "--seed-extra=--super-seed"],
