@@ -96,6 +96,41 @@ fn libtorrent_leeches_from_ringtorrent() {
     }
 }
 
+/// A super-seeding seeder greets libtorrent with have-none and shows it
+/// pieces a few at a time: it must still get every byte, from one seeder
+/// to two leechers at once.
+#[test]
+fn libtorrent_leeches_from_a_super_seeding_ringtorrent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = tmp.path().join("seed");
+    let payload = seed.join("file.bin");
+    write_random(&payload, 12 * 1024 * 1024 + 5, 13);
+    let torrent = tmp.path().join("file.torrent");
+    rt_create(&payload, &torrent, "256K");
+    let (mut rt, addr) = rt_seed(&torrent, &seed, &["--super-seed", "-v"]);
+    let leechers: Vec<_> = (0..2)
+        .map(|i| {
+            let (torrent, out) = (torrent.clone(), tmp.path().join(format!("out-{i}")));
+            std::thread::spawn(move || {
+                lt_leech(&torrent, &out, addr, None);
+                out
+            })
+        })
+        .collect();
+    for l in leechers {
+        let out = l.join().unwrap();
+        assert_same_tree(&payload, &out.join("file.bin"));
+    }
+    let (status, _) = rt.terminate(Duration::from_secs(5));
+    assert!(status.success());
+    let err = rt.stderr();
+    assert!(
+        err.contains("every piece has gone out once"),
+        "not super-seeding: {err}"
+    );
+    assert!(!err.contains("protocol errors"), "{err}");
+}
+
 /// Piece sizes users reach, each with a payload of a few pieces (the last
 /// one short) kept small enough for the suite.
 const PIECE_SIZES: [(&str, usize); 5] = [

@@ -14,7 +14,7 @@
 //! As in BEP 16, a peer is shown new pieces only as fast as it passes
 //! them on (another peer announces a piece it got first from us), but with
 //! a window of two such pieces rather than one, so that the seed is not
-//! left idle waiting. Peers without the fast extension are served as usual. Each shard keeps its
+//! left idle waiting (and not at all for a lone peer). Peers without the fast extension are served as usual. Each shard keeps its
 //! own account, so with several shards a piece may go out once per shard.
 
 use std::collections::HashMap;
@@ -23,13 +23,16 @@ use std::time::{Duration, Instant};
 use crate::bitfield::Bitfield;
 use crate::torrent::ConnId;
 
-/// A shown piece not finished within this long is shown to others too;
-/// a first copy not seen passed on within this long counts as passed.
+/// A shown piece not finished within this long is shown to others too.
 const OWNER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A first copy not seen passed on within this long counts as passed.
+const PASS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// First copies a peer may hold that no other peer has announced: a peer
 /// is shown new pieces only as fast as it passes them on, so a slow host
-/// does not end up the only source of many pieces.
+/// does not end up the only source of many pieces. (Only while another
+/// peer in our view could take them: a lone leecher is not held back.)
 const UNPASSED: usize = 2;
 
 /// Bytes a peer is shown ahead, at least two pieces (one in transfer, one
@@ -142,6 +145,7 @@ impl Spread {
     /// or there is nothing to show it now.
     pub fn top_up(&mut self, now: Instant, conn: ConnId) -> Option<Show> {
         let sent = &self.sent;
+        let crowd = self.peers.len() > 1;
         if sent.is_full() {
             let p = self.peers.remove(&conn)?;
             let rest = (0..sent.len()).filter(|&x| !p.pieces.get(x)).collect();
@@ -151,8 +155,8 @@ impl Spread {
         p.open
             .retain(|&x| !sent.get(x) && self.owner[x as usize].is_some_and(|(o, _)| o == conn));
         p.unpassed
-            .retain(|&(_, at)| now.duration_since(at) < OWNER_TIMEOUT);
-        if p.unpassed.len() >= UNPASSED {
+            .retain(|&(_, at)| now.duration_since(at) < PASS_TIMEOUT);
+        if crowd && p.unpassed.len() >= UNPASSED {
             return None;
         }
         let mut new = Vec::new();
@@ -288,6 +292,7 @@ mod tests {
         let now = Instant::now();
         let mut s = Spread::new(8, 1 << 20);
         s.join(conn(1));
+        s.join(conn(2));
         assert_eq!(shown(s.top_up(now, conn(1))), vec![0, 1]);
         assert!(s.served(now, conn(1), 0, 10, 10));
         assert_eq!(shown(s.top_up(now, conn(1))), vec![2]);
@@ -303,7 +308,12 @@ mod tests {
         // A first copy not seen passed on for long counts as passed.
         assert!(s.served(now, conn(1), 2, 10, 10));
         assert_eq!(s.top_up(now, conn(1)), None);
-        assert_eq!(shown(s.top_up(now + OWNER_TIMEOUT, conn(1))), vec![4]);
+        assert_eq!(shown(s.top_up(now + PASS_TIMEOUT, conn(1))), vec![4]);
+        // Alone, a peer is not held back: nobody could take its pieces.
+        s.leave(conn(2));
+        assert!(s.served(now, conn(1), 3, 10, 10));
+        assert!(s.served(now, conn(1), 4, 10, 10));
+        assert_eq!(shown(s.top_up(now, conn(1))), vec![5, 6]);
     }
 
     #[test]
