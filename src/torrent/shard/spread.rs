@@ -14,8 +14,9 @@
 //! As in BEP 16, a peer is shown new pieces only as fast as it passes
 //! them on (another peer announces a piece it got first from us), but with
 //! a window of two such pieces rather than one, so that the seed is not
-//! left idle waiting (and not at all for a lone peer). Peers without the fast extension are served as usual. Each shard keeps its
-//! own account, so with several shards a piece may go out once per shard.
+//! left idle waiting (and not at all for a lone peer). Peers without the
+//! fast extension are served as usual. Each shard keeps its own account,
+//! so with several shards a piece may go out once per shard.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -45,8 +46,7 @@ pub(super) struct Spread {
     sent: Bitfield,
     /// Bytes of each piece queued while it was not yet in `sent`.
     bytes: Vec<u32>,
-    /// Who a piece not yet sent is shown to, and since when; once sent,
-    /// who got its first copy (until another peer announces it).
+    /// Who a piece not yet sent is shown to, and since when.
     owner: Vec<Option<(ConnId, Instant)>>,
     /// Peers greeted with have-none and shown pieces one by one.
     peers: HashMap<ConnId, Shown>,
