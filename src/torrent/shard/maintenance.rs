@@ -115,12 +115,17 @@ impl TorrentShard {
         if let Some(s) = &self.spread {
             // Pieces shown to peers we choke go to others; unchoked ones
             // get new pieces for those others took over or that timed out.
+            // A choked peer not interested in us is shown pieces too, or
+            // it would never be interested, unchoked and shown more.
             for id in s.viewers() {
-                if self.conns.get(&id).is_some_and(|c| c.peer.am_choking) {
-                    if let Some(s) = &mut self.spread {
-                        s.release(id);
-                    }
-                } else {
+                let Some(c) = self.conns.get(&id) else {
+                    continue;
+                };
+                let (choked, interested) = (c.peer.am_choking, c.peer.peer_interested);
+                if choked && let Some(s) = &mut self.spread {
+                    s.release(id);
+                }
+                if !choked || !interested {
                     self.show(now, id);
                 }
             }
