@@ -329,7 +329,7 @@ impl SessionCore {
         stats.complete = done;
         let shards = self.cfg.shards;
         let state = TorrentState {
-            choker: Choker::new(ctx.config.choker, self.rng.u64(..)),
+            choker: Choker::new(ctx.config.choker(), self.rng.u64(..)),
             ctx: ctx.clone(),
             have: have.clone(),
             picker,
@@ -987,7 +987,7 @@ impl SessionCore {
                 });
                 picks.push((t, key, rate));
             }
-            rounds.push((t, ts.ctx.config.choker.slots + 1));
+            rounds.push((t, ts.ctx.config.choker().slots + 1));
         }
         let free_global = match self.cfg.max_unchoked {
             Some(max) => {

@@ -38,6 +38,19 @@ impl Default for LinkSpec {
     }
 }
 
+/// A host's access link, shared by all of its connections (a fleet host
+/// behind `tc`): bytes per second each way, 0 for unlimited. Its
+/// connections take turns on the uplink a block at a time, as TCP flows
+/// through one queue roughly do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostLink {
+    pub up: u64,
+    pub down: u64,
+}
+
+/// Bytes a connection puts on a shared uplink per turn.
+const UPLINK_TURN: usize = 16 * 1024 + 13;
+
 /// TCP's retransmission delay for a lost segment (everything behind it
 /// waits too: a stream keeps its order).
 const RTO: Duration = Duration::from_millis(200);
@@ -62,8 +75,16 @@ pub struct Node {
     /// Corrupts every block this node uploads.
     pub liar: bool,
     pub link: LinkSpec,
+    pub host: HostLink,
+    /// When the shared uplink and downlink are free again.
+    up_free_at: Instant,
+    down_free_at: Instant,
+    /// Connections with bytes waiting for the shared uplink, in turn.
+    backlog: VecDeque<(usize, ConnId)>,
     next_id: u32,
-    budget: Arc<Budget>,
+    pub budget: Arc<Budget>,
+    /// Bytes this node put on the wire.
+    pub sent: u64,
 }
 
 pub struct Sim {
@@ -143,6 +164,11 @@ impl Sim {
 
     /// A node with `shards` endpoints.
     pub fn add_node(&mut self, shards: usize, link: LinkSpec) -> usize {
+        self.add_host(shards, link, HostLink::default())
+    }
+
+    /// A node whose connections share one access link.
+    pub fn add_host(&mut self, shards: usize, link: LinkSpec, host: HostLink) -> usize {
         let i = self.nodes.len();
         let peer_id = PeerId::generate_with(&mut self.rng);
         let core = SessionCore::new(
@@ -182,8 +208,13 @@ impl Sim {
             notices: Vec::new(),
             liar: false,
             link,
+            host,
+            up_free_at: self.now,
+            down_free_at: self.now,
+            backlog: VecDeque::new(),
             next_id: 1,
             budget: Arc::new(Budget::new(8 << 20)),
+            sent: 0,
         });
         i
     }
@@ -322,6 +353,7 @@ impl Sim {
             }
             self.nodes[n].core.handle_timeout(now);
             self.pump(n);
+            self.drain_uplink(n);
         }
     }
 
@@ -444,6 +476,12 @@ impl Sim {
 
     /// Puts a connection's queued bytes on its link.
     fn send(&mut self, n: usize, s: usize, conn: ConnId) {
+        if self.nodes[n].host.up > 0 {
+            if !self.nodes[n].backlog.contains(&(s, conn)) {
+                self.nodes[n].backlog.push_back((s, conn));
+            }
+            return;
+        }
         let now = self.now;
         let link = self.nodes[n].link;
         // Everything queued, as the driver would send it in turn.
@@ -482,5 +520,60 @@ impl Sim {
             at = at.max(*last);
         }
         pipe.queue.push_back((at, bytes));
+    }
+
+    /// Gives node `n`'s shared uplink to its waiting connections in turn
+    /// until it is busy past now.
+    fn drain_uplink(&mut self, n: usize) {
+        let now = self.now;
+        let host = self.nodes[n].host;
+        if host.up == 0 {
+            return;
+        }
+        while self.nodes[n].up_free_at <= now {
+            let Some((s, conn)) = self.nodes[n].backlog.pop_front() else {
+                return;
+            };
+            let Some(q) = self.nodes[n].endpoints[s].send_queue(conn) else {
+                continue;
+            };
+            let mut bytes: Vec<u8> = Vec::new();
+            for b in q.front(UPLINK_TURN) {
+                let room = UPLINK_TURN - bytes.len();
+                bytes.extend_from_slice(&b[..b.len().min(room)]);
+                if bytes.len() == UPLINK_TURN {
+                    break;
+                }
+            }
+            if bytes.is_empty() {
+                continue;
+            }
+            self.nodes[n].endpoints[s].handle_sent(now, conn, bytes.len());
+            self.nodes[n].backlog.push_back((s, conn));
+            // The endpoint may have queued more in answer (a refill).
+            self.pump(n);
+            let Some(pipe) = self.pipes.get(&(n, s, conn)) else {
+                continue;
+            };
+            let (m, _, _) = pipe.to;
+            let node = &mut self.nodes[n];
+            node.sent += bytes.len() as u64;
+            node.up_free_at = node.up_free_at.max(now)
+                + Duration::from_secs_f64(bytes.len() as f64 / host.up as f64);
+            let mut at = node.up_free_at + node.link.latency;
+            let to = &mut self.nodes[m];
+            if to.host.down > 0 {
+                at = at.max(to.down_free_at)
+                    + Duration::from_secs_f64(bytes.len() as f64 / to.host.down as f64);
+                to.down_free_at = at;
+            }
+            let Some(pipe) = self.pipes.get_mut(&(n, s, conn)) else {
+                continue;
+            };
+            if let Some((last, _)) = pipe.queue.back() {
+                at = at.max(*last);
+            }
+            pipe.queue.push_back((at, bytes));
+        }
     }
 }

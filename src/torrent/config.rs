@@ -41,6 +41,24 @@ pub struct TorrentConfig {
     pub pex: bool,
 }
 
+/// A super-seeder unchokes every interested peer (more than any session
+/// connects to): a leecher kept waiting holds no first copy to pass on. On
+/// virtual time (`session::tests::fleet_on_virtual_time`) 16 slots beat 8
+/// for 16 leechers (1.19 against 1.25 of the lower bound), and 32 beat 16
+/// for 32 (1.29 against 1.39).
+const SUPER_SEED_SLOTS: usize = 1 << 16;
+
+impl TorrentConfig {
+    /// The choker's configuration for this torrent.
+    pub fn choker(&self) -> ChokerConfig {
+        let mut c = self.choker;
+        if self.super_seed {
+            c.slots = c.slots.max(SUPER_SEED_SLOTS);
+        }
+        c
+    }
+}
+
 /// Pieces that the download budget always has room for: one being received
 /// while the one before is hashed and the one before that is written, and
 /// one more so that requests never wait for a buffer. With fewer, large
@@ -55,7 +73,7 @@ impl Default for TorrentConfig {
             choker: ChokerConfig::default(),
             rechoke_interval: Duration::from_secs(10),
             initial_pipeline: 128,
-            min_pipeline: 64,
+            min_pipeline: 4,
             max_pipeline: 1000,
             pipeline_time: Duration::from_secs(2),
             read_cache: 4 * 1024 * 1024,

@@ -102,10 +102,20 @@ impl Download {
         None
     }
 
-    #[cfg(test)]
-    pub fn has_missing(&self) -> bool {
-        self.stage == Stage::Receiving
-            && self.blocks[self.cursor as usize..].contains(&Block::Missing)
+    /// Whether a block nobody has been asked for is left.
+    pub fn has_missing(&mut self) -> bool {
+        if self.stage != Stage::Receiving {
+            return false;
+        }
+        // No block before the cursor is missing: move it up to the next one.
+        while self
+            .blocks
+            .get(self.cursor as usize)
+            .is_some_and(|b| *b != Block::Missing)
+        {
+            self.cursor += 1;
+        }
+        (self.cursor as usize) < self.blocks.len()
     }
 
     /// Endgame: a block already requested from someone, not yet received,

@@ -158,32 +158,63 @@ impl TorrentShard {
     fn next_block(&mut self, now: Instant, id: ConnId) -> Option<BlockRef> {
         let c = self.conns.get(&id)?;
         let p = &c.peer;
+        // A seed's upload is best spent on what only seeds have: a piece
+        // that a leecher unchoking us also has goes to a seed only to keep
+        // its pipeline half full (in a fleet with one seed, each block it
+        // sends of a piece already spread is one of a piece not spread).
+        let seed = p.is_seed();
+        let elsewhere = |piece: u32| {
+            seed && self.conns.iter().any(|(&other, o)| {
+                other != id && !o.peer.peer_choking && !o.peer.is_seed() && o.peer.has(piece)
+            })
+        };
+        let mut spread_piece = None;
+        let mut under_way = None;
         for piece in &self.order {
             if let Some(d) = self.downloads.get_mut(piece)
                 && d.open_to(id)
                 && p.offers(*piece, now)
                 && p.can_request(*piece)
-                && let Some(b) = d.next_missing()
+                && d.has_missing()
             {
-                if d.exclusive {
-                    d.owner = Some(id);
+                if elsewhere(*piece) {
+                    spread_piece = spread_piece.or(Some(*piece));
+                    continue;
                 }
-                return Some(b);
+                under_way = Some(*piece);
+                break;
             }
         }
+        if let Some(piece) = under_way {
+            return self.take_missing(piece, id);
+        }
+        let c = self.conns.get(&id)?;
+        let p = &c.peer;
         // A leased piece this peer has (one it may ask for while choked).
-        let pos = self.leased.iter().position(|&x| {
+        let usable = |x: u32| {
             p.offers(x, now)
                 && (!p.peer_choking || p.allowed_fast.contains(&x))
                 && !self.downloads.contains_key(&x)
+        };
+        let pos = self.leased.iter().position(|&x| usable(x) && !elsewhere(x));
+        let running_low = p.requests_out.len() * 2 < p.pipeline.min(p.max_requests()) as usize;
+        let pos = pos.or_else(|| {
+            running_low
+                .then(|| self.leased.iter().position(|&x| usable(x)))
+                .flatten()
         });
-        if let Some(pos) = pos {
-            if !self.has_budget_for_new() {
-                self.budget_retry = Some(now + super::BUDGET_RETRY);
-                return None;
-            }
+        if let Some(pos) = pos
+            && self.has_budget_for_new()
+        {
             let piece = self.leased.remove(pos)?;
             return self.start_download(now, piece, id);
+        }
+        if running_low && let Some(piece) = spread_piece {
+            return self.take_missing(piece, id);
+        }
+        if pos.is_some() {
+            self.budget_retry = Some(now + super::BUDGET_RETRY);
+            return None;
         }
         if p.peer_choking {
             return None;
@@ -203,6 +234,16 @@ impl TorrentShard {
         }
         self.ask_for_pieces(id);
         None
+    }
+
+    /// The next missing block of `piece` (under way), for peer `id`.
+    fn take_missing(&mut self, piece: u32, id: ConnId) -> Option<BlockRef> {
+        let d = self.downloads.get_mut(&piece)?;
+        let b = d.next_missing()?;
+        if d.exclusive {
+            d.owner = Some(id);
+        }
+        Some(b)
     }
 
     /// Asks the coordinator for pieces peer `id` has (once at a time).

@@ -139,7 +139,7 @@ impl TorrentShard {
         TorrentShard {
             wire_limits: wire::Limits::for_pieces(info.piece_count()),
             cache: ReadCache::new(ctx.config.read_cache, info.piece_length),
-            allowance: ctx.config.choker.slots + 1,
+            allowance: ctx.config.choker().slots + 1,
             shard,
             conns: BTreeMap::new(),
             have,
