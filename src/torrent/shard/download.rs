@@ -162,11 +162,16 @@ impl TorrentShard {
         // that a leecher unchoking us also has goes to a seed only to keep
         // its pipeline half full (in a fleet with one seed, each block it
         // sends of a piece already spread is one of a piece not spread).
-        let seed = p.is_seed();
+        let giver =
+            |other: ConnId, o: &Conn| other != id && !o.peer.peer_choking && !o.peer.is_seed();
+        // Checked once, so that a seed with no such leecher beside it (one
+        // seed, one leecher) pays no scan per piece.
+        let seed = p.is_seed() && self.conns.iter().any(|(&other, o)| giver(other, o));
         let elsewhere = |piece: u32| {
-            seed && self.conns.iter().any(|(&other, o)| {
-                other != id && !o.peer.peer_choking && !o.peer.is_seed() && o.peer.has(piece)
-            })
+            seed && self
+                .conns
+                .iter()
+                .any(|(&other, o)| giver(other, o) && o.peer.has(piece))
         };
         let mut spread_piece = None;
         let mut under_way = None;
