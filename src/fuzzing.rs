@@ -382,8 +382,9 @@ pub fn mse(data: &[u8]) {
 }
 
 /// The tracker's request parsers: pieces of the input (split at `0xfe`)
-/// are HTTP request targets when they start with `/`, else UDP packets
-/// carrying a valid connection id; the caps always hold.
+/// are HTTP request targets when they start with `/`, whole HTTP requests
+/// when they start with a capital letter, else UDP packets carrying a
+/// valid connection id; the caps always hold.
 pub fn tracker_server(data: &[u8]) {
     use crate::tracker::server::udp::{ConnectionIds, handle};
     use crate::tracker::server::{Limits, Tracker, http};
@@ -403,6 +404,10 @@ pub fn tracker_server(data: &[u8]) {
         let at = now + Duration::from_secs(i as u64);
         if piece.first() == Some(&b'/') {
             let _ = http::respond(&mut t, at, from, &String::from_utf8_lossy(piece));
+            continue;
+        }
+        if piece.first().is_some_and(u8::is_ascii_uppercase) {
+            let _ = crate::tracker::server::http_conn::answer(&mut t, from, piece);
             continue;
         }
         handle(

@@ -1,11 +1,14 @@
 //! `ringtorrent tracker`: libtorrent and ringtorrent find each other
 //! through it over HTTP and UDP (no peer given to either), `health` reads
-//! it, the allow-list is reloaded on SIGHUP, and forged or malformed
-//! packets get no answer while real clients keep being served.
+//! it, the allow-list is reloaded on SIGHUP, forged or malformed packets
+//! get no answer while real clients keep being served, and HTTP clients
+//! that are slow, silent or oversized are answered or refused without
+//! holding up others.
 
 mod common;
 
-use std::net::UdpSocket;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -244,4 +247,65 @@ fn the_daemon_runs_one_with_tracker() {
         .unwrap();
     let mut buf = [0u8; 64];
     assert_eq!(sock.recv_from(&mut buf).unwrap().0, 16);
+}
+
+/// What the tracker answers `parts` written on one connection `pause` apart.
+fn http_exchange(port: u16, parts: &[&[u8]], pause: Duration) -> String {
+    let mut s = TcpStream::connect(local(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(pause);
+        }
+        // A refused request may be cut short: its answer is what counts.
+        if s.write_all(p).is_err() {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn http_clients_slow_silent_or_oversized_do_not_hold_up_others() {
+    let tracker = OurTracker::start(&[]);
+    let port = tracker.port;
+    let announce = format!(
+        "GET /announce?info_hash={}&port=7000&left=0 HTTP/1.1\r\nHost: t\r\n\r\n",
+        quoted(&[2; 20])
+    );
+    // Connections that never send a byte, open all along.
+    let idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(local(port)).unwrap())
+        .collect();
+    // A request in three pieces, 300 ms apart.
+    let (a, b) = announce.as_bytes().split_at(20);
+    let (b, c) = b.split_at(30);
+    let split = http_exchange(port, &[a, b, c], Duration::from_millis(300));
+    assert!(split.starts_with("HTTP/1.1 200 OK\r\n"), "{split}");
+    assert!(split.contains("8:intervali"), "{split}");
+    // Served at once while the idle ones wait.
+    let t = Instant::now();
+    let whole = http_exchange(port, &[announce.as_bytes()], Duration::ZERO);
+    assert!(whole.contains("8:intervali"), "{whole}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // Refused: headers without end, a method we do not serve, junk.
+    let mut huge = b"GET /announce?x=".to_vec();
+    huge.resize(20 * 1024, b'a');
+    let big = http_exchange(port, &[&huge], Duration::ZERO);
+    assert!(big.starts_with("HTTP/1.1 431 "), "{big}");
+    let post = http_exchange(
+        port,
+        &[b"DELETE /announce HTTP/1.1\r\n\r\n"],
+        Duration::ZERO,
+    );
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    let junk = http_exchange(
+        port,
+        &[b"\x16\x03\x01\x02\x00\x01\x00\r\n\r\n"],
+        Duration::ZERO,
+    );
+    assert!(junk.starts_with("HTTP/1.1 400 "), "{junk}");
+    drop(idle);
 }

@@ -10,6 +10,7 @@
 //! announce interval is forgotten.
 
 pub mod http;
+pub(crate) mod http_conn;
 pub mod run;
 #[cfg(test)]
 mod tests;

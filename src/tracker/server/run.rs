@@ -1,10 +1,9 @@
 //! Serving the tracker: one thread, a single-threaded tokio runtime, the
-//! HTTP listener (hyper) and the UDP socket on it, and the [`Tracker`]
+//! HTTP listener (`http_conn`) and the UDP socket on it, and the [`Tracker`]
 //! owned by that thread alone (no locks). Once a second it forgets expired
 //! peers and, when asked (SIGHUP), reloads the allow-list.
 
 use std::cell::RefCell;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -13,18 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-
 use super::udp::ConnectionIds;
 use super::{Limits, Tracker, read_allow_list};
-
-/// HTTP connections open at once, at most.
-const MAX_HTTP_CONNECTIONS: usize = 1024;
-/// How long one HTTP connection may stay open.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Default)]
 pub struct ServerConfig {
@@ -145,8 +134,8 @@ fn serve(
     let tracker = Rc::new(RefCell::new(tracker));
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        if let Some(l) = http.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
-            tokio::task::spawn_local(serve_http(tracker.clone(), l, stopped.clone()));
+        if let Some(l) = http {
+            tokio::task::spawn_local(super::http_conn::serve(tracker.clone(), l, stopped.clone()));
         }
         if let Some(s) = udp.and_then(|s| tokio::net::UdpSocket::from_std(s).ok()) {
             tokio::task::spawn_local(serve_udp(tracker.clone(), s, stopped.clone()));
@@ -224,57 +213,4 @@ async fn serve_udp(
             }
         }
     }
-}
-
-async fn serve_http(
-    tracker: Rc<RefCell<Tracker>>,
-    listener: tokio::net::TcpListener,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
-) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HTTP_CONNECTIONS));
-    loop {
-        let Some((stream, peer)) =
-            crate::serve::accept(&listener, &mut stopped, "tracker HTTP").await
-        else {
-            return;
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            continue;
-        };
-        let tracker = tracker.clone();
-        tokio::task::spawn_local(async move {
-            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let tracker = tracker.clone();
-                async move { Ok::<_, Infallible>(answer(&tracker, peer, &req)) }
-            });
-            // One deadline for the whole connection: an announce is one
-            // small request, and slow clients must not hold a slot.
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
-            drop(slot);
-        });
-    }
-}
-
-fn answer<B>(
-    tracker: &RefCell<Tracker>,
-    peer: SocketAddr,
-    req: &Request<B>,
-) -> Response<Full<Bytes>> {
-    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let body = (req.method() == Method::GET)
-        .then(|| super::http::respond(&mut tracker.borrow_mut(), Instant::now(), peer, target))
-        .flatten();
-    let (status, body) = match body {
-        Some(b) => (StatusCode::OK, b),
-        None => (StatusCode::NOT_FOUND, b"not found".to_vec()),
-    };
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain"),
-    );
-    r
 }
