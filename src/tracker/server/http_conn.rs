@@ -28,6 +28,8 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of request line and headers, at most: an announce's URL is a
 /// few hundred bytes, a scrape of 100 torrents about 6 KiB.
 const MAX_REQUEST: usize = 16 * 1024;
+/// Connections accepted before the other tasks get a turn.
+const ACCEPT_BATCH: usize = 64;
 /// Seconds the kernel holds a connection that has sent nothing before
 /// handing it to us anyway.
 const DEFER_ACCEPT_SECS: libc::c_int = 5;
@@ -60,8 +62,10 @@ pub(super) async fn serve(
                 }
             },
         };
-        // Every connection queued, without going back to the runtime.
-        loop {
+        // The connections queued, without going back to the runtime, but
+        // at most a batch, so that a flood does not starve UDP.
+        let mut more = true;
+        for _ in 0..ACCEPT_BATCH {
             let sock = socket2::SockRef::from(listener.get_ref());
             match sock.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) {
                 Ok((s, addr)) => {
@@ -71,6 +75,7 @@ pub(super) async fn serve(
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     ready.clear_ready();
+                    more = false;
                     break;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -81,6 +86,10 @@ pub(super) async fn serve(
                     break;
                 }
             }
+        }
+        drop(ready);
+        if more {
+            tokio::task::yield_now().await;
         }
     }
 }
@@ -203,6 +212,7 @@ pub(crate) fn answer(tracker: &mut Tracker, peer: SocketAddr, req: &[u8]) -> Opt
         Err(_) => ("400 Bad Request", b"bad request".to_vec()),
         Ok(httparse::Status::Complete(_)) => match (parsed.method, parsed.path) {
             (Some("GET"), Some(target)) => {
+                let target = origin_form(target);
                 match super::http::respond(tracker, Instant::now(), peer, target) {
                     Some(body) => ("200 OK", body),
                     None => ("404 Not Found", b"not found".to_vec()),
@@ -219,6 +229,15 @@ pub(crate) fn answer(tracker: &mut Tracker, peer: SocketAddr, req: &[u8]) -> Opt
     .into_bytes();
     out.extend_from_slice(&body);
     Some(out)
+}
+
+/// `http://host/announce?...` (absolute form, as to a proxy) as
+/// `/announce?...`.
+fn origin_form(target: &str) -> &str {
+    match target.split_once("://") {
+        Some((_, rest)) if !target.starts_with('/') => rest.find('/').map_or("/", |i| &rest[i..]),
+        _ => target,
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +257,8 @@ mod tests {
         let ok = ask(b"GET /scrape HTTP/1.0\r\n\r\n").unwrap();
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
         assert!(ok.contains("Content-Length: 11\r\n") && ok.ends_with("d5:filesdee"));
+        let absolute = ask(b"GET http://t:6969/scrape HTTP/1.1\r\n\r\n").unwrap();
+        assert!(absolute.ends_with("d5:filesdee"), "{absolute}");
         let missing = ask(b"GET /elsewhere HTTP/1.1\r\n\r\n").unwrap();
         assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
         let post = ask(b"POST /announce HTTP/1.1\r\n\r\n").unwrap();
