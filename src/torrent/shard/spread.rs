@@ -41,7 +41,7 @@ const UNPASSED: usize = 2;
 /// between pieces, also with small pieces on a fast link. Among n peers
 /// each is shown an n-th of it, at least one piece: our upload is shared
 /// among them anyway, and fewer first copies under way at once measured
-/// better (a 16-host fleet on 20 Mbit/s links: 1.16-1.21 of the lower
+/// better (a 16-host fleet on 20 Mbit/s links: 1.16-1.23 of the lower
 /// bound against 1.24-1.32, perf/RESULTS.md run 20).
 const AHEAD_BYTES: u32 = 2 << 20;
 
