@@ -31,6 +31,7 @@ pub mod picker;
 pub mod resume;
 mod serve;
 pub mod session;
+pub(crate) mod sockopt;
 pub mod storage;
 pub mod torrent;
 pub mod tracker;

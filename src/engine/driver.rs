@@ -1258,19 +1258,7 @@ fn new_socket(addr: &SocketAddr) -> std::io::Result<socket2::Socket> {
 const NOTSENT_LOWAT: libc::c_int = 128 * 1024;
 
 fn set_notsent_lowat(fd: &impl AsRawFd) {
-    let v = NOTSENT_LOWAT;
-    // SAFETY: `fd` is an open socket, and the option value is a live c_int
-    // of the length passed.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NOTSENT_LOWAT,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        log::debug!("TCP_NOTSENT_LOWAT: {}", std::io::Error::last_os_error());
+    if let Err(e) = crate::sockopt::set_tcp_int(fd, libc::TCP_NOTSENT_LOWAT, NOTSENT_LOWAT) {
+        log::debug!("TCP_NOTSENT_LOWAT: {e}");
     }
 }

@@ -11,7 +11,6 @@
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,23 +96,9 @@ pub(super) async fn serve(
 /// Asks the kernel to hand us connections only once they have sent
 /// something; without it (another OS), requests just arrive later.
 fn defer_accept(listener: &std::net::TcpListener) {
-    let secs = DEFER_ACCEPT_SECS;
-    // SAFETY: the descriptor is the listener's, open for this call, and
-    // the option value is a c_int that outlives the call, its size given.
-    let r = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&secs as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        log::debug!(
-            "tracker HTTP: no TCP_DEFER_ACCEPT: {}",
-            std::io::Error::last_os_error()
-        );
+    if let Err(e) = crate::sockopt::set_tcp_int(listener, libc::TCP_DEFER_ACCEPT, DEFER_ACCEPT_SECS)
+    {
+        log::debug!("tracker HTTP: no TCP_DEFER_ACCEPT: {e}");
     }
 }
 
