@@ -112,6 +112,12 @@ impl TorrentShard {
         self.last_second = now;
         self.next_second = now + Duration::from_secs(1);
         let secs = elapsed.as_secs_f64();
+        if let Some(s) = &mut self.spread {
+            let busy = self.conns.values().any(|c| {
+                !c.peer.am_choking && (!c.send.is_empty() || !c.peer.requests_in.is_empty())
+            });
+            s.set_idle(!busy);
+        }
         if let Some(s) = &self.spread {
             // Pieces shown to peers we choke go to others; unchoked ones
             // get new pieces for those others took over or that timed out.

@@ -14,9 +14,10 @@
 //! As in BEP 16, a peer is shown new pieces only as fast as it passes
 //! them on (another peer announces a piece it got first from us), but with
 //! a window of two such pieces rather than one, so that the seed is not
-//! left idle waiting (and not at all for a lone peer). Peers without the
-//! fast extension are served as usual. Each shard keeps its own account,
-//! so with several shards a piece may go out once per shard.
+//! left idle waiting (and not at all for a lone peer, or while our upload
+//! is idle). Peers without the fast extension are served as usual. Each
+//! shard keeps its own account, so with several shards a piece may go out
+//! once per shard.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -59,6 +60,9 @@ pub(super) struct Spread {
     /// Where the search for a piece to show starts (pieces go out in order
     /// of index otherwise, which reads the disk in order too).
     cursor: u32,
+    /// Our upload is idle (`set_idle`): peers are shown pieces whether or
+    /// not they passed theirs on.
+    idle: bool,
 }
 
 struct Shown {
@@ -88,6 +92,7 @@ impl Spread {
             owner: vec![None; pieces as usize],
             peers: HashMap::new(),
             cursor: 0,
+            idle: false,
         }
     }
 
@@ -144,6 +149,15 @@ impl Spread {
             .is_none_or(|p| p.pieces.get(piece) && !self.sent.get(piece))
     }
 
+    /// Told once a second whether nobody we unchoke has anything to take
+    /// from us: waiting for first copies to be passed on (`UNPASSED`) must
+    /// not leave our upload idle (in a 1-GiB fleet whose hosts passed
+    /// pieces on slowly it idled for seconds at a time from the third
+    /// minute on, perf/RESULTS.md run 21).
+    pub fn set_idle(&mut self, idle: bool) {
+        self.idle = idle;
+    }
+
     /// Pieces to show `conn` so that it has `ahead` open, or the rest of
     /// them once every piece has gone out; `None` if it is not in our view
     /// or there is nothing to show it now.
@@ -161,7 +175,7 @@ impl Spread {
             .retain(|&x| !sent.get(x) && self.owner[x as usize].is_some_and(|(o, _)| o == conn));
         p.unpassed
             .retain(|&(_, at)| now.duration_since(at) < PASS_TIMEOUT);
-        if crowd && p.unpassed.len() >= UNPASSED {
+        if crowd && !self.idle && p.unpassed.len() >= UNPASSED {
             return None;
         }
         let mut new = Vec::new();
@@ -339,6 +353,22 @@ mod tests {
         assert!(s.served(now, conn(1), 3, 10, 10));
         assert!(s.served(now, conn(1), 4, 10, 10));
         assert_eq!(shown(s.top_up(now, conn(1))), vec![5, 6, 7]);
+    }
+
+    #[test]
+    fn an_idle_upload_does_not_wait_for_pieces_to_be_passed_on() {
+        let now = Instant::now();
+        let mut s = Spread::new(8, HALF);
+        s.join(conn(1));
+        s.join(conn(2));
+        assert_eq!(shown(s.top_up(now, conn(1))), vec![0, 1]);
+        assert!(s.served(now, conn(1), 0, 10, 10) && s.served(now, conn(1), 1, 10, 10));
+        assert_eq!(s.top_up(now, conn(1)), None, "two not passed on");
+        s.set_idle(true);
+        assert_eq!(shown(s.top_up(now, conn(1))), vec![2, 3]);
+        s.set_idle(false);
+        assert!(s.served(now, conn(1), 2, 10, 10));
+        assert_eq!(s.top_up(now, conn(1)), None, "busy again: it waits");
     }
 
     #[test]
