@@ -62,10 +62,10 @@ pub struct Common {
     /// several peers behind one).
     #[arg(long, default_value_t = 32)]
     pub max_peers_per_ip: usize,
-    /// Memory for pieces in flight (e.g. 8M), all torrents together, and at
+    /// Memory for pieces in flight (e.g. 32M), all torrents together, and at
     /// least four pieces; raise it for links with a large bandwidth-delay
     /// product.
-    #[arg(long, value_parser = fmt::parse_size, default_value = "8M")]
+    #[arg(long, value_parser = fmt::parse_size, default_value = "32M")]
     pub memory: u64,
     /// Upload rate limit for the whole process, bytes per second (e.g. 20M).
     #[arg(long, value_parser = fmt::parse_size)]

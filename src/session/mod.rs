@@ -66,6 +66,13 @@ pub struct ResumeConfig {
     pub interval: Duration,
 }
 
+/// Piece buffers in flight, all torrents together, unless configured: room
+/// for a piece from each of the many peers a fleet host downloads from at
+/// once. With 8 MiB (eight 1-MiB pieces among 16 peers) a 16-host 1-GiB
+/// fleet took 1.10-1.23 of its lower bound; with 32 MiB 1.08 (perf/RESULTS.md
+/// run 22). Peak memory is about this plus the program.
+pub const DEFAULT_MEMORY: u64 = 32 << 20;
+
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     /// `[::]` takes both families (IPv4 peers appear as themselves), or
@@ -115,7 +122,7 @@ impl Default for SessionConfig {
             write_mode: WriteMode::Direct,
             max_connections: 200,
             max_per_ip: 32,
-            memory: 8 << 20,
+            memory: DEFAULT_MEMORY,
             max_open_files: 256,
             upload_limit: None,
             download_limit: None,

@@ -213,7 +213,7 @@ impl Sim {
             down_free_at: self.now,
             backlog: VecDeque::new(),
             next_id: 1,
-            budget: Arc::new(Budget::new(8 << 20)),
+            budget: Arc::new(Budget::new(crate::session::DEFAULT_MEMORY)),
             sent: 0,
         });
         i

@@ -508,7 +508,7 @@ impl Fleet {
             seed: 11,
             leech: cfg(),
             seeder_slots: crate::choker::ChokerConfig::default().slots,
-            memory: 8 << 20,
+            memory: crate::session::DEFAULT_MEMORY,
             verbose: false,
         }
     }
@@ -670,7 +670,7 @@ fn fleet_on_virtual_time() {
     fleet.super_seed = env("FLEET_SUPER", 0) == 1;
     fleet.seed = env("FLEET_SEED", 11);
     fleet.seeder_slots = env("FLEET_SEED_SLOTS", fleet.seeder_slots as u64) as usize;
-    fleet.memory = env("FLEET_MEMORY_MIB", 8) << 20;
+    fleet.memory = env("FLEET_MEMORY_MIB", crate::session::DEFAULT_MEMORY >> 20) << 20;
     fleet.verbose = true;
     let c = &mut fleet.leech;
     c.choker.slots = env("FLEET_SLOTS", c.choker.slots as u64) as usize;
