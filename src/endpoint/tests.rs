@@ -118,6 +118,7 @@ fn choked_requests_are_rejected_for_fast_peers() {
             slots: 0,
             optimistic_every: 1,
             seed_turn: 3,
+            lagging: 0,
         },
         ..TorrentConfig::default()
     };

@@ -647,7 +647,8 @@ fn fleet_seed_is_asked_for_what_only_it_has() {
 /// dataset of `FLEET_MIB` (256) in pieces of `FLEET_PIECE_KIB` (1024);
 /// `FLEET_SUPER=1` super-seeds; `FLEET_SEED` (the run's random seed),
 /// `FLEET_SLOTS` and `FLEET_SEED_SLOTS` (upload slots of the leechers and of
-/// the seeder), `FLEET_MINPIPE`, `FLEET_INITPIPE`, `FLEET_PIPE_MS` (request
+/// the seeder), `FLEET_LAG` (the leechers' slots for the peers furthest
+/// behind), `FLEET_MINPIPE`, `FLEET_INITPIPE`, `FLEET_PIPE_MS` (request
 /// pipelines) and `FLEET_MEMORY_MIB` (the leechers' piece budget) vary the
 /// policy. Prints each host's completion against the fluid model's lower
 /// bound. Seconds in release: `cargo test --release --lib
@@ -674,6 +675,7 @@ fn fleet_on_virtual_time() {
     fleet.verbose = true;
     let c = &mut fleet.leech;
     c.choker.slots = env("FLEET_SLOTS", c.choker.slots as u64) as usize;
+    c.choker.lagging = env("FLEET_LAG", c.choker.lagging as u64) as usize;
     c.min_pipeline = env("FLEET_MINPIPE", u64::from(c.min_pipeline)) as u32;
     c.initial_pipeline = env("FLEET_INITPIPE", u64::from(c.initial_pipeline)) as u32;
     c.pipeline_time = Duration::from_millis(env("FLEET_PIPE_MS", 2000));

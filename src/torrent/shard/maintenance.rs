@@ -200,6 +200,7 @@ impl TorrentShard {
                     upload_rate: p.up.per_second(),
                     snubbed: p.snubbed,
                     is_seed: p.is_seed(),
+                    pieces: p.piece_count(),
                 },
                 am_choking: p.am_choking,
                 am_interested: p.am_interested,
